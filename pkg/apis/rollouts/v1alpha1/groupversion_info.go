@@ -1,0 +1,49 @@
+// Package v1alpha1 holds the API of rollouts.kubeseed.io: Rollout,
+// AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun and Experiment.
+//
+// Cross-field rules that the API server can check on its own are CEL rules
+// (x-kubernetes-validations) on these types, so an invalid object is rejected
+// at admission with a message a person can act on.
+//
+// +kubebuilder:object:generate=true
+// +groupName=rollouts.kubeseed.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of every kind in this package.
+	GroupVersion = schema.GroupVersion{Group: "rollouts.kubeseed.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the kinds of this package with a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the kinds of this package to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+// Well-known labels, annotations and names shared by the controller, the CLI
+// and users' manifests.
+const (
+	// PodTemplateHashLabel carries the template hash on ReplicaSets, their pods
+	// and the selectors of the Services the controller manages.
+	PodTemplateHashLabel = "rollouts.kubeseed.io/pod-template-hash"
+
+	// PromoteAnnotation asks to leave the current pause or skip the current step.
+	PromoteAnnotation = "rollouts.kubeseed.io/promote"
+	// PromoteFullAnnotation asks to skip every remaining step and analysis.
+	PromoteFullAnnotation = "rollouts.kubeseed.io/promote-full"
+	// AbortAnnotation asks to abort the update and return traffic to stable.
+	AbortAnnotation = "rollouts.kubeseed.io/abort"
+	// RetryAnnotation asks to clear an abort and restart the steps.
+	RetryAnnotation = "rollouts.kubeseed.io/retry"
+
+	// RevisionAnnotation records the revision number of a ReplicaSet.
+	RevisionAnnotation = "rollouts.kubeseed.io/revision"
+
+	// FieldManager is the field manager of every write the controller makes.
+	FieldManager = "rollouts-controller"
+)

@@ -44,8 +44,19 @@ func RepoRoot() string {
 
 // CRDPaths returns the CRD files to install: ours, Istio's and Gateway API's.
 func CRDPaths() ([]string, error) {
+	routers, err := RouterCRDPaths()
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{filepath.Join(RepoRoot(), "manifests", "crds")}, routers...), nil
+}
+
+// RouterCRDPaths returns the CRD files of the traffic routers' APIs: Istio
+// (from the istio.io/api module) and the Gateway API standard channel (from
+// the sigs.k8s.io/gateway-api module).
+func RouterCRDPaths() ([]string, error) {
 	root := RepoRoot()
-	paths := []string{filepath.Join(root, "manifests", "crds")}
+	var paths []string
 	istio, err := moduleDir(root, "istio.io/api")
 	if err != nil {
 		return nil, err

@@ -72,7 +72,6 @@ type ExperimentSpec struct {
 }
 
 // ExperimentTemplate is one pod template of an experiment.
-//
 type ExperimentTemplate struct {
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
@@ -82,7 +81,7 @@ type ExperimentTemplate struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 	// +kubebuilder:validation:Minimum=0
 	// +optional
-	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
+	MinReadySeconds int32                  `json:"minReadySeconds,omitempty"`
 	Selector        *metav1.LabelSelector  `json:"selector"`
 	Template        corev1.PodTemplateSpec `json:"template"`
 	// Service creates a Service in front of the template.

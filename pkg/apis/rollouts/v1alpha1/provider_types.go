@@ -148,7 +148,6 @@ type TLSConfig struct {
 }
 
 // WebMetric calls an HTTP endpoint and judges its JSON answer.
-//
 type WebMetric struct {
 	// +kubebuilder:validation:MinLength=1
 	URL string `json:"url"`
@@ -178,7 +177,7 @@ type WebMetric struct {
 // JobMetric runs a Job; it succeeds or fails with the Job.
 type JobMetric struct {
 	// +optional
-	Metadata PodMetadata `json:"metadata,omitempty"`
+	Metadata PodMetadata     `json:"metadata,omitempty"`
 	Spec     batchv1.JobSpec `json:"spec"`
 }
 

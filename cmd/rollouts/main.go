@@ -1,0 +1,184 @@
+// Command rollouts is the controller manager: it parses flags, wires the
+// Rollout, AnalysisRun and Experiment reconcilers into a controller-runtime
+// manager, and runs it until SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubeseed/rollouts/pkg/analysis"
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/experiments"
+	"github.com/kubeseed/rollouts/pkg/rollout"
+	"github.com/kubeseed/rollouts/pkg/version"
+)
+
+// options are the command-line flags of DESIGN.md §9. --kubeconfig is
+// registered by controller-runtime's config package.
+type options struct {
+	namespace         string
+	leaderElect       bool
+	leaderElectionNS  string
+	metricsAddr       string
+	probeAddr         string
+	rolloutWorkers    int
+	analysisWorkers   int
+	experimentWorkers int
+	prometheusAddress string
+	gracefulShutdown  time.Duration
+	printVersion      bool
+	zap               zap.Options
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
+	o := &options{zap: zap.Options{Development: false}}
+	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (namespaced mode, needs only a Role). Empty watches all namespaces.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader through a Lease so only one replica reconciles.")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (default: the pod's namespace).")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8090", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8091", "Address of the /healthz and /readyz probes.")
+	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 10, "Rollouts reconciled in parallel.")
+	fs.IntVar(&o.analysisWorkers, "analysis-workers", 10, "AnalysisRuns reconciled in parallel.")
+	fs.IntVar(&o.experimentWorkers, "experiment-workers", 5, "Experiments reconciled in parallel.")
+	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Default Prometheus address for metrics that don't set one.")
+	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight reconciles may take to finish on shutdown.")
+	fs.BoolVar(&o.printVersion, "version", false, "Print the version and exit.")
+	o.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for name, n := range map[string]int{"rollout-workers": o.rolloutWorkers, "analysis-workers": o.analysisWorkers, "experiment-workers": o.experimentWorkers} {
+		if n < 1 {
+			return nil, fmt.Errorf("--%s must be at least 1, got %d", name, n)
+		}
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if o.printVersion {
+		fmt.Println(version.Get())
+		return
+	}
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.Error(err, "Controller stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options) error {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("Starting rollouts controller", "version", version.Get().Version, "commit", version.Get().Commit, "namespace", o.namespace)
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, managerOptions(o))
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := setupReconcilers(mgr, o); err != nil {
+		return err
+	}
+	if err := setupProbes(mgr); err != nil {
+		return err
+	}
+	log.Info("Starting manager")
+	return mgr.Start(ctx)
+}
+
+func managerOptions(o *options) manager.Options {
+	// The ReplicaSet cache holds only ReplicaSets the controller manages, so
+	// memory stays bounded on clusters with many Deployments.
+	managed, err := labels.NewRequirement(v1alpha1.PodTemplateHashLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // constant input
+	}
+	cacheOpts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&appsv1.ReplicaSet{}: {Label: labels.NewSelector().Add(*managed)},
+		},
+	}
+	if o.namespace != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	}
+	return manager.Options{
+		Scheme:                        apis.NewScheme(),
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "rollouts-controller.rollouts.kubeseed.io",
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.gracefulShutdown,
+		Client: client.Options{
+			FieldOwner: v1alpha1.FieldManager,
+		},
+	}
+}
+
+func setupReconcilers(mgr manager.Manager, o *options) error {
+	c := mgr.GetClient()
+	if err := (&rollout.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
+		return fmt.Errorf("setting up rollout reconciler: %w", err)
+	}
+	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
+		return fmt.Errorf("setting up analysis reconciler: %w", err)
+	}
+	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {
+		return fmt.Errorf("setting up experiment reconciler: %w", err)
+	}
+	return nil
+}
+
+// setupProbes serves /healthz (the process is alive) and /readyz (every
+// informer has synced, so reconciles see a complete cache).
+func setupProbes(mgr manager.Manager) error {
+	var synced atomic.Bool
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if mgr.GetCache().WaitForCacheSync(ctx) {
+			synced.Store(true)
+		}
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("informers", func(*http.Request) error {
+		if !synced.Load() {
+			return errors.New("informers have not synced yet")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,29 @@
+// Package cli implements the kubectl plugin `kubectl rollouts`.
+package cli
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// NewRootCommand builds `kubectl rollouts` with the standard kubectl flags
+// (--kubeconfig, --context, -n, …).
+func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	flags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-rollouts",
+		Short: "Watch, promote and abort progressive rollouts",
+		Long: `kubectl rollouts drives Rollouts of rollouts.kubeseed.io: canary and
+blue-green releases with traffic shifting and metric analysis.`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl rollouts"},
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	flags.AddFlags(root.PersistentFlags())
+	root.AddCommand(newVersionCommand(streams, flags))
+	return root
+}

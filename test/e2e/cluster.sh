@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# cluster.sh up NAME NODES KUBECONFIG | down NAME — a local Kubernetes cluster
+# from the binaries in bin/: etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler run as processes, kwok simulates NODES nodes whose pods become
+# Running and Ready. State lives under bin/clusters/ (KWOK_WORKDIR), so several
+# clusters (tests, demo) can run side by side.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bin="$root/bin"
+export KWOK_WORKDIR="${KWOK_WORKDIR:-$bin/clusters}"
+# kwokctl looks for kubectl on PATH and would otherwise try to download one.
+export PATH="$bin:$PATH"
+
+cmd="${1:-}"
+name="${2:-rollouts}"
+case "$cmd" in
+up)
+	nodes="${3:-4}"
+	kubeconfig="${4:-$bin/kubeconfig}"
+	extra=()
+	[[ "${DISABLE_QPS_LIMITS:-}" == "true" ]] && extra+=(--disable-qps-limits)
+	if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
+		echo "cluster $name exists; recreating it" >&2
+		kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
+	fi
+	kwokctl create cluster --name "$name" --runtime binary \
+		--etcd-binary "$bin/etcd" \
+		--kube-apiserver-binary "$bin/kube-apiserver" \
+		--kube-controller-manager-binary "$bin/kube-controller-manager" \
+		--kube-scheduler-binary "$bin/kube-scheduler" \
+		--kwok-controller-binary "$bin/kwok" \
+		--kubeconfig "$kubeconfig.tmp" --wait 120s "${extra[@]}" >&2
+	# kwokctl merges into the given kubeconfig; write our own single-cluster file.
+	cp "$KWOK_WORKDIR/clusters/$name/kubeconfig.yaml" "$kubeconfig"
+	rm -f "$kubeconfig.tmp"
+	kwokctl scale node --name "$name" --replicas "$nodes" >&2
+	kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready nodes --all --timeout=60s >&2
+	echo "cluster $name is up with $nodes nodes; kubeconfig: $kubeconfig" >&2
+	;;
+down)
+	kwokctl delete cluster --name "$name" >&2 || true
+	;;
+*)
+	echo "usage: $0 up NAME [NODES] [KUBECONFIG] | down NAME" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,347 @@
+//go:build e2e
+
+// Package e2e runs the controller binary against a whole local cluster (kwok
+// simulated nodes, real control plane), installed from manifests/ and running
+// with exactly the permissions of its ServiceAccount.
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeseed/rollouts/test/testenv"
+)
+
+const (
+	controllerNS = "rollouts-system"
+	controllerSA = "rollouts-controller"
+)
+
+var (
+	cl  *cluster
+	ctl *controller
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	cl, err = newCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer cl.down()
+	ctx := context.Background()
+	if _, err := cl.kubectl(ctx, "", "apply", "--server-side", "-k", "manifests"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: installing manifests:", err)
+		return 1
+	}
+	// The routers' CRDs (Istio, Gateway API), from their Go modules, as a
+	// mesh or gateway install would provide them.
+	crds, err := testenv.RouterCRDPaths()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	for _, p := range crds {
+		if _, err := cl.kubectl(ctx, "", "apply", "--server-side", "-f", p); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: installing router CRDs:", err)
+			return 1
+		}
+	}
+	if _, err := cl.kubectl(ctx, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	kc, err := cl.impersonating(controllerNS, controllerSA)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	ctl, err = cl.startController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := ctl.stop(40 * time.Second); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: controller did not shut down cleanly: %v\n%s", err, ctl.log())
+		code = 1
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: controller log: %s\n", ctl.logPath)
+	}
+	return code
+}
+
+// namespace creates a namespace of the test's own.
+func namespace(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = strings.Trim(name, "-") + "-" + hex.EncodeToString(b)
+	cl.mustKubectl(t, "", "create", "namespace", name)
+	t.Cleanup(func() { _, _ = cl.kubectl(context.Background(), "", "delete", "namespace", name, "--wait=false") })
+	return name
+}
+
+func TestDeploymentPodsBecomeReadyOnSimulatedNodes(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	cl.mustKubectl(t, "", "-n", ns, "create", "deployment", "web", "--image=registry.example/web:1", "--replicas=3")
+	eventually(t, 60*time.Second, "3 ready pods", func(ctx context.Context) (bool, string) {
+		out, err := cl.kubectl(ctx, "", "-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}")
+		return err == nil && strings.TrimSpace(out) == "3", "readyReplicas=" + out
+	})
+	out := cl.mustKubectl(t, "", "-n", ns, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{"\n"}{end}`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "Running node-") {
+			t.Errorf("pod not running on a simulated node: %q", line)
+		}
+	}
+}
+
+func TestControllerProbesAndMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		code, body, err := httpGet(ctx, ctl.probes+p)
+		if err != nil || code != http.StatusOK {
+			t.Errorf("GET %s: %d %q %v", p, code, body, err)
+		}
+	}
+	code, body, err := httpGet(ctx, ctl.probes+"/nonexistent")
+	if err != nil || code == http.StatusOK {
+		t.Errorf("GET /nonexistent answered %d %q %v; want an error status", code, body, err)
+	}
+
+	// A Rollout created now must be reconciled by the rollout controller,
+	// which shows the watch works with the ServiceAccount's permissions.
+	ns := namespace(t)
+	before := reconcileCount(t, "rollout")
+	cl.mustKubectl(t, `
+apiVersion: rollouts.kubeseed.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: registry.example/web:1}]}
+  strategy: {canary: {steps: [{setWeight: 50}, {pause: {}}]}}
+`, "-n", ns, "apply", "-f", "-")
+	eventually(t, 30*time.Second, "rollout reconciled", func(context.Context) (bool, string) {
+		n := reconcileCount(t, "rollout")
+		return n > before, fmt.Sprintf("reconcile_total went from %d to %d", before, n)
+	})
+	_, metrics, err := httpGet(ctx, ctl.metrics+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`controller_runtime_active_workers\{controller="analysisrun"\}`,
+		`controller_runtime_active_workers\{controller="experiment"\}`,
+		`controller_runtime_active_workers\{controller="rollout"\}`,
+		`rest_client_requests_total\{`,
+		`leader_election_master_status\{name="rollouts-controller.rollouts.kubeseed.io"\} 1`,
+	} {
+		if !regexp.MustCompile(want).MatchString(metrics) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// reconcileCount reads controller_runtime_reconcile_total of one controller,
+// summed over results.
+func reconcileCount(t *testing.T, controllerName string) int {
+	t.Helper()
+	_, body, err := httpGet(context.Background(), ctl.metrics+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^controller_runtime_reconcile_total\{controller="` + controllerName + `",result="[a-z_]+"\} (\d+)$`)
+	total := 0
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		n, _ := strconv.Atoi(m[1])
+		total += n
+	}
+	return total
+}
+
+// lastLine is the last non-empty line of out (kubectl auth can-i prints
+// warnings before its answer).
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func TestControllerHoldsTheLeaderLease(t *testing.T) {
+	t.Parallel()
+	out := cl.mustKubectl(t, "", "-n", controllerNS, "get", "lease", "rollouts-controller.rollouts.kubeseed.io", "-o", "jsonpath={.spec.holderIdentity}")
+	if strings.TrimSpace(out) == "" {
+		t.Fatalf("lease has no holder")
+	}
+}
+
+func TestControllerLogsAreJSONWithoutPermissionErrors(t *testing.T) {
+	t.Parallel()
+	log := ctl.log()
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("expected log lines, got %q", log)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "{") {
+			t.Errorf("log line is not JSON: %s", l)
+		}
+		if strings.Contains(l, "forbidden") {
+			t.Errorf("permission error in controller log: %s", l)
+		}
+	}
+}
+
+// TestServiceAccountIsLeastPrivilege checks what the rendered RBAC grants.
+func TestServiceAccountIsLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	as := fmt.Sprintf("--as=system:serviceaccount:%s:%s", controllerNS, controllerSA)
+	rows := []struct {
+		verb, resource, ns string
+		want               bool
+	}{
+		{"patch", "rollouts.rollouts.kubeseed.io --subresource=status", "any", true},
+		{"update", "rollouts.rollouts.kubeseed.io", "any", true},
+		{"create", "replicasets.apps", "any", true},
+		{"create", "pods --subresource=eviction", "any", true},
+		{"patch", "services", "any", true},
+		{"get", "secrets", "any", true},
+		{"patch", "httproutes.gateway.networking.k8s.io", "any", true},
+		{"patch", "virtualservices.networking.istio.io", "any", true},
+		{"create", "ingresses.networking.k8s.io", "any", true},
+		{"create", "jobs.batch", "any", true},
+		{"update", "leases.coordination.k8s.io", controllerNS, true},
+		{"list", "clusteranalysistemplates.rollouts.kubeseed.io", "", true},
+
+		{"list", "secrets", "any", false},
+		{"create", "pods", "any", false},
+		{"delete", "pods", "any", false},
+		{"delete", "rollouts.rollouts.kubeseed.io", "any", false},
+		{"update", "leases.coordination.k8s.io", "kube-system", false},
+		{"delete", "nodes", "", false},
+		{"delete", "namespaces", "", false},
+		{"create", "clusterrolebindings.rbac.authorization.k8s.io", "", false},
+		{"update", "customresourcedefinitions.apiextensions.k8s.io", "", false},
+		{"create", "clusteranalysistemplates.rollouts.kubeseed.io", "", false},
+	}
+	for _, r := range rows {
+		args := append([]string{"auth", "can-i", r.verb}, strings.Fields(r.resource)...)
+		args = append(args, as)
+		if r.ns != "" {
+			args = append(args, "-n", r.ns)
+		}
+		out, _ := cl.kubectl(context.Background(), "", args...) // can-i exits 1 for "no"
+		got := lastLine(out) == "yes"
+		if got != r.want {
+			t.Errorf("can-i %s %s -n %q: got %q, want %v", r.verb, r.resource, r.ns, strings.TrimSpace(out), r.want)
+		}
+	}
+}
+
+// TestNamespacedMode installs the namespaced overlay into a namespace and runs
+// a second controller there with only the overlay's Role.
+func TestNamespacedMode(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	// A user's own kustomization on top of the overlay, as the overlay's
+	// comment suggests, choosing the namespace.
+	dir := filepath.Join(cl.logDir, "overlay-"+ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, filepath.Join(cl.root, "manifests", "namespaced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := fmt.Sprintf("namespace: %s\nresources:\n- %s\n", ns, rel)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := exec.Command(cl.bin("kubectl"), "kustomize", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kustomize: %v\n%s", err, rendered)
+	}
+	if strings.Contains(string(rendered), "kind: ClusterRole") {
+		t.Fatalf("namespaced overlay renders cluster-wide RBAC:\n%s", rendered)
+	}
+	cl.mustKubectl(t, string(rendered), "apply", "--server-side", "-f", "-")
+
+	kc, err := cl.impersonating(ns, controllerSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsCtl, err := cl.startController("namespaced-"+ns, kc, "--namespace="+ns, "--leader-elect", "--leader-election-namespace="+ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nsCtl.stop(40 * time.Second) })
+
+	as := fmt.Sprintf("--as=system:serviceaccount:%s:%s", ns, controllerSA)
+	if out, _ := cl.kubectl(context.Background(), "", "auth", "can-i", "list", "rollouts.rollouts.kubeseed.io", "-n", "default", as); lastLine(out) != "no" {
+		t.Errorf("namespaced ServiceAccount may list rollouts in another namespace: %s", out)
+	}
+	if out, _ := cl.kubectl(context.Background(), "", "auth", "can-i", "patch", "rollouts.rollouts.kubeseed.io", "--subresource=status", "-n", ns, as); lastLine(out) != "yes" {
+		t.Errorf("namespaced ServiceAccount may not patch rollout status in its namespace: %s", out)
+	}
+	if strings.Contains(nsCtl.log(), "forbidden") {
+		t.Errorf("permission errors in the namespaced controller's log:\n%s", nsCtl.log())
+	}
+}
+
+// TestGracefulShutdown stops a controller with SIGTERM and expects a clean,
+// prompt exit that releases its Lease.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	kc, err := cl.impersonating(controllerNS, controllerSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cl.startController("shutdown", kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.stop(40 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.log())
+	}
+	if !strings.Contains(c.log(), "Stopping and waiting for") {
+		t.Errorf("no orderly shutdown in the log:\n%s", c.log())
+	}
+}
+
+func TestPluginVersionFindsTheController(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(cl.bin("kubectl-rollouts"), "--kubeconfig", cl.kubeconfig, "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl-rollouts version: %v\n%s", err, out)
+	}
+	want := "controller: rollouts-system/rollouts-controller image "
+	if !strings.Contains(string(out), want) {
+		t.Errorf("version output lacks %q:\n%s", want, out)
+	}
+}

@@ -10,7 +10,7 @@ ROOT      := $(CURDIR)
 BIN       := $(ROOT)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -X github.com/kubeseed/rollouts/pkg/version.Version=$(VERSION) -X github.com/kubeseed/rollouts/pkg/version.Commit=$(COMMIT)
+LDFLAGS   := -s -w -X github.com/kubeseed/rollouts/pkg/version.Version=$(VERSION) -X github.com/kubeseed/rollouts/pkg/version.Commit=$(COMMIT)
 NODES     ?= 4
 CLUSTER   ?= rollouts
 KUBECONFIG_FILE := $(BIN)/kubeconfig
@@ -50,7 +50,7 @@ verify: generate ## Fail when generated files are stale or gofmt / go vet compla
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet -tags $(TEST_TAGS) ./...
 	@git diff --exit-code -- pkg/apis manifests/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- pkg/apis manifests/crds)" || { echo "untracked generated files:"; git status --porcelain -- pkg/apis manifests/crds; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- pkg/apis manifests/crds)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- pkg/apis manifests/crds; exit 1; }
 
 .PHONY: lint
 lint: ## Run golangci-lint (built from its module).
@@ -71,10 +71,20 @@ cluster-up: tools ## Start a local kwok cluster with NODES simulated nodes; kube
 cluster-down: ## Stop and delete the local kwok cluster.
 	@./test/e2e/cluster.sh down $(CLUSTER)
 
+##@ Demo
+
+.PHONY: demo
+demo: tools build ## Start a local cluster, install the CRDs and controller, deploy an example.
+	@./hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop the demo controller and cluster.
+	@./hack/demo.sh down
+
 ##@ Test
 
 .PHONY: test
-test: verify test-unit test-integration test-e2e ## Everything CI runs: verify, unit, integration (envtest) and e2e (kwok) tests.
+test: verify lint test-unit test-integration test-e2e ## Everything CI runs: verify, lint, unit, integration (envtest) and e2e (kwok) tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no cluster).
@@ -84,6 +94,11 @@ test-unit: ## Unit tests (no cluster).
 test-integration: ## Integration tests against a real kube-apiserver (envtest).
 	@./test/tools/install.sh $(ENVTEST_TOOLS)
 	go test $(TEST_FLAGS) -tags integration -run Integration ./...
+
+.PHONY: clean
+clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
+	-./test/e2e/cluster.sh down demo >/dev/null 2>&1
+	rm -rf $(BIN)
 
 .PHONY: test-e2e
 test-e2e: tools build ## End-to-end tests on a local kwok cluster.

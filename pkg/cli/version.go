@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,17 +69,16 @@ func printVersion(w io.Writer, out versionOutput, format string, clientOnly bool
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	case "":
-		fmt.Fprintf(w, "kubectl-rollouts: %s\n", out.Plugin)
-		if clientOnly {
-			return nil
-		}
-		if len(out.Controller) == 0 {
-			fmt.Fprintf(w, "controller: not found (no Deployment labelled %s)\n", ControllerLabelSelector)
+		var b strings.Builder
+		fmt.Fprintf(&b, "kubectl-rollouts: %s\n", out.Plugin)
+		if !clientOnly && len(out.Controller) == 0 {
+			fmt.Fprintf(&b, "controller: not found (no Deployment labelled %s)\n", ControllerLabelSelector)
 		}
 		for _, c := range out.Controller {
-			fmt.Fprintf(w, "controller: %s/%s image %s\n", c.Namespace, c.Name, c.Image)
+			fmt.Fprintf(&b, "controller: %s/%s image %s\n", c.Namespace, c.Name, c.Image)
 		}
-		return nil
+		_, err := io.WriteString(w, b.String())
+		return err
 	}
 	return fmt.Errorf("unknown output format %q: use json or leave it empty", format)
 }

@@ -24,7 +24,7 @@ up)
 		echo "cluster $name exists; recreating it" >&2
 		kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
 	fi
-	kwokctl create cluster --name "$name" --runtime binary \
+	kwokctl -v WARN create cluster --name "$name" --runtime binary \
 		--etcd-binary "$bin/etcd" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \
@@ -34,12 +34,12 @@ up)
 	# kwokctl merges into the given kubeconfig; write our own single-cluster file.
 	cp "$KWOK_WORKDIR/clusters/$name/kubeconfig.yaml" "$kubeconfig"
 	rm -f "$kubeconfig.tmp"
-	kwokctl scale node --name "$name" --replicas "$nodes" >&2
+	kwokctl -v WARN scale node --name "$name" --replicas "$nodes" >&2
 	kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready nodes --all --timeout=60s >&2
 	echo "cluster $name is up with $nodes nodes; kubeconfig: $kubeconfig" >&2
 	;;
 down)
-	kwokctl delete cluster --name "$name" >&2 || true
+	kwokctl -v WARN delete cluster --name "$name" >&2 || true
 	;;
 *)
 	echo "usage: $0 up NAME [NODES] [KUBECONFIG] | down NAME" >&2

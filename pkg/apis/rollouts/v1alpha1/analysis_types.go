@@ -322,9 +322,3 @@ type Measurement struct {
 	// +optional
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AnalysisTemplate{}, &AnalysisTemplateList{},
-		&ClusterAnalysisTemplate{}, &ClusterAnalysisTemplateList{},
-		&AnalysisRun{}, &AnalysisRunList{})
-}

@@ -167,7 +167,3 @@ type ExperimentAnalysisRunStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Experiment{}, &ExperimentList{})
-}

@@ -364,7 +364,3 @@ type LastHandledRequests struct {
 	// +optional
 	Retry string `json:"retry,omitempty"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Rollout{}, &RolloutList{})
-}

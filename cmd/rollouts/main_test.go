@@ -1,0 +1,111 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+func parse(t *testing.T, args ...string) (*options, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("rollouts", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return parseFlags(fs, args)
+}
+
+func TestDefaultsMatchTheDesign(t *testing.T) {
+	o, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{o.metricsAddr, o.probeAddr, o.namespace, o.leaderElect, o.rolloutWorkers, o.analysisWorkers}
+	want := []any{":8090", ":8091", "", false, 10, 10}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestBadFlagsAreRejected(t *testing.T) {
+	for _, args := range [][]string{
+		{"--rollout-workers=0"},
+		{"--analysis-workers=-1"},
+		{"--no-such-flag"},
+		{"--zap-log-level=loud"},
+	} {
+		if _, err := parse(t, args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+func TestManagerOptions(t *testing.T) {
+	o, err := parse(t, "--namespace=team-a", "--leader-elect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := managerOptions(o)
+	if _, ok := m.Cache.DefaultNamespaces["team-a"]; !ok || len(m.Cache.DefaultNamespaces) != 1 {
+		t.Errorf("namespaced mode caches %v, want only team-a", m.Cache.DefaultNamespaces)
+	}
+	if !m.LeaderElection || m.LeaderElectionID == "" {
+		t.Errorf("leader election not configured: %v %q", m.LeaderElection, m.LeaderElectionID)
+	}
+	var rsSelector labels.Selector
+	for obj, by := range m.Cache.ByObject {
+		if _, ok := obj.(*appsv1.ReplicaSet); ok {
+			rsSelector = by.Label
+		}
+	}
+	if rsSelector == nil {
+		t.Fatal("the ReplicaSet cache is not label-filtered")
+	}
+	managed := labels.Set{v1alpha1.PodTemplateHashLabel: "abc"}
+	unmanaged := labels.Set{"pod-template-hash": "abc"}
+	if !rsSelector.Matches(managed) || rsSelector.Matches(unmanaged) {
+		t.Errorf("ReplicaSet cache selector %q must keep only managed ReplicaSets", rsSelector)
+	}
+
+	all, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := managerOptions(all).Cache.DefaultNamespaces; len(ns) != 0 {
+		t.Errorf("cluster mode restricts the cache to %v", ns)
+	}
+}
+
+// TestManifestArgsAreFlags keeps manifests/ in step with the binary: every
+// argument the Deployments pass must parse.
+func TestManifestArgsAreFlags(t *testing.T) {
+	for _, path := range []string{
+		filepath.Join("..", "..", "manifests", "controller", "deployment.yaml"),
+	} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal(data, &d); err != nil {
+			t.Fatal(err)
+		}
+		args := d.Spec.Template.Spec.Containers[0].Args
+		// The namespaced overlay appends this one.
+		args = append(args, "--namespace=$(POD_NAMESPACE)")
+		for i := range args {
+			args[i] = strings.ReplaceAll(args[i], "$(POD_NAMESPACE)", "rollouts")
+		}
+		if _, err := parse(t, args...); err != nil {
+			t.Errorf("%s: args %v: %v", path, args, err)
+		}
+	}
+}

@@ -49,6 +49,7 @@ generate: ## Regenerate deepcopy code and CRDs (manifests/crds) with controller-
 verify: generate ## Fail when generated files are stale or gofmt / go vet complain.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet -tags $(TEST_TAGS) ./...
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@git diff --exit-code -- pkg/apis manifests/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard -- pkg/apis manifests/crds)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- pkg/apis manifests/crds; exit 1; }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 
 	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -18,16 +17,12 @@ import (
 // Reconciler reconciles AnalysisRuns.
 type Reconciler struct {
 	Client client.Client
-	Clock  clock.PassiveClock
 	// PrometheusAddress is the default address of the prometheus provider.
 	PrometheusAddress string
 }
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Options) error {
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.AnalysisRun{}).
 		Owns(&batchv1.Job{}).

@@ -16,6 +16,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -312,5 +313,44 @@ func TestIntegrationSelectorIsImmutable(t *testing.T) {
 	err := env.Client.Update(context.Background(), obj)
 	if err == nil || !strings.Contains(err.Error(), "selector is immutable") {
 		t.Fatalf("update of the selector: got %v, want a rejection with %q", err, "selector is immutable")
+	}
+}
+
+// TestIntegrationScaleSubresource: an HPA scales a Rollout through /scale,
+// which maps to spec.replicas, status.HPAReplicas and status.selector.
+func TestIntegrationScaleSubresource(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	obj := toObject(t, []byte(minimalCanary), ns)
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	var ro v1alpha1.Rollout
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &ro); err != nil {
+		t.Fatal(err)
+	}
+	ro.Status.HPAReplicas = 2
+	ro.Status.Selector = "app=web"
+	if err := env.Client.Status().Update(ctx, &ro); err != nil {
+		t.Fatal(err)
+	}
+
+	scale := &autoscalingv1.Scale{}
+	if err := env.Client.SubResource("scale").Get(ctx, &ro, scale); err != nil {
+		t.Fatal(err)
+	}
+	if scale.Spec.Replicas != 1 || scale.Status.Replicas != 2 || scale.Status.Selector != "app=web" {
+		t.Errorf("scale = spec %d, status %d %q; want spec 1, status 2 \"app=web\"", scale.Spec.Replicas, scale.Status.Replicas, scale.Status.Selector)
+	}
+	scale.Spec.Replicas = 7
+	if err := env.Client.SubResource("scale").Update(ctx, &ro, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &ro); err != nil {
+		t.Fatal(err)
+	}
+	if *ro.Spec.Replicas != 7 {
+		t.Errorf("spec.replicas after scaling = %d, want 7", *ro.Spec.Replicas)
 	}
 }

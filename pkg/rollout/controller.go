@@ -1,37 +1,138 @@
 // Package rollout is the Rollout reconciler: it observes a Rollout and the
-// objects it owns, plans what to do with a pure function, and applies the plan.
+// objects it owns, decides what to do with a pure planner (plan.go), and a
+// thin applier carries the plan out (apply.go).
 package rollout
 
 import (
 	"context"
+	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
+// serviceIndex indexes Rollouts by the Services their strategy names.
+const serviceIndex = "rollouts.kubeseed.io/services"
+
 // Reconciler reconciles Rollouts.
 type Reconciler struct {
 	Client client.Client
+	// APIReader reads around the cache, to tell a name collision from a
+	// ReplicaSet the cache has not seen yet.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 }
 
-// SetupWithManager registers the reconciler and its watches.
+// SetupWithManager registers the reconciler, its index and its watches:
+// Rollouts, the ReplicaSets they own, and the Services they name.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Options) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("rollouts-controller")
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, serviceIndex, func(o client.Object) []string {
+		var names []string
+		for _, ref := range serviceRefs(o.(*v1alpha1.Rollout)) {
+			names = append(names, ref.name)
+		}
+		return names
+	}); err != nil {
+		return fmt.Errorf("indexing rollouts by service: %w", err)
+	}
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForService)).
 		WithOptions(opts).
 		Complete(r)
 }
 
-// Reconcile is not implemented yet: the canary and blue-green strategies come
-// with the Rollout reconciler issue. Until then Rollouts are watched (so the
-// cache, RBAC and workers are exercised) and left untouched.
-func (r *Reconciler) Reconcile(context.Context, reconcile.Request) (reconcile.Result, error) {
-	return reconcile.Result{}, nil
+// rolloutsForService maps a Service to the Rollouts that name it.
+func (r *Reconciler) rolloutsForService(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.RolloutList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{serviceIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "Listing rollouts for a service", "service", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ro := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}})
+	}
+	return reqs
+}
+
+// Reconcile observes one Rollout, plans, and applies the plan.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var ro v1alpha1.Rollout
+	if err := r.Client.Get(ctx, req.NamespacedName, &ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)
+	}
+	if !ro.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	in, err := r.observe(ctx, &ro)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	p, err := plan(in)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("planning: %w", err)
+	}
+	return r.apply(ctx, &ro, p)
+}
+
+// observe gathers the planner's input from the cache.
+func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
+	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
+	if ro.Spec.Selector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
+		if err == nil && !sel.Empty() {
+			var list appsv1.ReplicaSetList
+			if err := r.Client.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+				return Input{}, fmt.Errorf("listing replicasets: %w", err)
+			}
+			for i := range list.Items {
+				rs := &list.Items[i]
+				owner := metav1.GetControllerOf(rs)
+				if (owner == nil || owner.UID == ro.UID) && rs.DeletionTimestamp.IsZero() {
+					in.ReplicaSets = append(in.ReplicaSets, rs)
+				}
+			}
+		}
+	}
+	for _, ref := range serviceRefs(ro) {
+		var svc corev1.Service
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.name}, &svc)
+		switch {
+		case err == nil:
+			in.Services[ref.name] = &svc
+		case !apierrors.IsNotFound(err):
+			return Input{}, fmt.Errorf("getting service %s: %w", ref.name, err)
+		}
+	}
+	return in, nil
 }

@@ -1,0 +1,174 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// errRequeue asks for another reconcile without logging an error: the cache
+// was behind the API server.
+var errRequeue = errors.New("cache is stale")
+
+// staleCacheRetry is how soon to look again after errRequeue; the watch event
+// that brings the cache up to date usually comes first.
+const staleCacheRetry = 250 * time.Millisecond
+
+// apply carries out a plan: adoptions, the new ReplicaSet, Service selectors,
+// scaling, deletions; then the status, in one patch, and the events. Writes
+// carry the rollouts-controller field manager; scale patches are guarded by
+// the resourceVersion the plan saw, so a stale cache cannot scale twice.
+func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+	err := r.applyObjects(ctx, ro, &p)
+	switch {
+	case errors.Is(err, errRequeue):
+		logger.V(1).Info("Requeueing: cache behind the API server")
+		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+	case err != nil:
+		return reconcile.Result{}, err
+	}
+	if err := r.writeStatus(ctx, ro, p.Status); err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, e := range p.Events {
+		typ := corev1.EventTypeNormal
+		if e.Warning {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(ro, nil, typ, e.Reason, e.Reason, "%s", e.Message)
+	}
+	return reconcile.Result{RequeueAfter: p.RequeueAfter}, nil
+}
+
+func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
+	logger := log.FromContext(ctx)
+	for _, name := range p.Adopt {
+		logger.Info("Adopting ReplicaSet", "replicaSet", name)
+		if err := r.adopt(ctx, ro, name); err != nil {
+			return err
+		}
+	}
+	if p.Create != nil {
+		logger.Info("Creating ReplicaSet", "replicaSet", p.Create.Name, "replicas", ptr.Deref(p.Create.Spec.Replicas, 0))
+		if err := r.create(ctx, ro, p); err != nil {
+			return err
+		}
+	}
+	for _, sc := range p.Services {
+		logger.Info("Switching Service selector", "service", sc.Name, "hash", sc.Hash)
+		patch := fmt.Sprintf(`{"spec":{"selector":{%q:%q}}}`, v1alpha1.PodTemplateHashLabel, sc.Hash)
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: sc.Name}}
+		if err := r.Client.Patch(ctx, svc, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+			return fmt.Errorf("patching service %s: %w", sc.Name, err)
+		}
+	}
+	for _, sc := range p.Scale {
+		logger.Info("Scaling ReplicaSet", "replicaSet", sc.Name, "from", sc.From, "to", sc.To, "reason", sc.Reason)
+		if err := r.scale(ctx, ro.Namespace, sc); err != nil {
+			return err
+		}
+	}
+	for _, name := range p.Delete {
+		logger.Info("Deleting old ReplicaSet beyond revisionHistoryLimit", "replicaSet", name)
+		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		if err := r.Client.Delete(ctx, rs); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting replicaset %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, name string) error {
+	var rs appsv1.ReplicaSet
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, &rs); err != nil {
+		return fmt.Errorf("getting replicaset %s to adopt: %w", name, err)
+	}
+	if metav1.GetControllerOf(&rs) != nil {
+		return errRequeue
+	}
+	orig := rs.DeepCopy()
+	rs.OwnerReferences = append(rs.OwnerReferences, *metav1.NewControllerRef(ro, v1alpha1.GroupVersion.WithKind("Rollout")))
+	if err := r.Client.Patch(ctx, &rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		if apierrors.IsConflict(err) {
+			return errRequeue
+		}
+		return fmt.Errorf("adopting replicaset %s: %w", name, err)
+	}
+	return nil
+}
+
+// create makes the new ReplicaSet. A name taken by a ReplicaSet that isn't
+// ours is a hash collision: the collision count goes up and the next plan
+// picks another name.
+func (r *Reconciler) create(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
+	err := r.Client.Create(ctx, p.Create, client.FieldOwner(v1alpha1.FieldManager))
+	if !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("creating replicaset %s: %w", p.Create.Name, err)
+		}
+		return nil
+	}
+	var existing appsv1.ReplicaSet
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.Create), &existing); err != nil {
+		return fmt.Errorf("reading replicaset %s after a name conflict: %w", p.Create.Name, err)
+	}
+	if owner := metav1.GetControllerOf(&existing); owner != nil && owner.UID == ro.UID {
+		return errRequeue
+	}
+	count := ptr.Deref(ro.Status.CollisionCount, 0) + 1
+	log.FromContext(ctx).Info("ReplicaSet name collision: trying another hash", "replicaSet", p.Create.Name, "collisionCount", count)
+	st := ro.Status.DeepCopy()
+	st.CollisionCount = &count
+	if err := r.writeStatus(ctx, ro, *st); err != nil {
+		return err
+	}
+	return errRequeue
+}
+
+func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange) error {
+	var rs appsv1.ReplicaSet
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: sc.Name}, &rs); err != nil {
+		return fmt.Errorf("getting replicaset %s: %w", sc.Name, err)
+	}
+	if ptr.Deref(rs.Spec.Replicas, 1) != sc.From {
+		return errRequeue
+	}
+	orig := rs.DeepCopy()
+	rs.Spec.Replicas = ptr.To(sc.To)
+	err := r.Client.Patch(ctx, &rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(v1alpha1.FieldManager))
+	if apierrors.IsConflict(err) {
+		return errRequeue
+	}
+	if err != nil {
+		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
+	}
+	return nil
+}
+
+// writeStatus patches the status subresource when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus) error {
+	if equality.Semantic.DeepEqual(ro.Status, st) {
+		return nil
+	}
+	orig := ro.DeepCopy()
+	ro.Status = st
+	if err := r.Client.Status().Patch(ctx, ro, client.MergeFrom(orig), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		return fmt.Errorf("patching rollout status: %w", err)
+	}
+	return nil
+}

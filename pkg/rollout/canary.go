@@ -1,0 +1,196 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// planCanary runs the canary strategy without traffic routing: replica counts
+// approximate each step's weight. It fills targets (desired replicas by hash)
+// and updates the step state in st.
+func planCanary(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
+	c := ro.Spec.Strategy.Canary
+	steps := c.Steps
+	sh, err := stepsHash(steps)
+	if err != nil {
+		return outcome{}, err
+	}
+	if st.CurrentStepHash != sh {
+		if st.CurrentStepHash != "" && st.StableRS != w.hash {
+			// The steps changed during an update: start them over.
+			st.CurrentStepIndex = ptr.To[int32](0)
+			st.PauseConditions = nil
+		}
+		st.CurrentStepHash = sh
+	}
+
+	if st.StableRS == w.hash {
+		// Fully promoted (or first deploy, or back to the stable template).
+		st.CurrentStepIndex = ptr.To(int32(len(steps)))
+		st.PauseConditions = nil
+		st.PromoteFull = false
+		st.Canary.Weights = canaryWeights(st, 0)
+		targets[w.hash] = w.replicas
+		return outcome{reason: v1alpha1.ReasonReplicaSetUpdated, message: "Scaling the stable revision"}, nil
+	}
+
+	if st.Abort {
+		targets[stableHash(w)] = w.replicas
+		targets[w.hash] = 0
+		st.Canary.Weights = canaryWeights(st, 0)
+		return outcome{
+			phase:   v1alpha1.RolloutPhaseDegraded,
+			reason:  v1alpha1.ReasonRolloutAborted,
+			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
+		}, nil
+	}
+
+	if st.PromoteFull {
+		st.CurrentStepIndex = ptr.To(int32(len(steps)))
+	}
+	out := runSteps(steps, st, w, req, now)
+	if idx := ptr.Deref(st.CurrentStepIndex, 0); int(idx) < len(steps) {
+		canary, stable := canarySplit(w.replicas, out.weight, w.limits.surge)
+		targets[w.hash] = canary
+		targets[stableHash(w)] = stable
+		st.Canary.Weights = canaryWeights(st, out.weight)
+		return out.outcome, nil
+	}
+
+	// Every step is done: the current revision takes over. It becomes the
+	// stable one once it alone keeps the availability floor, so the stable
+	// Service always selects enough available pods.
+	targets[w.hash] = w.replicas
+	st.Canary.Weights = canaryWeights(st, 100)
+	if w.current.available >= w.replicas-w.limits.unavailable && (w.current.available > 0 || w.replicas == 0) {
+		st.StableRS = w.hash
+		st.PromoteFull = false
+		st.Canary.Weights = canaryWeights(st, 0)
+		w.stable = w.current
+		out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
+		return outcome{reason: v1alpha1.ReasonRolloutCompleted, message: "Promoted: scaling down the previous revision", events: out.events}, nil
+	}
+	out.reason = v1alpha1.ReasonRolloutPromoted
+	out.message = fmt.Sprintf("Promoting %s: waiting for %d available replicas (%d now)", w.current.name, w.replicas-w.limits.unavailable, w.current.available)
+	return out.outcome, nil
+}
+
+// stepResult is where the steps stopped and at which weight.
+type stepResult struct {
+	outcome
+	weight int32
+}
+
+// runSteps advances through the steps as far as the world allows now: a
+// setWeight step completes once the ReplicaSets have its sizes, a pause once
+// promoted or its duration has passed. It stops at the first step that must
+// wait.
+func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time) stepResult {
+	var res stepResult
+	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
+	res.weight = weightBefore(steps, idx)
+	complete := func(kind v1alpha1.StepKind, why string) {
+		res.events = append(res.events, Event{Reason: v1alpha1.ReasonStepCompleted, Message: fmt.Sprintf("Step %d/%d (%s) completed%s", idx+1, len(steps), kind, why)})
+		idx++
+		st.CurrentStepIndex = ptr.To(int32(idx))
+	}
+	for idx < len(steps) {
+		step := steps[idx]
+		kind, err := step.Kind()
+		if err != nil {
+			res.reason, res.message = v1alpha1.ReasonInvalidSpec, fmt.Sprintf("step %d: %v", idx, err)
+			return res
+		}
+		if req.promote {
+			// Promote leaves the current step, whatever it is.
+			req.promote = false
+			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
+			if kind == v1alpha1.StepSetWeight {
+				res.weight = *step.SetWeight
+			}
+			complete(kind, ": promoted")
+			continue
+		}
+		switch kind {
+		case v1alpha1.StepSetWeight:
+			res.weight = *step.SetWeight
+			canary, stable := canarySplit(w.replicas, res.weight, w.limits.surge)
+			if !atSizes(w, canary, stable) {
+				res.reason = v1alpha1.ReasonReplicaSetUpdated
+				res.message = fmt.Sprintf("Step %d/%d: scaling to weight %d (%d canary / %d stable)", idx+1, len(steps), res.weight, canary, stable)
+				return res
+			}
+			complete(kind, fmt.Sprintf(": weight %d", res.weight))
+		case v1alpha1.StepPause:
+			start := addPause(st, v1alpha1.PauseReasonCanaryPauseStep, now)
+			if step.Pause.Duration == nil {
+				res.reason = v1alpha1.ReasonCanaryPauseStep
+				res.message = fmt.Sprintf("Step %d/%d: paused until promoted", idx+1, len(steps))
+				return res
+			}
+			d, err := v1alpha1.ParseSecondsOrDuration(*step.Pause.Duration)
+			if err != nil {
+				res.reason, res.message = v1alpha1.ReasonInvalidSpec, fmt.Sprintf("step %d: %v", idx, err)
+				return res
+			}
+			if left := start.Add(d).Sub(now); left > 0 {
+				res.reason = v1alpha1.ReasonCanaryPauseStep
+				res.message = fmt.Sprintf("Step %d/%d: paused for %s", idx+1, len(steps), d)
+				res.requeueAfter = left
+				return res
+			}
+			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
+			complete(kind, fmt.Sprintf(": paused %s", d))
+		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment,
+			v1alpha1.StepSetCanaryScale, v1alpha1.StepSetHeaderRoute, v1alpha1.StepSetMirrorRoute:
+			res.reason = v1alpha1.ReasonProgressing
+			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)
+			return res
+		default:
+			res.reason, res.message = v1alpha1.ReasonInvalidSpec, fmt.Sprintf("step %d: unknown kind %q", idx, kind)
+			return res
+		}
+	}
+	return res
+}
+
+// weightBefore is the weight set by the last setWeight step before idx.
+func weightBefore(steps []v1alpha1.CanaryStep, idx int) int32 {
+	for i := min(idx, len(steps)) - 1; i >= 0; i-- {
+		if steps[i].SetWeight != nil {
+			return *steps[i].SetWeight
+		}
+	}
+	return 0
+}
+
+// atSizes reports whether the canary and stable ReplicaSets have reached the
+// given sizes with every canary pod available and no leftover pods.
+func atSizes(w *world, canary, stable int32) bool {
+	c := w.current
+	if c.planned || c.spec != canary || c.available < canary {
+		return false
+	}
+	if w.stable != nil && w.stable != c && (w.stable.spec != stable || w.stable.current > stable) {
+		return false
+	}
+	return w.oldPods() == 0
+}
+
+func canaryWeights(st *v1alpha1.RolloutStatus, weight int32) *v1alpha1.TrafficWeights {
+	return &v1alpha1.TrafficWeights{
+		Canary: v1alpha1.WeightDestination{Weight: weight, PodTemplateHash: st.CurrentPodHash},
+		Stable: v1alpha1.WeightDestination{Weight: 100 - weight, PodTemplateHash: st.StableRS},
+	}
+}
+
+func stableName(w *world) string {
+	if w.stable == nil {
+		return "(none)"
+	}
+	return w.stable.name
+}

@@ -1,0 +1,150 @@
+package rollout
+
+import (
+	"testing"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+var (
+	healthyPhase = phaseIs(v1alpha1.RolloutPhaseHealthy)
+	pausedPhase  = phaseIs(v1alpha1.RolloutPhasePaused)
+)
+
+func TestSequenceFirstDeploy(t *testing.T) {
+	s := newSim(t, canaryRollout(5, "25%", "25%", setWeight(20), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.expectSizes(map[string]int32{"web:1": 5})
+	s.expectServices("web:1", "web:1")
+	s.golden()
+}
+
+func TestSequenceCanaryToHealthy(t *testing.T) {
+	s := newSim(t, canaryRollout(10, "1", "0", setWeight(20), pause("3s"), setWeight(60), pause("2"), setWeight(80)))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.until("at the first pause", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 8})
+	s.expectServices("web:1", "web:2")
+	s.until("Healthy", 60, healthyPhase)
+	s.expectSizes(map[string]int32{"web:2": 10})
+	s.expectServices("web:2", "web:2")
+	s.golden()
+}
+
+func TestSequencePauseAndPromote(t *testing.T) {
+	s := newSim(t, canaryRollout(4, "25%", "25%", setWeight(25), pause(""), setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused at step 1", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.wait(5)
+	if s.ro.Status.Phase != v1alpha1.RolloutPhasePaused {
+		t.Fatalf("an indefinite pause ended by itself: %s", s.ro.Status.Phase)
+	}
+	s.request(v1alpha1.PromoteAnnotation, "t1")
+	s.until("paused at step 3", 20, atStep(3, v1alpha1.RolloutPhasePaused))
+	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 2})
+	s.wait(2) // the same token again does nothing
+	if s.ro.Status.Phase != v1alpha1.RolloutPhasePaused {
+		t.Fatalf("a replayed promote token acted again")
+	}
+	s.request(v1alpha1.PromoteAnnotation, "t2")
+	s.until("Healthy", 20, healthyPhase)
+	s.expectSizes(map[string]int32{"web:2": 4})
+	s.golden()
+}
+
+func TestSequencePromoteFull(t *testing.T) {
+	s := newSim(t, canaryRollout(6, "25%", "25%", setWeight(10), pause(""), setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.request(v1alpha1.PromoteFullAnnotation, "now")
+	s.until("Healthy", 20, healthyPhase)
+	s.expectSizes(map[string]int32{"web:2": 6})
+	s.golden()
+}
+
+func TestSequenceAbortThenRetry(t *testing.T) {
+	s := newSim(t, canaryRollout(10, "0", "1", setWeight(20), pause(""), setWeight(60), pause("")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused at step 1", 30, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.request(v1alpha1.AbortAnnotation, "a1")
+	s.until("all back on stable", 30, func(st v1alpha1.RolloutStatus) bool {
+		return st.Phase == v1alpha1.RolloutPhaseDegraded && s.settledOn("web:1", 10)
+	})
+	s.expectServices("web:1", "web:1")
+	if !s.ro.Status.Abort {
+		t.Error("status.abort is not set")
+	}
+	s.request(v1alpha1.RetryAnnotation, "r1")
+	s.until("paused at step 1 again", 30, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 8})
+	s.request(v1alpha1.PromoteFullAnnotation, "f1")
+	s.until("Healthy", 40, healthyPhase)
+	s.golden()
+}
+
+func TestSequenceAbortMidwayWithSurge(t *testing.T) {
+	s := newSim(t, canaryRollout(10, "3", "0", setWeight(50), pause("")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.tick()
+	s.tick()
+	s.request(v1alpha1.AbortAnnotation, "a1")
+	s.until("aborted and settled", 30, func(st v1alpha1.RolloutStatus) bool {
+		return st.Phase == v1alpha1.RolloutPhaseDegraded && s.settledOn("web:1", 10)
+	})
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 0})
+	s.golden()
+}
+
+func TestSequenceSupersedingUpdate(t *testing.T) {
+	s := newSim(t, canaryRollout(10, "25%", "25%", setWeight(30), pause("")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.setImage("web:3")
+	s.until("paused on web:3", 20, func(st v1alpha1.RolloutStatus) bool {
+		return st.Phase == v1alpha1.RolloutPhasePaused && s.sizes()["web:2"] == 0
+	})
+	s.expectSizes(map[string]int32{"web:3": 3, "web:1": 7, "web:2": 0})
+	s.request(v1alpha1.PromoteAnnotation, "p1")
+	s.until("Healthy", 30, healthyPhase)
+	s.expectSizes(map[string]int32{"web:3": 10})
+	s.golden()
+}
+
+func TestSequenceRollbackToStable(t *testing.T) {
+	s := newSim(t, canaryRollout(8, "25%", "25%", setWeight(50), pause("")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.setImage("web:1")
+	s.until("Healthy", 20, healthyPhase)
+	s.expectSizes(map[string]int32{"web:1": 8})
+	s.expectServices("web:1", "web:1")
+	s.golden()
+}
+
+func TestSequenceScaleMidUpdate(t *testing.T) {
+	s := newSim(t, canaryRollout(10, "25%", "25%", setWeight(20), pause(""), setWeight(50), pause("")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.scale(20)
+	s.until("scaled up at the pause", 20, func(v1alpha1.RolloutStatus) bool {
+		return s.sizes()["web:2"]+s.sizes()["web:1"] == 20 && s.ro.Status.AvailableReplicas == 20
+	})
+	s.expectSizes(map[string]int32{"web:2": 4, "web:1": 16})
+	s.scale(5)
+	s.until("scaled down at the pause", 20, func(v1alpha1.RolloutStatus) bool {
+		return s.ro.Status.Replicas == 5
+	})
+	s.expectSizes(map[string]int32{"web:2": 1, "web:1": 4})
+	s.request(v1alpha1.PromoteFullAnnotation, "f")
+	s.until("Healthy", 20, healthyPhase)
+	s.expectSizes(map[string]int32{"web:2": 5})
+	s.golden()
+}

@@ -1,0 +1,266 @@
+package rollout
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// Input is everything the planner needs, gathered from the cache.
+type Input struct {
+	Rollout *v1alpha1.Rollout
+	// ReplicaSets owned by the Rollout, and orphans its selector matches.
+	ReplicaSets []*appsv1.ReplicaSet
+	// Services referenced by the strategy, by name; a missing one is absent.
+	Services map[string]*corev1.Service
+	Now      time.Time
+}
+
+// Plan is what the applier does, in this order: adopt, create, switch
+// Services, scale, delete, then write Status and record Events.
+type Plan struct {
+	Adopt    []string
+	Create   *appsv1.ReplicaSet
+	Services []ServiceChange
+	Scale    []ScaleChange
+	// Revisions re-numbers ReplicaSets (a rollback makes an old one current).
+	Revisions []RevisionChange
+	Delete    []string
+	Status    v1alpha1.RolloutStatus
+	Events    []Event
+	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
+	RequeueAfter time.Duration
+}
+
+// ScaleChange sets the replicas of a ReplicaSet.
+type ScaleChange struct {
+	Name     string
+	From, To int32
+	Reason   string
+}
+
+// ServiceChange points a Service's selector at the pods of one hash.
+type ServiceChange struct {
+	Name, Hash string
+}
+
+// RevisionChange sets the revision annotation of a ReplicaSet.
+type RevisionChange struct {
+	Name     string
+	Revision int64
+}
+
+// Event is a Kubernetes event about the Rollout; Reason is a condition reason.
+type Event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
+
+// world is the planner's view of the ReplicaSets: the current template's, the
+// stable one and the rest.
+type world struct {
+	replicas int32
+	limits   limits
+	hash     string // current template
+	all      []rsView
+	current  *rsView // nil until created
+	stable   *rsView // nil on first deploy
+}
+
+func (w *world) others() []*rsView {
+	var out []*rsView
+	for i := range w.all {
+		rs := &w.all[i]
+		if rs != w.current && rs != w.stable {
+			out = append(out, rs)
+		}
+	}
+	return out
+}
+
+// oldPods counts pods of ReplicaSets that are neither current nor stable.
+func (w *world) oldPods() int32 {
+	var n int32
+	for _, rs := range w.others() {
+		n += max(rs.spec, rs.current)
+	}
+	return n
+}
+
+// plan decides what to do with a Rollout. It is a pure function of its
+// input: no client calls, no clock reads.
+func plan(in Input) (Plan, error) {
+	ro := in.Rollout
+	st := ro.Status.DeepCopy()
+	var p Plan
+	if msg := invalidSpec(in); msg != "" {
+		p.Events = append(p.Events, Event{Warning: true, Reason: v1alpha1.ReasonInvalidSpec, Message: msg})
+		p.Status = finishStatus(ro, *st, nil, outcome{phase: v1alpha1.RolloutPhaseDegraded, reason: v1alpha1.ReasonInvalidSpec, message: msg}, in.Now)
+		return p, nil
+	}
+	w, err := observeWorld(in, st)
+	if err != nil {
+		return Plan{}, err
+	}
+
+	if st.CurrentPodHash != w.hash {
+		p.Events = append(p.Events, startUpdate(st, w))
+	}
+	if st.StableRS == "" {
+		// First deploy: nothing to compare with, the first ReplicaSet is stable.
+		st.StableRS = w.hash
+		w.stable = w.current
+	}
+	req, events := handleRequests(ro, st, w, in.Now)
+	p.Events = append(p.Events, events...)
+
+	var out outcome
+	targets := map[string]int32{}
+	switch {
+	case ro.Spec.Strategy.Canary != nil:
+		out, err = planCanary(ro, st, w, req, in.Now, targets)
+	default:
+		return Plan{}, fmt.Errorf("strategy %q is not supported yet", "blueGreen")
+	}
+	if err != nil {
+		return Plan{}, err
+	}
+	p.Events = append(p.Events, out.events...)
+	p.RequeueAfter = out.requeueAfter
+
+	if !ro.Spec.Paused {
+		applyTargets(&p, ro, w, targets)
+	}
+	planServices(&p, in, st)
+	p.Adopt = orphans(w)
+	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
+	p.Status = finishStatus(ro, *st, w, out, in.Now)
+	return p, nil
+}
+
+// observeWorld classifies the ReplicaSets and resolves the limits.
+func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
+	ro := in.Rollout
+	replicas := ptr.Deref(ro.Spec.Replicas, 1)
+	w := &world{replicas: replicas}
+	var err error
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)
+	} else {
+		w.limits = limits{surge: replicas, unavailable: 0}
+	}
+	if err != nil {
+		return nil, err
+	}
+	w.hash, err = templateHash(ro.Spec.Template, st.CollisionCount)
+	if err != nil {
+		return nil, err
+	}
+	for _, rs := range in.ReplicaSets {
+		w.all = append(w.all, viewOf(rs, ro))
+	}
+	sort.Slice(w.all, func(i, j int) bool { return w.all[i].name < w.all[j].name })
+	exists := false
+	for _, rs := range w.all {
+		exists = exists || rs.hash == w.hash
+	}
+	if !exists {
+		// Planned: created by the applier with the replicas the plan gives it.
+		w.all = append(w.all, rsView{name: replicaSetName(ro.Name, w.hash), hash: w.hash, revision: maxRevision(w.all) + 1, planned: true})
+	}
+	// Pointers into w.all are taken only once it no longer grows.
+	for i := range w.all {
+		switch w.all[i].hash {
+		case w.hash:
+			w.current = &w.all[i]
+		case st.StableRS:
+			w.stable = &w.all[i]
+		}
+	}
+	if w.hash == st.StableRS {
+		w.stable = w.current
+	}
+	return w, nil
+}
+
+// startUpdate resets the step state for a new template and reports it.
+func startUpdate(st *v1alpha1.RolloutStatus, w *world) Event {
+	st.CurrentPodHash = w.hash
+	st.CurrentStepIndex = ptr.To[int32](0)
+	st.PauseConditions = nil
+	st.Abort = false
+	st.AbortedAt = nil
+	st.PromoteFull = false
+	if st.StableRS == "" {
+		return Event{Reason: v1alpha1.ReasonNewReplicaSetCreated, Message: fmt.Sprintf("First revision %s: scaling to %d replicas", w.current.name, w.replicas)}
+	}
+	if w.hash == st.StableRS {
+		return Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Template is back to the stable revision %s: skipping steps", w.current.name)}
+	}
+	return Event{Reason: v1alpha1.ReasonNewReplicaSetCreated, Message: fmt.Sprintf("Update to revision %s started", w.current.name)}
+}
+
+// applyTargets turns target sizes into scale changes within the limits, and
+// the creation of the current ReplicaSet when it doesn't exist yet.
+func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]int32) {
+	// Scale-ups favour the current ReplicaSet, then the stable; scale-downs
+	// hit leftovers first, then the stable, then the current.
+	order := []*rsView{w.current}
+	if w.stable != nil && w.stable != w.current {
+		order = append(order, w.stable)
+	}
+	order = append(order, w.others()...)
+	sts := make([]scaleTarget, len(order))
+	for i, rs := range order {
+		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash]}
+	}
+	next := rollingStep(w.replicas, w.limits, sts)
+	for i, rs := range order {
+		if rs.planned {
+			p.Create = newReplicaSet(ro, w.hash, stableHash(w), next[i], rs.revision)
+			continue
+		}
+		if next[i] != rs.spec {
+			p.Scale = append(p.Scale, ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i])})
+		}
+	}
+}
+
+func stableHash(w *world) string {
+	if w.stable == nil {
+		return ""
+	}
+	return w.stable.hash
+}
+
+func scaleReason(w *world, rs *rsView, to int32) string {
+	dir := "up"
+	if to < rs.spec {
+		dir = "down"
+	}
+	switch rs {
+	case w.current:
+		return "current revision " + dir
+	case w.stable:
+		return "stable revision " + dir
+	}
+	return "old revision " + dir
+}
+
+// orphans are the ReplicaSets to adopt.
+func orphans(w *world) []string {
+	var names []string
+	for _, rs := range w.all {
+		if rs.orphan && !rs.planned {
+			names = append(names, rs.name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,160 @@
+package rollout
+
+import (
+	"sort"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// rsView is what the planner knows of one ReplicaSet.
+type rsView struct {
+	name      string
+	hash      string
+	revision  int64
+	spec      int32 // spec.replicas
+	current   int32 // status.replicas: pods that exist
+	ready     int32
+	available int32
+	orphan    bool // no controller owner yet: to be adopted
+	planned   bool // does not exist yet: the plan creates it
+}
+
+func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
+	rev, _ := strconv.ParseInt(rs.Annotations[v1alpha1.RevisionAnnotation], 10, 64)
+	return rsView{
+		name:      rs.Name,
+		hash:      rs.Labels[v1alpha1.PodTemplateHashLabel],
+		revision:  rev,
+		spec:      ptr.Deref(rs.Spec.Replicas, 1),
+		current:   rs.Status.Replicas,
+		ready:     rs.Status.ReadyReplicas,
+		available: rs.Status.AvailableReplicas,
+		orphan:    metav1.GetControllerOf(rs) == nil || metav1.GetControllerOf(rs).UID != owner.GetUID(),
+	}
+}
+
+// replicaSetName is <rollout>-<hash>.
+func replicaSetName(rollout, hash string) string { return rollout + "-" + hash }
+
+// newReplicaSet builds the ReplicaSet of the current template: the hash label
+// on the ReplicaSet, its selector and its pods, a controller reference to the
+// Rollout, the revision annotation, and anti-affinity against the stable pods
+// when the strategy asks for it.
+func newReplicaSet(ro *v1alpha1.Rollout, hash, stableHash string, replicas int32, revision int64) *appsv1.ReplicaSet {
+	tmpl := ro.Spec.Template.DeepCopy()
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	tmpl.Labels[v1alpha1.PodTemplateHashLabel] = hash
+	if stableHash != "" && stableHash != hash {
+		applyAntiAffinity(antiAffinityOf(ro), stableHash, &tmpl.Spec)
+	}
+
+	selector := ro.Spec.Selector.DeepCopy()
+	if selector.MatchLabels == nil {
+		selector.MatchLabels = map[string]string{}
+	}
+	selector.MatchLabels[v1alpha1.PodTemplateHashLabel] = hash
+
+	labels := map[string]string{v1alpha1.PodTemplateHashLabel: hash}
+	for k, v := range tmpl.Labels {
+		labels[k] = v
+	}
+	return &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        replicaSetName(ro.Name, hash),
+			Namespace:   ro.Namespace,
+			Labels:      labels,
+			Annotations: map[string]string{v1alpha1.RevisionAnnotation: strconv.FormatInt(revision, 10)},
+			OwnerReferences: []metav1.OwnerReference{
+				*metav1.NewControllerRef(ro, v1alpha1.GroupVersion.WithKind("Rollout")),
+			},
+		},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas:        ptr.To(replicas),
+			MinReadySeconds: ro.Spec.MinReadySeconds,
+			Selector:        selector,
+			Template:        *tmpl,
+		},
+	}
+}
+
+// maxRevision is the highest revision among the ReplicaSets.
+func maxRevision(rss []rsView) int64 {
+	var m int64
+	for _, rs := range rss {
+		m = max(m, rs.revision)
+	}
+	return m
+}
+
+// historyToDelete picks the old ReplicaSets beyond revisionHistoryLimit: those
+// with no pods and no desired pods, oldest revision first. The stable and the
+// current ReplicaSets are never picked.
+func historyToDelete(rss []rsView, keep int32, stableHash, currentHash string) []string {
+	var idle []rsView
+	for _, rs := range rss {
+		if rs.hash == stableHash || rs.hash == currentHash || rs.orphan {
+			continue
+		}
+		if rs.spec == 0 && rs.current == 0 {
+			idle = append(idle, rs)
+		}
+	}
+	if int32(len(idle)) <= keep {
+		return nil
+	}
+	sort.Slice(idle, func(i, j int) bool {
+		if idle[i].revision != idle[j].revision {
+			return idle[i].revision < idle[j].revision
+		}
+		return idle[i].name < idle[j].name
+	})
+	var names []string
+	for _, rs := range idle[:int32(len(idle))-keep] {
+		names = append(names, rs.name)
+	}
+	return names
+}
+
+func antiAffinityOf(ro *v1alpha1.Rollout) *v1alpha1.AntiAffinity {
+	switch {
+	case ro.Spec.Strategy.Canary != nil:
+		return ro.Spec.Strategy.Canary.AntiAffinity
+	case ro.Spec.Strategy.BlueGreen != nil:
+		return ro.Spec.Strategy.BlueGreen.AntiAffinity
+	}
+	return nil
+}
+
+// applyAntiAffinity keeps new pods off the nodes of the stable pods, so a
+// node-level problem of the new version shows up on its own nodes.
+func applyAntiAffinity(aa *v1alpha1.AntiAffinity, stableHash string, spec *corev1.PodSpec) {
+	if aa == nil {
+		return
+	}
+	term := corev1.PodAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.PodTemplateHashLabel: stableHash}},
+		TopologyKey:   corev1.LabelHostname,
+	}
+	if spec.Affinity == nil {
+		spec.Affinity = &corev1.Affinity{}
+	}
+	if spec.Affinity.PodAntiAffinity == nil {
+		spec.Affinity.PodAntiAffinity = &corev1.PodAntiAffinity{}
+	}
+	paa := spec.Affinity.PodAntiAffinity
+	if p := aa.PreferredDuringSchedulingIgnoredDuringExecution; p != nil {
+		paa.PreferredDuringSchedulingIgnoredDuringExecution = append(paa.PreferredDuringSchedulingIgnoredDuringExecution,
+			corev1.WeightedPodAffinityTerm{Weight: p.Weight, PodAffinityTerm: term})
+	}
+	if aa.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		paa.RequiredDuringSchedulingIgnoredDuringExecution = append(paa.RequiredDuringSchedulingIgnoredDuringExecution, term)
+	}
+}

@@ -1,0 +1,91 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// requests are the one-shot requests of this reconcile.
+type requests struct {
+	// promote leaves the current pause or skips the current step.
+	promote bool
+}
+
+// handleRequests consumes new request tokens (annotation values not yet in
+// status.lastHandled). Every token is recorded, also one that has no effect;
+// an event then says why it was ignored. Replaying a token does nothing.
+func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, now time.Time) (requests, []Event) {
+	var req requests
+	var events []Event
+	updating := st.StableRS != w.hash
+	ignore := func(kind, why string) {
+		events = append(events, Event{Reason: v1alpha1.ReasonRequestIgnored, Message: fmt.Sprintf("%s request ignored: %s", kind, why)})
+	}
+	token := func(annotation string, last *string) bool {
+		v, ok := ro.Annotations[annotation]
+		if !ok || v == "" || v == *last {
+			return false
+		}
+		*last = v
+		return true
+	}
+
+	// Retry is handled before abort: when both arrive in one reconcile the
+	// abort wins, so an abort is never lost.
+	if token(v1alpha1.RetryAnnotation, &st.LastHandled.Retry) {
+		if !st.Abort {
+			ignore("retry", "the update is not aborted")
+		} else {
+			st.Abort = false
+			st.AbortedAt = nil
+			st.CurrentStepIndex = ptrInt32(0)
+			st.PauseConditions = nil
+			events = append(events, Event{Reason: v1alpha1.ReasonRolloutRetried, Message: "Update retried on request: restarting from step 0"})
+		}
+	}
+	if token(v1alpha1.AbortAnnotation, &st.LastHandled.Abort) {
+		switch {
+		case !updating:
+			ignore("abort", "no update is in progress")
+		case st.Abort:
+			ignore("abort", "the update is already aborted")
+		default:
+			st.Abort = true
+			st.AbortedAt = ptrTime(now)
+			st.PauseConditions = nil
+			st.PromoteFull = false
+			events = append(events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: "Update aborted on request: returning to the stable revision"})
+		}
+	}
+	if token(v1alpha1.PromoteFullAnnotation, &st.LastHandled.PromoteFull) {
+		switch {
+		case !updating:
+			ignore("promote-full", "no update is in progress")
+		case st.Abort:
+			ignore("promote-full", "the update is aborted; retry it first")
+		default:
+			st.PromoteFull = true
+			st.PauseConditions = nil
+			events = append(events, Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: "Full promotion requested: skipping the remaining steps"})
+		}
+	}
+	if token(v1alpha1.PromoteAnnotation, &st.LastHandled.Promote) {
+		switch {
+		case !updating:
+			ignore("promote", "no update is in progress")
+		case st.Abort:
+			ignore("promote", "the update is aborted; retry it first")
+		default:
+			req.promote = true
+		}
+	}
+	return req, events
+}
+
+func ptrTime(t time.Time) *metav1.Time { mt := metav1.NewTime(t); return &mt }
+
+func ptrInt32(v int32) *int32 { return &v }

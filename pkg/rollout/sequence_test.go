@@ -1,0 +1,362 @@
+package rollout
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden narrations in testdata/")
+
+// sim is a tiny world for the planner: ReplicaSets whose pods appear at once
+// and become available one tick after they appear, Services, and a clock that
+// advances one second per tick. Every tick it runs the planner, applies the
+// plan, checks the invariants and writes one line of narration.
+type sim struct {
+	t        *testing.T
+	ro       *v1alpha1.Rollout
+	rss      map[string]*appsv1.ReplicaSet
+	services map[string]*corev1.Service
+	now      time.Time
+	start    time.Time
+	story    strings.Builder
+	lastLine string
+	// flaky, when set, says whether a pod fails to become available this tick.
+	flaky func() bool
+}
+
+func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
+	t.Helper()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := &sim{t: t, ro: ro, rss: map[string]*appsv1.ReplicaSet{}, services: map[string]*corev1.Service{}, now: start, start: start}
+	for _, ref := range serviceRefs(ro) {
+		s.services[ref.name] = &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: ref.name, Namespace: ro.Namespace},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}},
+		}
+	}
+	return s
+}
+
+func canaryRollout(replicas int32, maxSurge, maxUnavailable string, steps ...v1alpha1.CanaryStep) *v1alpha1.Rollout {
+	return &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: types.UID("uid-web"), Generation: 1},
+		Spec: v1alpha1.RolloutSpec{
+			Replicas:             ptr.To(replicas),
+			RevisionHistoryLimit: ptr.To[int32](2),
+			Selector:             &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: &corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+			},
+			Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{
+				CanaryService:  "web-canary",
+				StableService:  "web-stable",
+				MaxSurge:       ptr.To(intstr.Parse(maxSurge)),
+				MaxUnavailable: ptr.To(intstr.Parse(maxUnavailable)),
+				Steps:          steps,
+			}},
+		},
+	}
+}
+
+func setWeight(w int32) v1alpha1.CanaryStep { return v1alpha1.CanaryStep{SetWeight: ptr.To(w)} }
+
+func pause(d string) v1alpha1.CanaryStep {
+	if d == "" {
+		return v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}
+	}
+	return v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr.To(intstr.Parse(d))}}
+}
+
+func (s *sim) say(format string, args ...any) {
+	fmt.Fprintf(&s.story, "%4ds  ", int(s.now.Sub(s.start).Seconds()))
+	fmt.Fprintf(&s.story, format+"\n", args...)
+	s.lastLine = ""
+}
+
+func (s *sim) setImage(image string) {
+	s.ro.Spec.Template.Spec.Containers[0].Image = image
+	s.ro.Generation++
+	s.say("user: image %s", image)
+}
+
+func (s *sim) request(annotation, token string) {
+	if s.ro.Annotations == nil {
+		s.ro.Annotations = map[string]string{}
+	}
+	s.ro.Annotations[annotation] = token
+	s.say("user: %s=%s", strings.TrimPrefix(annotation, "rollouts.kubeseed.io/"), token)
+}
+
+func (s *sim) scale(replicas int32) {
+	s.ro.Spec.Replicas = ptr.To(replicas)
+	s.ro.Generation++
+	s.say("user: replicas %d", replicas)
+}
+
+func (s *sim) sorted() []*appsv1.ReplicaSet {
+	var out []*appsv1.ReplicaSet
+	for _, rs := range s.rss {
+		out = append(out, rs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// tick runs one reconcile and one step of the world.
+func (s *sim) tick() Plan {
+	s.t.Helper()
+	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Now: s.now}
+	p, err := plan(in)
+	if err != nil {
+		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
+	}
+	before := s.snapshot()
+	s.apply(p)
+	s.checkInvariants(before, p)
+	s.narrate(p)
+	s.advance()
+	return p
+}
+
+type snapshot struct{ spec, available int32 }
+
+func (s *sim) snapshot() map[string]snapshot {
+	out := map[string]snapshot{}
+	for name, rs := range s.rss {
+		out[name] = snapshot{*rs.Spec.Replicas, rs.Status.AvailableReplicas}
+	}
+	return out
+}
+
+func (s *sim) apply(p Plan) {
+	for _, name := range p.Adopt {
+		s.rss[name].OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(s.ro, v1alpha1.GroupVersion.WithKind("Rollout"))}
+	}
+	if p.Create != nil {
+		if _, exists := s.rss[p.Create.Name]; exists {
+			s.t.Fatalf("plan creates %s, which exists", p.Create.Name)
+		}
+		s.rss[p.Create.Name] = p.Create.DeepCopy()
+	}
+	for _, sc := range p.Services {
+		s.services[sc.Name].Spec.Selector[v1alpha1.PodTemplateHashLabel] = sc.Hash
+	}
+	for _, sc := range p.Scale {
+		rs := s.rss[sc.Name]
+		if got := *rs.Spec.Replicas; got != sc.From {
+			s.t.Fatalf("scale %s from %d, but it has %d", sc.Name, sc.From, got)
+		}
+		rs.Spec.Replicas = ptr.To(sc.To)
+	}
+	for _, name := range p.Delete {
+		delete(s.rss, name)
+	}
+	s.ro.Status = p.Status
+}
+
+// advance: pods appear and disappear at once (unavailable ones go first) and
+// become available one tick after they appear.
+func (s *sim) advance() {
+	for _, rs := range s.sorted() {
+		spec := *rs.Spec.Replicas
+		existing := rs.Status.Replicas
+		avail := min(spec, existing)
+		if s.flaky != nil && avail > 0 && s.flaky() {
+			avail = min(avail, rs.Status.AvailableReplicas)
+		}
+		rs.Status.AvailableReplicas = avail
+		rs.Status.ReadyReplicas = rs.Status.AvailableReplicas
+		rs.Status.Replicas = spec
+	}
+	s.now = s.now.Add(time.Second)
+}
+
+// checkInvariants: never more than replicas+maxSurge pods asked for, never
+// fewer than replicas-maxUnavailable available by the plan's own doing.
+func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
+	s.t.Helper()
+	c := s.ro.Spec.Strategy.Canary
+	replicas := *s.ro.Spec.Replicas
+	l, err := resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var specBefore, specAfter, availBefore, availAfter int32
+	for _, b := range before {
+		specBefore += b.spec
+		availBefore += min(b.available, b.spec)
+	}
+	for _, rs := range s.rss {
+		spec := *rs.Spec.Replicas
+		specAfter += spec
+		availAfter += min(rs.Status.AvailableReplicas, spec)
+	}
+	if specAfter > max(replicas+l.surge, specBefore) {
+		s.t.Errorf("%s: %d pods asked for, more than replicas+surge %d", s.now.Sub(s.start), specAfter, replicas+l.surge)
+	}
+	if floor := min(replicas-l.unavailable, availBefore); availAfter < floor {
+		s.t.Errorf("%s: %d pods available after the plan, below the floor %d", s.now.Sub(s.start), availAfter, floor)
+	}
+}
+
+func (s *sim) narrate(p Plan) {
+	var sizes []string
+	for _, rs := range s.sorted() {
+		role := "old"
+		switch rs.Labels[v1alpha1.PodTemplateHashLabel] {
+		case s.ro.Status.StableRS:
+			role = "stable"
+		case s.ro.Status.CurrentPodHash:
+			role = "canary"
+		}
+		sizes = append(sizes, fmt.Sprintf("%s %s %d/%d", role, rs.Spec.Template.Spec.Containers[0].Image, rs.Status.AvailableReplicas, *rs.Spec.Replicas))
+	}
+	st := s.ro.Status
+	line := fmt.Sprintf("%-11s step %d/%d  %s", st.Phase, ptr.Deref(st.CurrentStepIndex, 0), len(s.ro.Spec.Strategy.Canary.Steps), strings.Join(sizes, ", "))
+	var events []string
+	for _, e := range p.Events {
+		events = append(events, e.Reason+": "+e.Message)
+	}
+	if len(events) > 0 {
+		line += "\n        " + strings.Join(events, "\n        ")
+	}
+	if line == s.lastLine {
+		return
+	}
+	s.say("%s", line)
+	s.lastLine = line
+}
+
+// until ticks until cond holds, failing after limit ticks.
+func (s *sim) until(what string, limit int, cond func(st v1alpha1.RolloutStatus) bool) {
+	s.t.Helper()
+	for range limit {
+		s.tick()
+		if cond(s.ro.Status) {
+			return
+		}
+	}
+	s.t.Fatalf("not %s after %d ticks; story so far:\n%s", what, limit, s.story.String())
+}
+
+// wait ticks for the given number of seconds.
+func (s *sim) wait(ticks int) {
+	for range ticks {
+		s.tick()
+	}
+}
+
+func phaseIs(ph v1alpha1.RolloutPhase) func(v1alpha1.RolloutStatus) bool {
+	return func(st v1alpha1.RolloutStatus) bool { return st.Phase == ph }
+}
+
+func atStep(i int32, ph v1alpha1.RolloutPhase) func(v1alpha1.RolloutStatus) bool {
+	return func(st v1alpha1.RolloutStatus) bool {
+		return ptr.Deref(st.CurrentStepIndex, -1) == i && st.Phase == ph
+	}
+}
+
+// sizes returns image → spec replicas.
+func (s *sim) sizes() map[string]int32 {
+	out := map[string]int32{}
+	for _, rs := range s.rss {
+		out[rs.Spec.Template.Spec.Containers[0].Image] += *rs.Spec.Replicas
+	}
+	return out
+}
+
+// settledOn: the ReplicaSet of image has n available pods out of n, and no
+// other ReplicaSet has pods or wants any.
+func (s *sim) settledOn(image string, n int32) bool {
+	for _, rs := range s.rss {
+		if rs.Spec.Template.Spec.Containers[0].Image == image {
+			if *rs.Spec.Replicas != n || rs.Status.AvailableReplicas != n {
+				return false
+			}
+		} else if *rs.Spec.Replicas != 0 || rs.Status.Replicas != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// stableSettled: all replicas on the stable revision and available.
+func (s *sim) stableSettled() bool {
+	for _, rs := range s.rss {
+		if rs.Labels[v1alpha1.PodTemplateHashLabel] == s.ro.Status.StableRS {
+			if *rs.Spec.Replicas != *s.ro.Spec.Replicas || rs.Status.AvailableReplicas != *rs.Spec.Replicas {
+				return false
+			}
+		} else if *rs.Spec.Replicas != 0 || rs.Status.Replicas != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sim) expectSizes(want map[string]int32) {
+	s.t.Helper()
+	got := s.sizes()
+	for k, v := range got {
+		if v == 0 {
+			if _, ok := want[k]; !ok {
+				delete(got, k)
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		s.t.Errorf("replicas by image (-want +got):\n%s\nstory:\n%s", diff, s.story.String())
+	}
+}
+
+func (s *sim) expectServices(stableImage, canaryImage string) {
+	s.t.Helper()
+	hashOf := map[string]string{}
+	for _, rs := range s.rss {
+		hashOf[rs.Labels[v1alpha1.PodTemplateHashLabel]] = rs.Spec.Template.Spec.Containers[0].Image
+	}
+	c := s.ro.Spec.Strategy.Canary
+	got := [2]string{hashOf[s.services[c.StableService].Spec.Selector[v1alpha1.PodTemplateHashLabel]], hashOf[s.services[c.CanaryService].Spec.Selector[v1alpha1.PodTemplateHashLabel]]}
+	if want := [2]string{stableImage, canaryImage}; got != want {
+		s.t.Errorf("Services select stable %s, canary %s; want %s, %s", got[0], got[1], want[0], want[1])
+	}
+}
+
+// golden compares the narration with testdata/<test>.golden.
+func (s *sim) golden() {
+	s.t.Helper()
+	path := filepath.Join("testdata", strings.ReplaceAll(s.t.Name(), "/", "_")+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(s.story.String()), 0o644); err != nil {
+			s.t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		s.t.Fatalf("%v (run go test ./pkg/rollout -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), s.story.String()); diff != "" {
+		s.t.Errorf("narration differs from %s (-want +got):\n%s", path, diff)
+	}
+}

@@ -1,0 +1,120 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// outcome is what a strategy concluded: an explicit phase when it knows one
+// (Degraded), the reason and message of the state it is in, the events of
+// its transitions, and when to look again.
+type outcome struct {
+	phase        v1alpha1.RolloutPhase
+	reason       string
+	message      string
+	events       []Event
+	requeueAfter time.Duration
+}
+
+// addPause records a pause reason (keeping its first start time) and returns
+// when the pause started.
+func addPause(st *v1alpha1.RolloutStatus, reason v1alpha1.PauseReason, now time.Time) time.Time {
+	for _, pc := range st.PauseConditions {
+		if pc.Reason == reason {
+			return pc.StartTime.Time
+		}
+	}
+	st.PauseConditions = append(st.PauseConditions, v1alpha1.PauseCondition{Reason: reason, StartTime: metav1.NewTime(now)})
+	return now
+}
+
+func removePause(st *v1alpha1.RolloutStatus, reason v1alpha1.PauseReason) {
+	kept := st.PauseConditions[:0]
+	for _, pc := range st.PauseConditions {
+		if pc.Reason != reason {
+			kept = append(kept, pc)
+		}
+	}
+	st.PauseConditions = kept
+	if len(kept) == 0 {
+		st.PauseConditions = nil
+	}
+}
+
+// healthy: fully promoted, every replica of the current revision updated and
+// available, and no other pods left.
+func healthy(st *v1alpha1.RolloutStatus, w *world) bool {
+	c := w.current
+	return st.StableRS == st.CurrentPodHash && !c.planned &&
+		c.spec == w.replicas && c.current == w.replicas && c.available == w.replicas &&
+		w.oldPods() == 0
+}
+
+// finishStatus fills the counts, phase, message and conditions. w is nil
+// when the spec is invalid and nothing was observed.
+func finishStatus(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus, w *world, out outcome, now time.Time) v1alpha1.RolloutStatus {
+	st.ObservedGeneration = ro.Generation
+	if w != nil {
+		st.Replicas, st.ReadyReplicas, st.AvailableReplicas = 0, 0, 0
+		for _, rs := range w.all {
+			st.Replicas += rs.current
+			st.ReadyReplicas += rs.ready
+			st.AvailableReplicas += rs.available
+		}
+		st.UpdatedReplicas = w.current.current
+		st.HPAReplicas = st.Replicas
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector); err == nil && ro.Spec.Selector != nil {
+		st.Selector = sel.String()
+	}
+
+	phase, reason, message := out.phase, out.reason, out.message
+	switch {
+	case phase == v1alpha1.RolloutPhaseDegraded:
+	case ro.Spec.Paused:
+		phase, reason, message = v1alpha1.RolloutPhasePaused, v1alpha1.ReasonRolloutPaused, "Paused by spec.paused"
+	case len(st.PauseConditions) > 0:
+		phase = v1alpha1.RolloutPhasePaused
+		reason = string(st.PauseConditions[0].Reason)
+	case w != nil && healthy(&st, w):
+		phase, reason = v1alpha1.RolloutPhaseHealthy, v1alpha1.ReasonRolloutHealthy
+		message = fmt.Sprintf("%d/%d replicas of revision %s available", w.current.available, w.replicas, w.current.name)
+	default:
+		phase = v1alpha1.RolloutPhaseProgressing
+	}
+	if reason == "" {
+		reason = v1alpha1.ReasonProgressing
+	}
+	st.Phase, st.Message = phase, message
+
+	set := func(t string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: t, Status: status, Reason: reason, Message: msg,
+			ObservedGeneration: ro.Generation, LastTransitionTime: metav1.NewTime(now),
+		})
+	}
+	progressingReason := reason
+	if phase == v1alpha1.RolloutPhaseHealthy {
+		progressingReason = v1alpha1.ReasonRolloutCompleted
+	}
+	set(v1alpha1.ConditionReady, phase == v1alpha1.RolloutPhaseHealthy, reason, message)
+	set(v1alpha1.ConditionProgressing, phase != v1alpha1.RolloutPhaseDegraded, progressingReason, message)
+	set(v1alpha1.ConditionPaused, phase == v1alpha1.RolloutPhasePaused, reason, message)
+	set(v1alpha1.ConditionDegraded, phase == v1alpha1.RolloutPhaseDegraded, reason, message)
+	set(v1alpha1.ConditionReconciling, phase == v1alpha1.RolloutPhaseProgressing || phase == v1alpha1.RolloutPhasePaused, reason, message)
+	set(v1alpha1.ConditionStalled, phase == v1alpha1.RolloutPhaseDegraded, reason, message)
+	if st.CurrentStepIndex == nil && ro.Spec.Strategy.Canary != nil {
+		st.CurrentStepIndex = ptr.To[int32](0)
+	}
+	return st
+}

@@ -1,0 +1,62 @@
+package rollout
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// invalidSpec checks what admission cannot: objects the spec names and rules
+// too costly for CEL. A non-empty message stops the plan before it changes
+// anything.
+func invalidSpec(in Input) string {
+	ro := in.Rollout
+	switch {
+	case ro.Spec.Template == nil:
+		return "spec.workloadRef is not supported by this controller version yet"
+	case ro.Spec.Strategy.BlueGreen != nil:
+		return "spec.strategy.blueGreen is not supported by this controller version yet"
+	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.TrafficRouting != nil:
+		return "spec.strategy.canary.trafficRouting is not supported by this controller version yet"
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
+	if err != nil {
+		return fmt.Sprintf("spec.selector is invalid: %v", err)
+	}
+	if sel.Empty() {
+		return "spec.selector must not be empty"
+	}
+	if !sel.Matches(labels.Set(ro.Spec.Template.Labels)) {
+		return fmt.Sprintf("spec.selector %q does not match the labels of spec.template", sel.String())
+	}
+	for _, ref := range serviceRefs(ro) {
+		if _, ok := in.Services[ref.name]; !ok {
+			return fmt.Sprintf("Service %q named in %s was not found in namespace %s", ref.name, ref.field, ro.Namespace)
+		}
+	}
+	return ""
+}
+
+type serviceRef struct{ field, name string }
+
+// serviceRefs lists the Services the strategy names.
+func serviceRefs(ro *v1alpha1.Rollout) []serviceRef {
+	var refs []serviceRef
+	add := func(field, name string) {
+		if name != "" {
+			refs = append(refs, serviceRef{field, name})
+		}
+	}
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		add("spec.strategy.canary.canaryService", c.CanaryService)
+		add("spec.strategy.canary.stableService", c.StableService)
+	}
+	if b := ro.Spec.Strategy.BlueGreen; b != nil {
+		add("spec.strategy.blueGreen.activeService", b.ActiveService)
+		add("spec.strategy.blueGreen.previewService", b.PreviewService)
+	}
+	return refs
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -81,6 +82,18 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 		logger.Info("Scaling ReplicaSet", "replicaSet", sc.Name, "from", sc.From, "to", sc.To, "reason", sc.Reason)
 		if err := r.scale(ctx, ro.Namespace, sc); err != nil {
 			return err
+		}
+	}
+	for _, a := range p.Annotate {
+		logger.Info("Annotating ReplicaSet", "replicaSet", a.Name, "annotation", a.Key, "value", a.Value)
+		value := "null"
+		if a.Value != "" {
+			value = strconv.Quote(a.Value)
+		}
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%s}}}`, a.Key, value)
+		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: a.Name}}
+		if err := r.Client.Patch(ctx, rs, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+			return fmt.Errorf("annotating replicaset %s: %w", a.Name, err)
 		}
 	}
 	for _, name := range p.Delete {

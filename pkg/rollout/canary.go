@@ -10,9 +10,24 @@ import (
 )
 
 // planCanary runs the canary strategy without traffic routing: replica counts
-// approximate each step's weight. It fills targets (desired replicas by hash)
-// and updates the step state in st.
+// approximate each step's weight. It fills targets (desired replicas by hash),
+// updates the step state in st, and points the stable Service at the stable
+// revision and the canary Service at the current one while an update runs.
 func planCanary(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
+	out, err := canarySteps(ro, st, w, req, now, targets)
+	if err != nil {
+		return outcome{}, err
+	}
+	c := ro.Spec.Strategy.Canary
+	canaryHash := st.CurrentPodHash
+	if st.Abort || st.StableRS == st.CurrentPodHash {
+		canaryHash = st.StableRS
+	}
+	out.services = map[string]string{c.StableService: st.StableRS, c.CanaryService: canaryHash}
+	return out, nil
+}
+
+func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
 	c := ro.Spec.Strategy.Canary
 	steps := c.Steps
 	sh, err := stepsHash(steps)

@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,11 +30,12 @@ type Plan struct {
 	Create   *appsv1.ReplicaSet
 	Services []ServiceChange
 	Scale    []ScaleChange
-	// Revisions re-numbers ReplicaSets (a rollback makes an old one current).
-	Revisions []RevisionChange
-	Delete    []string
-	Status    v1alpha1.RolloutStatus
-	Events    []Event
+	// Annotate sets annotations of ReplicaSets: revisions (a rollback makes
+	// an old one current again) and scale-down deadlines.
+	Annotate []AnnotationChange
+	Delete   []string
+	Status   v1alpha1.RolloutStatus
+	Events   []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }
@@ -50,10 +52,9 @@ type ServiceChange struct {
 	Name, Hash string
 }
 
-// RevisionChange sets the revision annotation of a ReplicaSet.
-type RevisionChange struct {
-	Name     string
-	Revision int64
+// AnnotationChange sets one annotation of a ReplicaSet.
+type AnnotationChange struct {
+	Name, Key, Value string
 }
 
 // Event is a Kubernetes event about the Rollout; Reason is a condition reason.
@@ -111,7 +112,7 @@ func plan(in Input) (Plan, error) {
 	}
 
 	if st.CurrentPodHash != w.hash {
-		p.Events = append(p.Events, startUpdate(st, w))
+		p.Events = append(p.Events, startUpdate(ro, st, w))
 	}
 	if st.StableRS == "" {
 		// First deploy: nothing to compare with, the first ReplicaSet is stable.
@@ -126,8 +127,10 @@ func plan(in Input) (Plan, error) {
 	switch {
 	case ro.Spec.Strategy.Canary != nil:
 		out, err = planCanary(ro, st, w, req, in.Now, targets)
+	case ro.Spec.Strategy.BlueGreen != nil:
+		out, err = planBlueGreen(ro, st, w, req, in.Now, targets)
 	default:
-		return Plan{}, fmt.Errorf("strategy %q is not supported yet", "blueGreen")
+		return Plan{}, fmt.Errorf("spec.strategy has neither canary nor blueGreen")
 	}
 	if err != nil {
 		return Plan{}, err
@@ -137,12 +140,43 @@ func plan(in Input) (Plan, error) {
 
 	if !ro.Spec.Paused {
 		applyTargets(&p, ro, w, targets)
+		p.Services = serviceChanges(in.Services, out.services)
+		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 	}
-	planServices(&p, in, st)
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	return p, nil
+}
+
+// revisionBump makes the current ReplicaSet the newest revision when it was
+// an older one (a rollback), so undo and history stay in order.
+func revisionBump(w *world) []AnnotationChange {
+	c := w.current
+	if c.planned {
+		return nil
+	}
+	var newest int64
+	for _, rs := range w.all {
+		if rs.name != c.name {
+			newest = max(newest, rs.revision)
+		}
+	}
+	if c.revision > newest {
+		return nil
+	}
+	return []AnnotationChange{{Name: c.name, Key: v1alpha1.RevisionAnnotation, Value: strconv.FormatInt(newest+1, 10)}}
+}
+
+// clearDeadline removes a stale scale-down deadline from the current
+// ReplicaSet (one that was kept after an earlier switch or abort and is now
+// current again), unless the current update is the aborted one.
+func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
+	c := w.current
+	if c.planned || c.scaleDownAt == nil || (st.Abort && st.StableRS != w.hash) {
+		return nil
+	}
+	return []AnnotationChange{{Name: c.name, Key: v1alpha1.ScaleDownDeadlineAnnotation}}
 }
 
 // observeWorld classifies the ReplicaSets and resolves the limits.
@@ -191,13 +225,17 @@ func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 }
 
 // startUpdate resets the step state for a new template and reports it.
-func startUpdate(st *v1alpha1.RolloutStatus, w *world) Event {
+func startUpdate(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) Event {
 	st.CurrentPodHash = w.hash
-	st.CurrentStepIndex = ptr.To[int32](0)
+	st.CurrentStepIndex = nil
+	if ro.Spec.Strategy.Canary != nil {
+		st.CurrentStepIndex = ptr.To[int32](0)
+	}
 	st.PauseConditions = nil
 	st.Abort = false
 	st.AbortedAt = nil
 	st.PromoteFull = false
+	st.BlueGreen.ScaleUpPreviewCheckPoint = false
 	if st.StableRS == "" {
 		return Event{Reason: v1alpha1.ReasonNewReplicaSetCreated, Message: fmt.Sprintf("First revision %s: scaling to %d replicas", w.current.name, w.replicas)}
 	}
@@ -223,13 +261,14 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 	}
 	next := rollingStep(w.replicas, w.limits, sts)
 	for i, rs := range order {
-		if rs.planned {
+		switch {
+		case rs.planned:
 			p.Create = newReplicaSet(ro, w.hash, stableHash(w), next[i], rs.revision)
-			continue
-		}
-		if next[i] != rs.spec {
+		case next[i] != rs.spec:
 			p.Scale = append(p.Scale, ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i])})
 		}
+		// The status describes the world as this plan leaves it.
+		rs.spec = next[i]
 	}
 }
 

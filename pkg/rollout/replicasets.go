@@ -3,6 +3,7 @@ package rollout
 import (
 	"sort"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,19 +24,34 @@ type rsView struct {
 	available int32
 	orphan    bool // no controller owner yet: to be adopted
 	planned   bool // does not exist yet: the plan creates it
+	// scaleDownAt is when a ReplicaSet kept after a switch or an abort is
+	// scaled down; nil when no delay is running.
+	scaleDownAt *time.Time
+}
+
+// delayed reports whether the ReplicaSet is waiting out a scale-down delay.
+func (rs *rsView) delayed(now time.Time) bool {
+	return rs.scaleDownAt != nil && now.Before(*rs.scaleDownAt)
 }
 
 func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 	rev, _ := strconv.ParseInt(rs.Annotations[v1alpha1.RevisionAnnotation], 10, 64)
+	var scaleDownAt *time.Time
+	if v, ok := rs.Annotations[v1alpha1.ScaleDownDeadlineAnnotation]; ok {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			scaleDownAt = &t
+		}
+	}
 	return rsView{
-		name:      rs.Name,
-		hash:      rs.Labels[v1alpha1.PodTemplateHashLabel],
-		revision:  rev,
-		spec:      ptr.Deref(rs.Spec.Replicas, 1),
-		current:   rs.Status.Replicas,
-		ready:     rs.Status.ReadyReplicas,
-		available: rs.Status.AvailableReplicas,
-		orphan:    metav1.GetControllerOf(rs) == nil || metav1.GetControllerOf(rs).UID != owner.GetUID(),
+		scaleDownAt: scaleDownAt,
+		name:        rs.Name,
+		hash:        rs.Labels[v1alpha1.PodTemplateHashLabel],
+		revision:    rev,
+		spec:        ptr.Deref(rs.Spec.Replicas, 1),
+		current:     rs.Status.Replicas,
+		ready:       rs.Status.ReadyReplicas,
+		available:   rs.Status.AvailableReplicas,
+		orphan:      metav1.GetControllerOf(rs) == nil || metav1.GetControllerOf(rs).UID != owner.GetUID(),
 	}
 }
 

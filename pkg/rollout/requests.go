@@ -42,7 +42,9 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		} else {
 			st.Abort = false
 			st.AbortedAt = nil
-			st.CurrentStepIndex = ptrInt32(0)
+			if ro.Spec.Strategy.Canary != nil {
+				st.CurrentStepIndex = ptrInt32(0)
+			}
 			st.PauseConditions = nil
 			events = append(events, Event{Reason: v1alpha1.ReasonRolloutRetried, Message: "Update retried on request: restarting from step 0"})
 		}
@@ -58,6 +60,7 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 			st.AbortedAt = ptrTime(now)
 			st.PauseConditions = nil
 			st.PromoteFull = false
+			st.BlueGreen.ScaleUpPreviewCheckPoint = false
 			events = append(events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: "Update aborted on request: returning to the stable revision"})
 		}
 	}

@@ -165,6 +165,17 @@ func (s *sim) apply(p Plan) {
 		}
 		rs.Spec.Replicas = ptr.To(sc.To)
 	}
+	for _, a := range p.Annotate {
+		rs := s.rss[a.Name]
+		if rs.Annotations == nil {
+			rs.Annotations = map[string]string{}
+		}
+		if a.Value == "" {
+			delete(rs.Annotations, a.Key)
+		} else {
+			rs.Annotations[a.Key] = a.Value
+		}
+	}
 	for _, name := range p.Delete {
 		delete(s.rss, name)
 	}
@@ -192,11 +203,13 @@ func (s *sim) advance() {
 // fewer than replicas-maxUnavailable available by the plan's own doing.
 func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 	s.t.Helper()
-	c := s.ro.Spec.Strategy.Canary
 	replicas := *s.ro.Spec.Replicas
-	l, err := resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)
-	if err != nil {
-		s.t.Fatal(err)
+	l := limits{surge: replicas}
+	if c := s.ro.Spec.Strategy.Canary; c != nil {
+		var err error
+		if l, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable); err != nil {
+			s.t.Fatal(err)
+		}
 	}
 	var specBefore, specAfter, availBefore, availAfter int32
 	for _, b := range before {
@@ -229,7 +242,12 @@ func (s *sim) narrate(p Plan) {
 		sizes = append(sizes, fmt.Sprintf("%s %s %d/%d", role, rs.Spec.Template.Spec.Containers[0].Image, rs.Status.AvailableReplicas, *rs.Spec.Replicas))
 	}
 	st := s.ro.Status
-	line := fmt.Sprintf("%-11s step %d/%d  %s", st.Phase, ptr.Deref(st.CurrentStepIndex, 0), len(s.ro.Spec.Strategy.Canary.Steps), strings.Join(sizes, ", "))
+	line := fmt.Sprintf("%-11s %s", st.Phase, strings.Join(sizes, ", "))
+	if c := s.ro.Spec.Strategy.Canary; c != nil {
+		line = fmt.Sprintf("%-11s step %d/%d  %s", st.Phase, ptr.Deref(st.CurrentStepIndex, 0), len(c.Steps), strings.Join(sizes, ", "))
+	} else {
+		line += fmt.Sprintf("  active→%s preview→%s", s.imageOfHash(st.BlueGreen.ActiveSelector), s.imageOfHash(st.BlueGreen.PreviewSelector))
+	}
 	var events []string
 	for _, e := range p.Events {
 		events = append(events, e.Reason+": "+e.Message)
@@ -242,6 +260,15 @@ func (s *sim) narrate(p Plan) {
 	}
 	s.say("%s", line)
 	s.lastLine = line
+}
+
+func (s *sim) imageOfHash(hash string) string {
+	for _, rs := range s.rss {
+		if rs.Labels[v1alpha1.PodTemplateHashLabel] == hash {
+			return rs.Spec.Template.Spec.Containers[0].Image
+		}
+	}
+	return "-"
 }
 
 // until ticks until cond holds, failing after limit ticks.

@@ -1,30 +1,26 @@
 package rollout
 
 import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// planServices points the strategy's Services at the right pods by injecting
-// the hash label into their selectors: the stable Service at the stable
-// revision, the canary Service at the current revision while an update runs
-// (and back at the stable one once it is aborted or done). spec.paused
-// freezes them.
-func planServices(p *Plan, in Input, st *v1alpha1.RolloutStatus) {
-	ro := in.Rollout
-	c := ro.Spec.Strategy.Canary
-	if ro.Spec.Paused || c == nil {
-		return
-	}
-	canaryHash := st.CurrentPodHash
-	if st.Abort || st.StableRS == st.CurrentPodHash {
-		canaryHash = st.StableRS
-	}
-	for _, want := range []ServiceChange{{c.StableService, st.StableRS}, {c.CanaryService, canaryHash}} {
-		if want.Name == "" || want.Hash == "" {
+// serviceChanges lists the Services whose selector must change to select the
+// pods of the wanted hash (by Service name). The hash label is injected next
+// to the user's own selector labels.
+func serviceChanges(services map[string]*corev1.Service, want map[string]string) []ServiceChange {
+	var out []ServiceChange
+	for name, hash := range want {
+		if name == "" || hash == "" {
 			continue
 		}
-		if svc := in.Services[want.Name]; svc != nil && svc.Spec.Selector[v1alpha1.PodTemplateHashLabel] != want.Hash {
-			p.Services = append(p.Services, want)
+		if svc := services[name]; svc != nil && svc.Spec.Selector[v1alpha1.PodTemplateHashLabel] != hash {
+			out = append(out, ServiceChange{Name: name, Hash: hash})
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }

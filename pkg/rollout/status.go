@@ -20,6 +20,16 @@ type outcome struct {
 	message      string
 	events       []Event
 	requeueAfter time.Duration
+	// services maps a Service name to the hash its selector must carry.
+	services map[string]string
+	annotate []AnnotationChange
+}
+
+// after sets requeueAfter to d unless an earlier timer is already due.
+func (o *outcome) after(d time.Duration) {
+	if d > 0 && (o.requeueAfter == 0 || d < o.requeueAfter) {
+		o.requeueAfter = d
+	}
 }
 
 // addPause records a pause reason (keeping its first start time) and returns
@@ -47,13 +57,26 @@ func removePause(st *v1alpha1.RolloutStatus, reason v1alpha1.PauseReason) {
 	}
 }
 
-// healthy: fully promoted, every replica of the current revision updated and
-// available, and no other pods left.
-func healthy(st *v1alpha1.RolloutStatus, w *world) bool {
+// healthy: fully promoted and every replica of the current revision updated
+// and available. A canary without traffic routing also waits for the old pods
+// to be gone, since they still serve; elsewhere old pods take no traffic, and
+// a ReplicaSet waiting out a scale-down delay or going to 0 doesn't count.
+func healthy(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, now time.Time) bool {
 	c := w.current
-	return st.StableRS == st.CurrentPodHash && !c.planned &&
-		c.spec == w.replicas && c.current == w.replicas && c.available == w.replicas &&
-		w.oldPods() == 0
+	if st.StableRS != st.CurrentPodHash || c.planned ||
+		c.spec != w.replicas || c.current != w.replicas || c.available != w.replicas {
+		return false
+	}
+	oldPodsServe := ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.TrafficRouting == nil
+	for _, rs := range w.others() {
+		if oldPodsServe && max(rs.spec, rs.current) > 0 {
+			return false
+		}
+		if rs.spec > 0 && !rs.delayed(now) {
+			return false
+		}
+	}
+	return true
 }
 
 // finishStatus fills the counts, phase, message and conditions. w is nil
@@ -82,7 +105,7 @@ func finishStatus(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus, w *world, out
 	case len(st.PauseConditions) > 0:
 		phase = v1alpha1.RolloutPhasePaused
 		reason = string(st.PauseConditions[0].Reason)
-	case w != nil && healthy(&st, w):
+	case w != nil && healthy(ro, &st, w, now):
 		phase, reason = v1alpha1.RolloutPhaseHealthy, v1alpha1.ReasonRolloutHealthy
 		message = fmt.Sprintf("%d/%d replicas of revision %s available", w.current.available, w.replicas, w.current.name)
 	default:

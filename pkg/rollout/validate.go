@@ -17,8 +17,6 @@ func invalidSpec(in Input) string {
 	switch {
 	case ro.Spec.Template == nil:
 		return "spec.workloadRef is not supported by this controller version yet"
-	case ro.Spec.Strategy.BlueGreen != nil:
-		return "spec.strategy.blueGreen is not supported by this controller version yet"
 	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.TrafficRouting != nil:
 		return "spec.strategy.canary.trafficRouting is not supported by this controller version yet"
 	}

@@ -76,6 +76,7 @@ func replicaSets(ctx context.Context, ns string) (string, error) {
 
 func rolloutStatus(ctx context.Context, ns string) string {
 	out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.phase} {.status.currentStepIndex}")
+	// Blue-green Rollouts have no step index.
 	return strings.TrimSpace(out)
 }
 

@@ -56,6 +56,9 @@ const (
 
 	// RevisionAnnotation records the revision number of a ReplicaSet.
 	RevisionAnnotation = "rollouts.kubeseed.io/revision"
+	// ScaleDownDeadlineAnnotation (RFC 3339) is when a ReplicaSet kept after a
+	// blue-green switch or an abort is scaled down.
+	ScaleDownDeadlineAnnotation = "rollouts.kubeseed.io/scale-down-deadline"
 
 	// FieldManager is the field manager of every write the controller makes.
 	FieldManager = "rollouts-controller"

@@ -1,0 +1,159 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// planBlueGreen runs the blue-green strategy: the new revision comes up beside
+// the active one (at previewReplicaCount, if set) behind the preview Service;
+// on promotion it is scaled to full size, the active Service switches to it,
+// and the previous revision is scaled down scaleDownDelaySeconds later.
+func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
+	bg := ro.Spec.Strategy.BlueGreen
+	var out outcome
+	defer func() {
+		st.BlueGreen.ActiveSelector = out.services[bg.ActiveService]
+		if bg.PreviewService != "" {
+			st.BlueGreen.PreviewSelector = out.services[bg.PreviewService]
+		}
+	}()
+
+	if st.StableRS == w.hash {
+		// Promoted (or first deploy, or back to the active template).
+		st.PauseConditions = nil
+		st.PromoteFull = false
+		st.BlueGreen.ScaleUpPreviewCheckPoint = false
+		targets[w.hash] = w.replicas
+		out.services = map[string]string{bg.ActiveService: w.hash, bg.PreviewService: w.hash}
+		keepDelayed(&out, w, now, targets)
+		out.reason, out.message = v1alpha1.ReasonReplicaSetUpdated, "Scaling the active revision"
+		return out, nil
+	}
+
+	stable := stableHash(w)
+	targets[stable] = w.replicas
+	out.services = map[string]string{bg.ActiveService: stable, bg.PreviewService: stable}
+	if st.Abort {
+		delay := ptr.Deref(bg.AbortScaleDownDelaySeconds, 30)
+		targets[w.hash] = abortedSize(&out, w.current, delay, now)
+		keepDelayed(&out, w, now, targets)
+		out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonRolloutAborted
+		out.message = fmt.Sprintf("Update to %s aborted: the active Service stays on %s", w.current.name, stableName(w))
+		return out, nil
+	}
+
+	// The update: the preview Service follows the new revision.
+	out.services[bg.PreviewService] = w.hash
+	size := w.replicas
+	if n := bg.PreviewReplicaCount; n != nil && !st.BlueGreen.ScaleUpPreviewCheckPoint {
+		size = min(*n, w.replicas)
+	}
+	targets[w.hash] = size
+	keepDelayed(&out, w, now, targets)
+	if c := w.current; c.planned || c.spec != size || c.available < size {
+		out.reason = v1alpha1.ReasonReplicaSetUpdated
+		out.message = fmt.Sprintf("Preview %s: %d/%d replicas available", w.current.name, w.current.available, size)
+		return out, nil
+	}
+
+	if !promoteNow(bg, st, req, now, &out) {
+		return out, nil
+	}
+	if size < w.replicas {
+		// Scale the preview to full size before it takes the traffic.
+		st.BlueGreen.ScaleUpPreviewCheckPoint = true
+		targets[w.hash] = w.replicas
+		out.reason = v1alpha1.ReasonRolloutPromoted
+		out.message = fmt.Sprintf("Promoting %s: scaling to %d replicas before the switch", w.current.name, w.replicas)
+		return out, nil
+	}
+
+	// Switch: the new revision becomes active and stable; the previous one
+	// is kept for scaleDownDelaySeconds.
+	previous := w.stable
+	st.StableRS = w.hash
+	st.PromoteFull = false
+	st.BlueGreen.ScaleUpPreviewCheckPoint = false
+	w.stable = w.current
+	out.services = map[string]string{bg.ActiveService: w.hash, bg.PreviewService: w.hash}
+	if previous != nil && previous != w.current {
+		delay := time.Duration(ptr.Deref(bg.ScaleDownDelaySeconds, 30)) * time.Second
+		deadline := now.Add(delay)
+		previous.scaleDownAt = &deadline
+		targets[previous.hash] = previous.spec
+		out.annotate = append(out.annotate, AnnotationChange{Name: previous.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
+		out.after(delay)
+	}
+	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Active Service %s switched to %s", bg.ActiveService, w.current.name)})
+	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, fmt.Sprintf("Switched to %s", w.current.name)
+	return out, nil
+}
+
+// promoteNow decides whether a ready preview is promoted in this reconcile:
+// on request, once its full-size scale-up was started, or automatically
+// (after autoPromotionSeconds, shown as a BlueGreenPause). Otherwise it
+// records why it waits in out.
+func promoteNow(bg *v1alpha1.BlueGreenStrategy, st *v1alpha1.RolloutStatus, req requests, now time.Time, out *outcome) bool {
+	if req.promote || st.PromoteFull || st.BlueGreen.ScaleUpPreviewCheckPoint {
+		removePause(st, v1alpha1.PauseReasonBlueGreenPause)
+		return true
+	}
+	if !ptr.Deref(bg.AutoPromotionEnabled, true) {
+		addPause(st, v1alpha1.PauseReasonBlueGreenPause, now)
+		out.reason, out.message = v1alpha1.ReasonBlueGreenPause, "Preview ready: paused until promoted"
+		return false
+	}
+	secs := ptr.Deref(bg.AutoPromotionSeconds, 0)
+	if secs == 0 {
+		return true
+	}
+	start := addPause(st, v1alpha1.PauseReasonBlueGreenPause, now)
+	if left := start.Add(time.Duration(secs) * time.Second).Sub(now); left > 0 {
+		out.after(left)
+		out.reason, out.message = v1alpha1.ReasonBlueGreenPause, fmt.Sprintf("Preview ready: promoting automatically in %s", left.Round(time.Second))
+		return false
+	}
+	removePause(st, v1alpha1.PauseReasonBlueGreenPause)
+	return true
+}
+
+// keepDelayed holds ReplicaSets that wait out a scale-down delay at their size
+// and wakes the reconciler when the first delay ends; every other ReplicaSet
+// without a target goes to 0.
+func keepDelayed(out *outcome, w *world, now time.Time, targets map[string]int32) {
+	for _, rs := range w.others() {
+		if _, set := targets[rs.hash]; set {
+			continue
+		}
+		if rs.delayed(now) {
+			targets[rs.hash] = rs.spec
+			out.after(rs.scaleDownAt.Sub(now))
+		}
+	}
+}
+
+// abortedSize is the size of an aborted revision: kept for delaySeconds after
+// the abort (0 keeps it until the next update), then 0.
+func abortedSize(out *outcome, rs *rsView, delaySeconds int32, now time.Time) int32 {
+	switch {
+	case rs.planned:
+		return 0
+	case delaySeconds == 0:
+		return rs.spec
+	case rs.scaleDownAt == nil:
+		deadline := now.Add(time.Duration(delaySeconds) * time.Second)
+		rs.scaleDownAt = &deadline
+		out.annotate = append(out.annotate, AnnotationChange{Name: rs.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
+		out.after(time.Duration(delaySeconds) * time.Second)
+		return rs.spec
+	case rs.delayed(now):
+		out.after(rs.scaleDownAt.Sub(now))
+		return rs.spec
+	}
+	return 0
+}

@@ -163,6 +163,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment,
 			v1alpha1.StepSetCanaryScale, v1alpha1.StepSetHeaderRoute, v1alpha1.StepSetMirrorRoute:
 			res.reason = v1alpha1.ReasonProgressing
+			res.waiting = true
 			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)
 			return res
 		default:

@@ -135,9 +135,6 @@ func plan(in Input) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	p.Events = append(p.Events, out.events...)
-	p.RequeueAfter = out.requeueAfter
-
 	if !ro.Spec.Paused {
 		applyTargets(&p, ro, w, targets)
 		p.Services = serviceChanges(in.Services, out.services)
@@ -145,6 +142,10 @@ func plan(in Input) (Plan, error) {
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
+	countReplicas(st, w)
+	trackProgress(ro, st, w, &out, in.Now)
+	p.Events = append(p.Events, out.events...)
+	p.RequeueAfter = out.requeueAfter
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	return p, nil
 }

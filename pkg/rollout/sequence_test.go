@@ -38,6 +38,8 @@ type sim struct {
 	lastLine string
 	// flaky, when set, says whether a pod fails to become available this tick.
 	flaky func() bool
+	// broken images never have available pods.
+	broken map[string]bool
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -102,6 +104,15 @@ func (s *sim) request(annotation, token string) {
 	}
 	s.ro.Annotations[annotation] = token
 	s.say("user: %s=%s", strings.TrimPrefix(annotation, "rollouts.kubeseed.io/"), token)
+}
+
+// breakImage makes the pods of an image unavailable from now on.
+func (s *sim) breakImage(image string) {
+	if s.broken == nil {
+		s.broken = map[string]bool{}
+	}
+	s.broken[image] = true
+	s.say("world: pods of %s stop being available", image)
 }
 
 func (s *sim) scale(replicas int32) {
@@ -191,6 +202,9 @@ func (s *sim) advance() {
 		avail := min(spec, existing)
 		if s.flaky != nil && avail > 0 && s.flaky() {
 			avail = min(avail, rs.Status.AvailableReplicas)
+		}
+		if s.broken[rs.Spec.Template.Spec.Containers[0].Image] {
+			avail = 0
 		}
 		rs.Status.AvailableReplicas = avail
 		rs.Status.ReadyReplicas = rs.Status.AvailableReplicas

@@ -23,6 +23,9 @@ type outcome struct {
 	// services maps a Service name to the hash its selector must carry.
 	services map[string]string
 	annotate []AnnotationChange
+	// waiting: the update waits on purpose (analysis, experiment), which
+	// doesn't count against the progress deadline.
+	waiting bool
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.
@@ -79,20 +82,61 @@ func healthy(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, now tim
 	return true
 }
 
+// countReplicas fills the replica counts from the observed ReplicaSets.
+func countReplicas(st *v1alpha1.RolloutStatus, w *world) {
+	st.Replicas, st.ReadyReplicas, st.AvailableReplicas = 0, 0, 0
+	for _, rs := range w.all {
+		st.Replicas += rs.current
+		st.ReadyReplicas += rs.ready
+		st.AvailableReplicas += rs.available
+	}
+	st.UpdatedReplicas = w.current.current
+	st.HPAReplicas = st.Replicas
+}
+
+// trackProgress enforces progressDeadlineSeconds on an update. Progress is any
+// change of the revision, step, or replica counts; pauses and purposeful waits
+// restart the clock. When the deadline passes the outcome becomes
+// Degraded/ProgressDeadlineExceeded and, with progressDeadlineAbort, the
+// update is aborted (the next reconcile scales back).
+func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, out *outcome, now time.Time) {
+	if st.StableRS == st.CurrentPodHash && healthy(ro, st, w, now) || st.Abort || out.phase == v1alpha1.RolloutPhaseDegraded {
+		st.LastProgressTime = nil
+		return
+	}
+	prev := ro.Status
+	moved := prev.CurrentPodHash != st.CurrentPodHash || prev.StableRS != st.StableRS ||
+		ptr.Deref(prev.CurrentStepIndex, -1) != ptr.Deref(st.CurrentStepIndex, -1) ||
+		prev.UpdatedReplicas != st.UpdatedReplicas || prev.ReadyReplicas != st.ReadyReplicas ||
+		prev.AvailableReplicas != st.AvailableReplicas
+	waiting := ro.Spec.Paused || len(st.PauseConditions) > 0 || out.waiting
+	deadline := time.Duration(ptr.Deref(ro.Spec.ProgressDeadlineSeconds, 600)) * time.Second
+	if moved || waiting || st.LastProgressTime == nil {
+		st.LastProgressTime = ptrTime(now)
+		out.after(deadline)
+		return
+	}
+	if left := st.LastProgressTime.Add(deadline).Sub(now); left > 0 {
+		out.after(left)
+		return
+	}
+	out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonProgressDeadlineExceeded
+	out.message = fmt.Sprintf("Revision %s made no progress for %s", w.current.name, deadline)
+	if ro.Spec.ProgressDeadlineAbort {
+		st.Abort = true
+		st.AbortedAt = ptrTime(now)
+		st.PauseConditions = nil
+		out.events = append(out.events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: out.message + ": aborting (progressDeadlineAbort)"})
+		out.after(time.Millisecond)
+	} else if prev.Phase != v1alpha1.RolloutPhaseDegraded {
+		out.events = append(out.events, Event{Warning: true, Reason: v1alpha1.ReasonProgressDeadlineExceeded, Message: out.message})
+	}
+}
+
 // finishStatus fills the counts, phase, message and conditions. w is nil
 // when the spec is invalid and nothing was observed.
 func finishStatus(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus, w *world, out outcome, now time.Time) v1alpha1.RolloutStatus {
 	st.ObservedGeneration = ro.Generation
-	if w != nil {
-		st.Replicas, st.ReadyReplicas, st.AvailableReplicas = 0, 0, 0
-		for _, rs := range w.all {
-			st.Replicas += rs.current
-			st.ReadyReplicas += rs.ready
-			st.AvailableReplicas += rs.available
-		}
-		st.UpdatedReplicas = w.current.current
-		st.HPAReplicas = st.Replicas
-	}
 	if sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector); err == nil && ro.Spec.Selector != nil {
 		st.Selector = sel.String()
 	}

@@ -231,6 +231,11 @@ type RolloutStatus struct {
 	// AbortedAt is when the update was aborted.
 	// +optional
 	AbortedAt *metav1.Time `json:"abortedAt,omitempty"`
+	// LastProgressTime is when the update last made progress (or last started
+	// waiting on purpose: a pause, an analysis); the progress deadline counts
+	// from it.
+	// +optional
+	LastProgressTime *metav1.Time `json:"lastProgressTime,omitempty"`
 	// RestartedAt is the restartAt the controller last completed.
 	// +optional
 	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`

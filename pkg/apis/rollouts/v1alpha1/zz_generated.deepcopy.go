@@ -1854,6 +1854,10 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		in, out := &in.AbortedAt, &out.AbortedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.LastProgressTime != nil {
+		in, out := &in.LastProgressTime, &out.LastProgressTime
+		*out = (*in).DeepCopy()
+	}
 	if in.RestartedAt != nil {
 		in, out := &in.RestartedAt, &out.RestartedAt
 		*out = (*in).DeepCopy()

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
@@ -146,5 +147,66 @@ func TestSequenceScaleMidUpdate(t *testing.T) {
 	s.request(v1alpha1.PromoteFullAnnotation, "f")
 	s.until("Healthy", 20, healthyPhase)
 	s.expectSizes(map[string]int32{"web:2": 5})
+	s.golden()
+}
+
+func TestSequenceRollbackWindow(t *testing.T) {
+	ro := canaryRollout(4, "25%", "25%", setWeight(50), pause(""))
+	ro.Spec.RollbackWindow = &v1alpha1.RollbackWindow{Revisions: 1}
+	s := newSim(t, ro)
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	s.until("Healthy on web:2", 20, healthyPhase)
+	// Back to web:1, the previous revision: no steps.
+	s.setImage("web:1")
+	s.until("Healthy on web:1", 20, healthyPhase)
+	s.expectSizes(map[string]int32{"web:1": 4})
+	// Forward to web:3, a new revision: steps again.
+	s.setImage("web:3")
+	s.until("paused on web:3", 20, pausedPhase)
+	s.golden()
+}
+
+func TestSequencePausedSpecFreezes(t *testing.T) {
+	s := newSim(t, canaryRollout(4, "25%", "25%", setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.ro.Spec.Paused = true
+	s.setImage("web:2")
+	s.wait(4)
+	if s.ro.Status.Phase != v1alpha1.RolloutPhasePaused {
+		t.Fatalf("phase %s with spec.paused, want Paused", s.ro.Status.Phase)
+	}
+	s.expectSizes(map[string]int32{"web:1": 4})
+	s.ro.Spec.Paused = false
+	s.say("user: resume")
+	s.until("at the pause step", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.expectSizes(map[string]int32{"web:1": 2, "web:2": 2})
+	s.golden()
+}
+
+func TestSequenceAdoptionAndHistoryLimit(t *testing.T) {
+	s := newSim(t, canaryRollout(2, "1", "0"))
+	s.until("Healthy", 10, healthyPhase)
+	// An orphan of the current template (say, left by a deleted Rollout of
+	// the same name) is adopted rather than duplicated.
+	for _, rs := range s.rss {
+		rs.OwnerReferences = nil
+	}
+	p := s.tick()
+	if len(p.Adopt) != 1 || p.Create != nil {
+		t.Fatalf("adopt %v, create %v; want one adoption and no creation", p.Adopt, p.Create)
+	}
+	// Five more revisions with revisionHistoryLimit 2: the oldest idle
+	// ReplicaSets are deleted.
+	for i := 2; i <= 6; i++ {
+		s.setImage(fmt.Sprintf("web:%d", i))
+		s.until("Healthy", 20, healthyPhase)
+	}
+	s.wait(2)
+	if n := len(s.rss); n != 3 {
+		t.Errorf("%d ReplicaSets kept, want 3 (current + 2 history)", n)
+	}
 	s.golden()
 }

@@ -113,6 +113,10 @@ func plan(in Input) (Plan, error) {
 
 	if st.CurrentPodHash != w.hash {
 		p.Events = append(p.Events, startUpdate(ro, st, w))
+		if e, ok := withinRollbackWindow(ro, st, w); ok {
+			st.PromoteFull = true
+			p.Events = append(p.Events, e)
+		}
 	}
 	if st.StableRS == "" {
 		// First deploy: nothing to compare with, the first ReplicaSet is stable.
@@ -148,6 +152,20 @@ func plan(in Input) (Plan, error) {
 	p.RequeueAfter = out.requeueAfter
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	return p, nil
+}
+
+// withinRollbackWindow: going back to one of the last rollbackWindow.revisions
+// revisions is fast — its steps and analysis are skipped.
+func withinRollbackWindow(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) (Event, bool) {
+	rw := ro.Spec.RollbackWindow
+	c := w.current
+	if rw == nil || c.planned || w.hash == st.StableRS {
+		return Event{}, false
+	}
+	if c.revision < maxRevision(w.all)-int64(rw.Revisions) {
+		return Event{}, false
+	}
+	return Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: fmt.Sprintf("Rolling back to revision %d (%s) within rollbackWindow: skipping steps", c.revision, c.name)}, true
 }
 
 // revisionBump makes the current ReplicaSet the newest revision when it was

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -115,15 +116,17 @@ func run(ctx context.Context, o *options) error {
 }
 
 func managerOptions(o *options) manager.Options {
-	// The ReplicaSet cache holds only ReplicaSets the controller manages, so
-	// memory stays bounded on clusters with many Deployments.
+	// The ReplicaSet and Pod caches hold only objects carrying our hash label,
+	// so memory stays bounded on clusters with many Deployments.
 	managed, err := labels.NewRequirement(v1alpha1.PodTemplateHashLabel, selection.Exists, nil)
 	if err != nil {
 		panic(err) // constant input
 	}
+	onlyManaged := labels.NewSelector().Add(*managed)
 	cacheOpts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&appsv1.ReplicaSet{}: {Label: labels.NewSelector().Add(*managed)},
+			&appsv1.ReplicaSet{}: {Label: onlyManaged},
+			&corev1.Pod{}:        {Label: onlyManaged},
 		},
 	}
 	if o.namespace != "" {

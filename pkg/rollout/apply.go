@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,12 @@ import (
 // was behind the API server.
 var errRequeue = errors.New("cache is stale")
 
+// errBlocked: a PodDisruptionBudget refused an eviction.
+var errBlocked = errors.New("eviction blocked by a PodDisruptionBudget")
+
+// blockedRetry is how soon to retry an eviction a PodDisruptionBudget refused.
+const blockedRetry = 5 * time.Second
+
 // staleCacheRetry is how soon to look again after errRequeue; the watch event
 // that brings the cache up to date usually comes first.
 const staleCacheRetry = 250 * time.Millisecond
@@ -37,6 +44,8 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	logger := log.FromContext(ctx)
 	err := r.applyObjects(ctx, ro, &p)
 	switch {
+	case errors.Is(err, errBlocked):
+		return reconcile.Result{RequeueAfter: blockedRetry}, r.writeStatus(ctx, ro, p.Status)
 	case errors.Is(err, errRequeue):
 		logger.V(1).Info("Requeueing: cache behind the API server")
 		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
@@ -94,6 +103,21 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: a.Name}}
 		if err := r.Client.Patch(ctx, rs, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 			return fmt.Errorf("annotating replicaset %s: %w", a.Name, err)
+		}
+	}
+	for _, name := range p.Evict {
+		logger.Info("Evicting pod created before restartAt", "pod", name)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		eviction := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		err := r.Client.SubResource("eviction").Create(ctx, pod, eviction)
+		switch {
+		case apierrors.IsTooManyRequests(err):
+			// A PodDisruptionBudget says not now; try again shortly.
+			logger.Info("Eviction refused by a PodDisruptionBudget", "pod", name)
+			return errBlocked
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("evicting pod %s: %w", name, err)
 		}
 	}
 	for _, name := range p.Delete {

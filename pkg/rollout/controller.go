@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -105,6 +106,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return r.apply(ctx, &ro, p)
 }
 
+// podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
+// restart is requested).
+func (r *Reconciler) podsOf(ctx context.Context, ro *v1alpha1.Rollout, sel labels.Selector, rss []*appsv1.ReplicaSet) ([]*corev1.Pod, error) {
+	owned := map[types.UID]bool{}
+	for _, rs := range rss {
+		owned[rs.UID] = true
+	}
+	var list corev1.PodList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	var pods []*corev1.Pod
+	for i := range list.Items {
+		if owner := metav1.GetControllerOf(&list.Items[i]); owner != nil && owned[owner.UID] {
+			pods = append(pods, &list.Items[i])
+		}
+	}
+	return pods, nil
+}
+
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
 	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
@@ -121,6 +142,13 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 				if (owner == nil || owner.UID == ro.UID) && rs.DeletionTimestamp.IsZero() {
 					in.ReplicaSets = append(in.ReplicaSets, rs)
 				}
+			}
+			if ro.Spec.RestartAt != nil {
+				pods, err := r.podsOf(ctx, ro, sel, in.ReplicaSets)
+				if err != nil {
+					return Input{}, err
+				}
+				in.Pods = pods
 			}
 		}
 	}

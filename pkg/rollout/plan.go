@@ -20,7 +20,9 @@ type Input struct {
 	ReplicaSets []*appsv1.ReplicaSet
 	// Services referenced by the strategy, by name; a missing one is absent.
 	Services map[string]*corev1.Service
-	Now      time.Time
+	// Pods of the ReplicaSets, for restartAt.
+	Pods []*corev1.Pod
+	Now  time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -33,9 +35,11 @@ type Plan struct {
 	// Annotate sets annotations of ReplicaSets: revisions (a rollback makes
 	// an old one current again) and scale-down deadlines.
 	Annotate []AnnotationChange
-	Delete   []string
-	Status   v1alpha1.RolloutStatus
-	Events   []Event
+	// Evict lists pods to evict (restartAt).
+	Evict  []string
+	Delete []string
+	Status v1alpha1.RolloutStatus
+	Events []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }
@@ -146,6 +150,9 @@ func plan(in Input) (Plan, error) {
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
+	if !ro.Spec.Paused {
+		planRestart(&p, ro, st, w, in.Pods, in.Now, &out)
+	}
 	countReplicas(st, w)
 	trackProgress(ro, st, w, &out, in.Now)
 	p.Events = append(p.Events, out.events...)

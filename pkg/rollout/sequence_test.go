@@ -40,6 +40,10 @@ type sim struct {
 	flaky func() bool
 	// broken images never have available pods.
 	broken map[string]bool
+	// pods by ReplicaSet name, oldest first, for restartAt.
+	pods    map[string][]*corev1.Pod
+	podSeq  int
+	evicted []string
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -133,7 +137,7 @@ func (s *sim) sorted() []*appsv1.ReplicaSet {
 // tick runs one reconcile and one step of the world.
 func (s *sim) tick() Plan {
 	s.t.Helper()
-	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Now: s.now}
+	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Now: s.now}
 	p, err := plan(in)
 	if err != nil {
 		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
@@ -190,6 +194,9 @@ func (s *sim) apply(p Plan) {
 	for _, name := range p.Delete {
 		delete(s.rss, name)
 	}
+	for _, name := range p.Evict {
+		s.evict(name)
+	}
 	s.ro.Status = p.Status
 }
 
@@ -209,8 +216,53 @@ func (s *sim) advance() {
 		rs.Status.AvailableReplicas = avail
 		rs.Status.ReadyReplicas = rs.Status.AvailableReplicas
 		rs.Status.Replicas = spec
+		s.syncPods(rs)
 	}
 	s.now = s.now.Add(time.Second)
+}
+
+// syncPods keeps one pod object per existing pod: new ones are created now,
+// surplus ones (the youngest) go.
+func (s *sim) syncPods(rs *appsv1.ReplicaSet) {
+	if s.pods == nil {
+		s.pods = map[string][]*corev1.Pod{}
+	}
+	pods := s.pods[rs.Name]
+	for int32(len(pods)) < rs.Status.Replicas {
+		s.podSeq++
+		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+			Name:              fmt.Sprintf("%s-%d", rs.Name, s.podSeq),
+			Labels:            rs.Spec.Template.Labels,
+			CreationTimestamp: metav1.NewTime(s.now),
+		}})
+	}
+	s.pods[rs.Name] = pods[:rs.Status.Replicas]
+}
+
+func (s *sim) allPods() []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, rs := range s.sorted() {
+		out = append(out, s.pods[rs.Name]...)
+	}
+	return out
+}
+
+// evict deletes a pod; its ReplicaSet replaces it on the next tick.
+func (s *sim) evict(name string) {
+	for rsName, pods := range s.pods {
+		for i, pod := range pods {
+			if pod.Name != name {
+				continue
+			}
+			s.pods[rsName] = append(pods[:i:i], pods[i+1:]...)
+			rs := s.rss[rsName]
+			rs.Status.Replicas--
+			rs.Status.AvailableReplicas = min(rs.Status.AvailableReplicas, rs.Status.Replicas)
+			s.evicted = append(s.evicted, name)
+			return
+		}
+	}
+	s.t.Fatalf("evicting %s, which does not exist", name)
 }
 
 // checkInvariants: never more than replicas+maxSurge pods asked for, never

@@ -143,7 +143,8 @@ func finishStatus(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus, w *world, out
 
 	phase, reason, message := out.phase, out.reason, out.message
 	switch {
-	case phase == v1alpha1.RolloutPhaseDegraded:
+	case phase != "":
+		// The strategy (or the progress deadline, or a restart) decided.
 	case ro.Spec.Paused:
 		phase, reason, message = v1alpha1.RolloutPhasePaused, v1alpha1.ReasonRolloutPaused, "Paused by spec.paused"
 	case len(st.PauseConditions) > 0:

@@ -28,6 +28,7 @@ const (
 	ReasonRolloutPromoted          = "RolloutPromoted"
 	ReasonRolloutCompleted         = "RolloutCompleted"
 	ReasonRolloutHealthy           = "RolloutHealthy"
+	ReasonRolloutRestarted         = "RolloutRestarted"
 	ReasonAnalysisFailed           = "AnalysisFailed"
 	ReasonAnalysisRunFailed        = "AnalysisRunFailed"
 	ReasonExperimentFailed         = "ExperimentFailed"

@@ -120,6 +120,15 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("evicting pod %s: %w", name, err)
 		}
 	}
+	if n := p.WorkloadReplicas; n != nil {
+		name := ro.Spec.WorkloadRef.Name
+		logger.Info("Scaling down the referenced Deployment", "deployment", name, "replicas", *n, "policy", ro.Spec.WorkloadRef.ScaleDown)
+		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, *n)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		if err := r.Client.Patch(ctx, d, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+			return fmt.Errorf("scaling deployment %s: %w", name, err)
+		}
+	}
 	for _, name := range p.Delete {
 		logger.Info("Deleting old ReplicaSet beyond revisionHistoryLimit", "replicaSet", name)
 		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}

@@ -26,8 +26,11 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// serviceIndex indexes Rollouts by the Services their strategy names.
-const serviceIndex = "rollouts.kubeseed.io/services"
+// Indexes of Rollouts by the objects they name.
+const (
+	serviceIndex  = "rollouts.kubeseed.io/services"
+	workloadIndex = "rollouts.kubeseed.io/workload"
+)
 
 // Reconciler reconciles Rollouts.
 type Reconciler struct {
@@ -61,26 +64,37 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	}); err != nil {
 		return fmt.Errorf("indexing rollouts by service: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, workloadIndex, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.Rollout).Spec.WorkloadRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing rollouts by workload: %w", err)
+	}
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForService)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(serviceIndex))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(workloadIndex))).
 		WithOptions(opts).
 		Complete(r)
 }
 
-// rolloutsForService maps a Service to the Rollouts that name it.
-func (r *Reconciler) rolloutsForService(ctx context.Context, o client.Object) []reconcile.Request {
-	var list v1alpha1.RolloutList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{serviceIndex: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "Listing rollouts for a service", "service", o.GetName())
-		return nil
+// rolloutsNaming maps an object to the Rollouts that name it, by index.
+func (r *Reconciler) rolloutsNaming(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.RolloutList
+		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "Listing rollouts that name an object", "index", index, "name", o.GetName())
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, ro := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}})
+		}
+		return reqs
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, ro := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}})
-	}
-	return reqs
 }
 
 // Reconcile observes one Rollout, plans, and applies the plan.
@@ -129,8 +143,20 @@ func (r *Reconciler) podsOf(ctx context.Context, ro *v1alpha1.Rollout, sel label
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
 	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
-	if ro.Spec.Selector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
+	selector := ro.Spec.Selector
+	if ref := ro.Spec.WorkloadRef; ref != nil {
+		var d appsv1.Deployment
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &d)
+		switch {
+		case err == nil:
+			in.Workload = &d
+			selector = d.Spec.Selector
+		case !apierrors.IsNotFound(err):
+			return Input{}, fmt.Errorf("getting deployment %s: %w", ref.Name, err)
+		}
+	}
+	if selector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(selector)
 		if err == nil && !sel.Empty() {
 			var list appsv1.ReplicaSetList
 			if err := r.Client.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {

@@ -22,7 +22,9 @@ type Input struct {
 	Services map[string]*corev1.Service
 	// Pods of the ReplicaSets, for restartAt.
 	Pods []*corev1.Pod
-	Now  time.Time
+	// Workload is the Deployment spec.workloadRef names; nil when absent.
+	Workload *appsv1.Deployment
+	Now      time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -38,6 +40,8 @@ type Plan struct {
 	// Evict lists pods to evict (restartAt).
 	Evict  []string
 	Delete []string
+	// WorkloadReplicas scales the Deployment of spec.workloadRef.
+	WorkloadReplicas *int32
 	Status v1alpha1.RolloutStatus
 	Events []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
@@ -102,10 +106,14 @@ func (w *world) oldPods() int32 {
 // plan decides what to do with a Rollout. It is a pure function of its
 // input: no client calls, no clock reads.
 func plan(in Input) (Plan, error) {
-	ro := in.Rollout
+	ro, msg := withWorkload(in.Rollout, in.Workload)
+	in.Rollout = ro
 	st := ro.Status.DeepCopy()
 	var p Plan
-	if msg := invalidSpec(in); msg != "" {
+	if msg == "" {
+		msg = invalidSpec(in)
+	}
+	if msg != "" {
 		p.Events = append(p.Events, Event{Warning: true, Reason: v1alpha1.ReasonInvalidSpec, Message: msg})
 		p.Status = finishStatus(ro, *st, nil, outcome{phase: v1alpha1.RolloutPhaseDegraded, reason: v1alpha1.ReasonInvalidSpec, message: msg}, in.Now)
 		return p, nil
@@ -158,6 +166,7 @@ func plan(in Input) (Plan, error) {
 	p.Events = append(p.Events, out.events...)
 	p.RequeueAfter = out.requeueAfter
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
+	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
 }
 

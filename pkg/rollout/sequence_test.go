@@ -44,6 +44,8 @@ type sim struct {
 	pods    map[string][]*corev1.Pod
 	podSeq  int
 	evicted []string
+	// workload is the Deployment of spec.workloadRef, if any.
+	workload *appsv1.Deployment
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -137,7 +139,7 @@ func (s *sim) sorted() []*appsv1.ReplicaSet {
 // tick runs one reconcile and one step of the world.
 func (s *sim) tick() Plan {
 	s.t.Helper()
-	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Now: s.now}
+	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload, Now: s.now}
 	p, err := plan(in)
 	if err != nil {
 		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
@@ -196,6 +198,10 @@ func (s *sim) apply(p Plan) {
 	}
 	for _, name := range p.Evict {
 		s.evict(name)
+	}
+	if n := p.WorkloadReplicas; n != nil {
+		s.say("deployment %s scaled to %d", s.workload.Name, *n)
+		s.workload.Spec.Replicas = ptr.To(*n)
 	}
 	s.ro.Status = p.Status
 }

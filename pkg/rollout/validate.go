@@ -16,7 +16,7 @@ func invalidSpec(in Input) string {
 	ro := in.Rollout
 	switch {
 	case ro.Spec.Template == nil:
-		return "spec.workloadRef is not supported by this controller version yet"
+		return "spec.template is missing"
 	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.TrafficRouting != nil:
 		return "spec.strategy.canary.trafficRouting is not supported by this controller version yet"
 	}

@@ -42,8 +42,8 @@ type Plan struct {
 	Delete []string
 	// WorkloadReplicas scales the Deployment of spec.workloadRef.
 	WorkloadReplicas *int32
-	Status v1alpha1.RolloutStatus
-	Events []Event
+	Status           v1alpha1.RolloutStatus
+	Events           []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }

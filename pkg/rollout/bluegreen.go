@@ -61,6 +61,13 @@ func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, r
 		return out, nil
 	}
 
+	if bg.PrePromotionAnalysis != nil && !req.promote && !st.PromoteFull && !st.BlueGreen.ScaleUpPreviewCheckPoint {
+		// Never switch without the analysis the user asked for.
+		out.waiting = true
+		out.reason = v1alpha1.ReasonProgressing
+		out.message = "Preview ready: waiting for prePromotionAnalysis, which this controller version does not run yet (promote skips it)"
+		return out, nil
+	}
 	if !promoteNow(bg, st, req, now, &out) {
 		return out, nil
 	}

@@ -125,6 +125,7 @@ func plan(in Input) (Plan, error) {
 
 	if st.CurrentPodHash != w.hash {
 		p.Events = append(p.Events, startUpdate(ro, st, w))
+		p.Events = append(p.Events, unsupportedAnalysis(ro, st, w)...)
 		if e, ok := withinRollbackWindow(ro, st, w); ok {
 			st.PromoteFull = true
 			p.Events = append(p.Events, e)
@@ -168,6 +169,25 @@ func plan(in Input) (Plan, error) {
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
+}
+
+// unsupportedAnalysis warns, once per update, about analyses this controller
+// version does not run yet and that do not block the update (background and
+// post-promotion analysis; step and pre-promotion analysis wait instead).
+func unsupportedAnalysis(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) []Event {
+	if st.StableRS == "" || w.hash == st.StableRS {
+		return nil
+	}
+	var which string
+	switch {
+	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.Analysis != nil:
+		which = "spec.strategy.canary.analysis"
+	case ro.Spec.Strategy.BlueGreen != nil && ro.Spec.Strategy.BlueGreen.PostPromotionAnalysis != nil:
+		which = "spec.strategy.blueGreen.postPromotionAnalysis"
+	default:
+		return nil
+	}
+	return []Event{{Warning: true, Reason: v1alpha1.ReasonAnalysisNotRun, Message: which + " is not run by this controller version yet; the update proceeds without it"}}
 }
 
 // withinRollbackWindow: going back to one of the last rollbackWindow.revisions

@@ -30,6 +30,7 @@ const (
 	ReasonRolloutHealthy           = "RolloutHealthy"
 	ReasonRolloutRestarted         = "RolloutRestarted"
 	ReasonAnalysisFailed           = "AnalysisFailed"
+	ReasonAnalysisNotRun           = "AnalysisNotRun"
 	ReasonAnalysisRunFailed        = "AnalysisRunFailed"
 	ReasonExperimentFailed         = "ExperimentFailed"
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"

@@ -1,0 +1,185 @@
+//go:build integration
+
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+// startReconciler runs the Rollout reconciler in a manager against envtest
+// (there is no ReplicaSet controller here: the tests play it).
+func startReconciler(t *testing.T) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:  apis.NewScheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
+func waitRollout(t *testing.T, key client.ObjectKey, what string, cond func(*v1alpha1.Rollout) bool) *v1alpha1.Rollout {
+	t.Helper()
+	var ro v1alpha1.Rollout
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, key, &ro); err != nil {
+			return false, nil
+		}
+		return cond(&ro), nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not reached; status %+v", what, ro.Status)
+	}
+	return &ro
+}
+
+// TestIntegrationHashCollision: a ReplicaSet that isn't ours holds the name
+// <rollout>-<hash>; the reconciler counts a collision and uses another hash.
+func TestIntegrationHashCollision(t *testing.T) {
+	startReconciler(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	ro := canaryRollout(2, "25%", "25%")
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	for _, name := range []string{"web-stable", "web-canary"} {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
+		if err := env.Client.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, err := templateHash(ro.Spec.Template, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatter := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%s", hash), Namespace: ns},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: ptr.To[int32](0),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "other"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}},
+			},
+		},
+	}
+	if err := env.Client.Create(ctx, squatter); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRollout(t, client.ObjectKeyFromObject(ro), "a collision counted and a ReplicaSet created", func(r *v1alpha1.Rollout) bool {
+		return ptr.Deref(r.Status.CollisionCount, 0) == 1 && r.Status.CurrentPodHash != "" && r.Status.CurrentPodHash != hash
+	})
+	var rs appsv1.ReplicaSet
+	key := client.ObjectKey{Namespace: ns, Name: "web-" + got.Status.CurrentPodHash}
+	if err := env.Client.Get(ctx, key, &rs); err != nil {
+		t.Fatalf("ReplicaSet %s: %v", key.Name, err)
+	}
+	if owner := metav1.GetControllerOf(&rs); owner == nil || owner.Name != "web" {
+		t.Errorf("ReplicaSet %s not owned by the Rollout: %+v", rs.Name, owner)
+	}
+}
+
+// TestIntegrationStatusAndServices: on the real API server the reconciler
+// creates the first ReplicaSet, injects the hash into both Services, and
+// reports Healthy once the ReplicaSet (played by the test) is available.
+func TestIntegrationStatusAndServices(t *testing.T) {
+	startReconciler(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	ro := canaryRollout(3, "25%", "25%", setWeight(50), pause(""))
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	for _, name := range []string{"web-stable", "web-canary"} {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
+		if err := env.Client.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRollout(t, client.ObjectKeyFromObject(ro), "first ReplicaSet", func(r *v1alpha1.Rollout) bool {
+		return r.Status.StableRS != "" && r.Status.ObservedGeneration == r.Generation
+	})
+	var rs appsv1.ReplicaSet
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-" + got.Status.StableRS}, &rs); err != nil {
+		t.Fatal(err)
+	}
+	if *rs.Spec.Replicas != 3 {
+		t.Errorf("first ReplicaSet at %d replicas, want 3", *rs.Spec.Replicas)
+	}
+	for _, name := range []string{"web-stable", "web-canary"} {
+		var svc corev1.Service
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err != nil {
+			t.Fatal(err)
+		}
+		if svc.Spec.Selector[v1alpha1.PodTemplateHashLabel] != got.Status.StableRS || svc.Spec.Selector["app"] != "web" {
+			t.Errorf("Service %s selector %v", name, svc.Spec.Selector)
+		}
+	}
+	// Play the ReplicaSet controller: all pods available.
+	rs.Status = appsv1.ReplicaSetStatus{Replicas: 3, ReadyReplicas: 3, AvailableReplicas: 3, FullyLabeledReplicas: 3, ObservedGeneration: rs.Generation}
+	if err := env.Client.Status().Update(ctx, &rs); err != nil {
+		t.Fatal(err)
+	}
+	healthy := waitRollout(t, client.ObjectKeyFromObject(ro), "Healthy", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhaseHealthy
+	})
+	want := map[string]metav1.ConditionStatus{
+		v1alpha1.ConditionReady: metav1.ConditionTrue, v1alpha1.ConditionProgressing: metav1.ConditionTrue,
+		v1alpha1.ConditionPaused: metav1.ConditionFalse, v1alpha1.ConditionDegraded: metav1.ConditionFalse,
+		v1alpha1.ConditionReconciling: metav1.ConditionFalse, v1alpha1.ConditionStalled: metav1.ConditionFalse,
+	}
+	for _, c := range healthy.Status.Conditions {
+		if want[c.Type] != c.Status {
+			t.Errorf("condition %s=%s, want %s", c.Type, c.Status, want[c.Type])
+		}
+		if c.ObservedGeneration != healthy.Generation {
+			t.Errorf("condition %s observedGeneration %d, want %d", c.Type, c.ObservedGeneration, healthy.Generation)
+		}
+		delete(want, c.Type)
+	}
+	if len(want) > 0 {
+		t.Errorf("missing conditions %v", want)
+	}
+	if healthy.Status.HPAReplicas != 3 || healthy.Status.Selector != "app=web" {
+		t.Errorf("scale status: HPAReplicas %d selector %q", healthy.Status.HPAReplicas, healthy.Status.Selector)
+	}
+}

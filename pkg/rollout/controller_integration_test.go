@@ -52,6 +52,18 @@ func startReconciler(t *testing.T) {
 	})
 }
 
+// createServices creates Services selecting app=web.
+func createServices(t *testing.T, ns string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
+		if err := env.Client.Create(context.Background(), svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func waitRollout(t *testing.T, key client.ObjectKey, what string, cond func(*v1alpha1.Rollout) bool) *v1alpha1.Rollout {
 	t.Helper()
 	var ro v1alpha1.Rollout
@@ -75,13 +87,7 @@ func TestIntegrationHashCollision(t *testing.T) {
 	ns := env.Namespace(t)
 	ro := canaryRollout(2, "25%", "25%")
 	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
-	for _, name := range []string{"web-stable", "web-canary"} {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
-		if err := env.Client.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createServices(t, ns, "web-stable", "web-canary")
 	hash, err := templateHash(ro.Spec.Template, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -125,13 +131,7 @@ func TestIntegrationStatusAndServices(t *testing.T) {
 	ns := env.Namespace(t)
 	ro := canaryRollout(3, "25%", "25%", setWeight(50), pause(""))
 	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
-	for _, name := range []string{"web-stable", "web-canary"} {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
-		if err := env.Client.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createServices(t, ns, "web-stable", "web-canary")
 	if err := env.Client.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}

@@ -49,13 +49,22 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 			events = append(events, Event{Reason: v1alpha1.ReasonRolloutRetried, Message: "Update retried on request: restarting from step 0"})
 		}
 	}
-	if token(v1alpha1.AbortAnnotation, &st.LastHandled.Abort) {
+	// why is the reason a request about the running update is ignored now.
+	why := func(abortedIsOK bool) string {
 		switch {
 		case !updating:
-			ignore("abort", "no update is in progress")
+			return "no update is in progress"
+		case st.Abort && abortedIsOK:
+			return "the update is already aborted"
 		case st.Abort:
-			ignore("abort", "the update is already aborted")
-		default:
+			return "the update is aborted; retry it first"
+		}
+		return ""
+	}
+	if token(v1alpha1.AbortAnnotation, &st.LastHandled.Abort) {
+		if reason := why(true); reason != "" {
+			ignore("abort", reason)
+		} else {
 			st.Abort = true
 			st.AbortedAt = ptrTime(now)
 			st.PauseConditions = nil
@@ -65,24 +74,18 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		}
 	}
 	if token(v1alpha1.PromoteFullAnnotation, &st.LastHandled.PromoteFull) {
-		switch {
-		case !updating:
-			ignore("promote-full", "no update is in progress")
-		case st.Abort:
-			ignore("promote-full", "the update is aborted; retry it first")
-		default:
+		if reason := why(false); reason != "" {
+			ignore("promote-full", reason)
+		} else {
 			st.PromoteFull = true
 			st.PauseConditions = nil
 			events = append(events, Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: "Full promotion requested: skipping the remaining steps"})
 		}
 	}
 	if token(v1alpha1.PromoteAnnotation, &st.LastHandled.Promote) {
-		switch {
-		case !updating:
-			ignore("promote", "no update is in progress")
-		case st.Abort:
-			ignore("promote", "the update is aborted; retry it first")
-		default:
+		if reason := why(false); reason != "" {
+			ignore("promote", reason)
+		} else {
 			req.promote = true
 		}
 	}

@@ -37,24 +37,6 @@ spec:
       scaleDownDelaySeconds: 3
 `
 
-func serviceImages(t *testing.T, ns string, services ...string) []string {
-	t.Helper()
-	hashes := map[string]string{}
-	out := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
-		`jsonpath={range .items[*]}{.metadata.labels.rollouts\.kubeseed\.io/pod-template-hash} {.spec.template.spec.containers[0].image}{"\n"}{end}`)
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if f := strings.Fields(l); len(f) == 2 {
-			hashes[f[0]] = f[1]
-		}
-	}
-	var got []string
-	for _, svc := range services {
-		h := cl.mustKubectl(t, "", "-n", ns, "get", "svc", svc, "-o", `jsonpath={.spec.selector.rollouts\.kubeseed\.io/pod-template-hash}`)
-		got = append(got, hashes[strings.TrimSpace(h)])
-	}
-	return got
-}
-
 func TestBlueGreenManualPromotion(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)

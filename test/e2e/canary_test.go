@@ -105,8 +105,9 @@ func setImage(t *testing.T, ns, image string) {
 	cl.mustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", patch)
 }
 
-// selectorImages returns the images the stable and canary Services select.
-func selectorImages(t *testing.T, ns string) [2]string {
+// serviceImages returns the images the Services' selectors pick, by the
+// hash label the controller injects.
+func serviceImages(t *testing.T, ns string, services ...string) []string {
 	t.Helper()
 	hashes := map[string]string{}
 	out := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
@@ -116,12 +117,18 @@ func selectorImages(t *testing.T, ns string) [2]string {
 			hashes[f[0]] = f[1]
 		}
 	}
-	var got [2]string
-	for i, svc := range []string{"web-stable", "web-canary"} {
+	var got []string
+	for _, svc := range services {
 		h := cl.mustKubectl(t, "", "-n", ns, "get", "svc", svc, "-o", `jsonpath={.spec.selector.rollouts\.kubeseed\.io/pod-template-hash}`)
-		got[i] = hashes[strings.TrimSpace(h)]
+		got = append(got, hashes[strings.TrimSpace(h)])
 	}
 	return got
+}
+
+// stableAndCanary returns "stable,canary" images of the canary Services.
+func stableAndCanary(t *testing.T, ns string) string {
+	t.Helper()
+	return strings.Join(serviceImages(t, ns, "web-stable", "web-canary"), ",")
 }
 
 func TestCanaryPromoteAbortRetry(t *testing.T) {
@@ -132,14 +139,14 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 
 	setImage(t, ns, "web:2")
 	waitFor(t, ns, "Paused 1", "web:1 8/8, web:2 2/2")
-	if got := selectorImages(t, ns); got != [2]string{"web:1", "web:2"} {
+	if got := stableAndCanary(t, ns); got != "web:1,web:2" {
 		t.Errorf("Services select %v, want stable web:1, canary web:2", got)
 	}
 
 	request(t, ns, "promote", "p1")
 	waitFor(t, ns, "Paused 3", "web:1 4/4, web:2 6/6")
 	waitFor(t, ns, "Healthy 4", "web:2 10/10")
-	if got := selectorImages(t, ns); got != [2]string{"web:2", "web:2"} {
+	if got := stableAndCanary(t, ns); got != "web:2,web:2" {
 		t.Errorf("Services select %v, want both on web:2", got)
 	}
 	// The previous ReplicaSet is kept, scaled to 0, for undo.
@@ -156,7 +163,7 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 	if strings.TrimSpace(cond) != "RolloutAborted" {
 		t.Errorf("Degraded reason %q, want RolloutAborted", cond)
 	}
-	if got := selectorImages(t, ns); got != [2]string{"web:2", "web:2"} {
+	if got := stableAndCanary(t, ns); got != "web:2,web:2" {
 		t.Errorf("after abort Services select %v, want both on web:2", got)
 	}
 

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeseed/rollouts/pkg/analysis"
@@ -150,7 +151,11 @@ func managerOptions(o *options) manager.Options {
 
 func setupReconcilers(mgr manager.Manager, o *options) error {
 	c := mgr.GetClient()
-	if err := (&rollout.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
+	metrics, err := rollout.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("registering rollout metrics: %w", err)
+	}
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {

@@ -52,6 +52,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	case err != nil:
 		return reconcile.Result{}, err
 	}
+	r.Metrics.observe(ro, p.Status)
 	if err := r.writeStatus(ctx, ro, p.Status); err != nil {
 		return reconcile.Result{}, err
 	}

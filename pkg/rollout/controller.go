@@ -40,6 +40,8 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+	// Metrics, when set, records rollouts_* metrics.
+	Metrics *Metrics
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -99,9 +101,12 @@ func (r *Reconciler) rolloutsNaming(index string) handler.MapFunc {
 
 // Reconcile observes one Rollout, plans, and applies the plan.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	start := r.Clock.Now()
+	defer func() { r.Metrics.timeReconcile(start, r.Clock.Now()) }()
 	var ro v1alpha1.Rollout
 	if err := r.Client.Get(ctx, req.NamespacedName, &ro); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.Metrics.forget(req.Namespace, req.Name)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)

@@ -152,6 +152,11 @@ spec:
 		n := reconcileCount(t, "rollout")
 		return n > before, fmt.Sprintf("reconcile_total went from %d to %d", before, n)
 	})
+	info := `rollouts_info{name="web",namespace="` + ns + `",phase="Healthy",strategy="canary"} 1`
+	eventually(t, 30*time.Second, "rollouts_info for the Healthy rollout", func(ctx context.Context) (bool, string) {
+		_, body, err := httpGet(ctx, ctl.metrics+"/metrics")
+		return err == nil && strings.Contains(body, info), "want " + info
+	})
 	_, metrics, err := httpGet(ctx, ctl.metrics+"/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +167,7 @@ spec:
 		`controller_runtime_active_workers\{controller="rollout"\}`,
 		`rest_client_requests_total\{`,
 		`leader_election_master_status\{name="rollouts-controller.rollouts.kubeseed.io"\} 1`,
+		`rollouts_reconcile_duration_seconds_count [1-9]`,
 	} {
 		if !regexp.MustCompile(want).MatchString(metrics) {
 			t.Errorf("/metrics lacks %s", want)

@@ -1,0 +1,226 @@
+// Package gatewayapi routes a Rollout's traffic through Gateway API
+// HTTPRoutes and GRPCRoutes. Beside every backendRef to the stable Service it
+// keeps a backendRef to the canary Service (adding one, or adopting one the
+// user wrote) and sets both weights; every other rule, match, filter and
+// backend is left as the user wrote it.
+package gatewayapi
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+)
+
+// Router is the Gateway API router.
+type Router struct {
+	client client.Client
+}
+
+// New returns a Gateway API router.
+func New(c client.Client) traffic.Router { return &Router{client: c} }
+
+// Name implements traffic.Router.
+func (r *Router) Name() string { return "gatewayAPI" }
+
+// route is one HTTPRoute or GRPCRoute, seen through its backendRefs.
+type route struct {
+	kind string
+	obj  client.Object
+	// rules returns the backendRef lists of the route's rules, as pointers
+	// into the object so that edits land in it.
+	rules func() []backendList
+}
+
+// backendList is the backendRefs of one rule, whatever the route kind.
+type backendList struct {
+	len    func() int
+	ref    func(i int) *gatewayv1.BackendRef
+	insert func(at int, ref gatewayv1.BackendRef)
+}
+
+func httpRoute(obj *gatewayv1.HTTPRoute) route {
+	return route{kind: "HTTPRoute", obj: obj, rules: func() []backendList {
+		out := make([]backendList, len(obj.Spec.Rules))
+		for i := range obj.Spec.Rules {
+			rule := &obj.Spec.Rules[i]
+			out[i] = backendList{
+				len: func() int { return len(rule.BackendRefs) },
+				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
+				insert: func(at int, ref gatewayv1.BackendRef) {
+					// The canary gets the stable backend's filters too, so both
+					// versions see the same requests.
+					copied := gatewayv1.HTTPBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
+					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.HTTPBackendRef{copied}, rule.BackendRefs[at:]...)...)
+				},
+			}
+		}
+		return out
+	}}
+}
+
+func grpcRoute(obj *gatewayv1.GRPCRoute) route {
+	return route{kind: "GRPCRoute", obj: obj, rules: func() []backendList {
+		out := make([]backendList, len(obj.Spec.Rules))
+		for i := range obj.Spec.Rules {
+			rule := &obj.Spec.Rules[i]
+			out[i] = backendList{
+				len: func() int { return len(rule.BackendRefs) },
+				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
+				insert: func(at int, ref gatewayv1.BackendRef) {
+					copied := gatewayv1.GRPCBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
+					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.GRPCBackendRef{copied}, rule.BackendRefs[at:]...)...)
+				},
+			}
+		}
+		return out
+	}}
+}
+
+// routes reads every route the Rollout names. A missing route is invalid.
+func (r *Router) routes(ctx context.Context, ro *v1alpha1.Rollout) ([]route, error) {
+	g := ro.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
+	var out []route
+	get := func(kind, name string, obj client.Object) error {
+		err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
+		if apierrors.IsNotFound(err) {
+			return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace %s", kind, name, ro.Namespace)
+		}
+		if err != nil {
+			return fmt.Errorf("getting %s %s: %w", kind, name, err)
+		}
+		return nil
+	}
+	for _, ref := range g.HTTPRoutes {
+		obj := &gatewayv1.HTTPRoute{}
+		if err := get("HTTPRoute", ref.Name, obj); err != nil {
+			return nil, err
+		}
+		out = append(out, httpRoute(obj))
+	}
+	for _, ref := range g.GRPCRoutes {
+		obj := &gatewayv1.GRPCRoute{}
+		if err := get("GRPCRoute", ref.Name, obj); err != nil {
+			return nil, err
+		}
+		out = append(out, grpcRoute(obj))
+	}
+	return out, nil
+}
+
+// Validate implements traffic.Router: every route exists and has at least
+// one backendRef to the stable Service.
+func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
+	routes, err := r.routes(ctx, ro)
+	if err != nil {
+		return err
+	}
+	stable := ro.Spec.Strategy.Canary.StableService
+	for _, rt := range routes {
+		if _, found := setWeights(rt, ro.Namespace, stable, ro.Spec.Strategy.Canary.CanaryService, 0, 100, true); !found {
+			return traffic.Invalid("%s %q has no backendRef to the stable Service %q", rt.kind, rt.obj.GetName(), stable)
+		}
+	}
+	return nil
+}
+
+// SetWeight implements traffic.Router.
+func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
+	routes, err := r.routes(ctx, ro)
+	if err != nil {
+		return err
+	}
+	c := ro.Spec.Strategy.Canary
+	for _, rt := range routes {
+		changed, _ := setWeights(rt, ro.Namespace, c.StableService, c.CanaryService, weight, c.TrafficRouting.MaxTrafficWeight, false)
+		if !changed {
+			continue
+		}
+		// Update carries the resourceVersion we read: a concurrent edit by
+		// someone else is a conflict, retried from a fresh read.
+		if err := r.client.Update(ctx, rt.obj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+			return fmt.Errorf("updating %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// Verify implements traffic.Router.
+func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
+	routes, err := r.routes(ctx, ro)
+	if err != nil {
+		return false, err
+	}
+	c := ro.Spec.Strategy.Canary
+	for _, rt := range routes {
+		if changed, _ := setWeights(rt, ro.Namespace, c.StableService, c.CanaryService, weight, c.TrafficRouting.MaxTrafficWeight, true); changed {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// setWeights gives every backendRef to the stable Service the weight
+// total-weight and the canary backendRef beside it the weight, adding that
+// canary backendRef after the stable one when the rule has none. It reports
+// whether anything changed (or, with dryRun, would change) and whether any
+// stable backendRef was found.
+func setWeights(rt route, namespace, stable, canary string, weight, total int32, dryRun bool) (changed, found bool) {
+	for _, rule := range rt.rules() {
+		var stableAt []int
+		canaryAt := -1
+		for i := range rule.len() {
+			switch ref := rule.ref(i); {
+			case isService(ref, namespace, stable):
+				stableAt = append(stableAt, i)
+			case isService(ref, namespace, canary):
+				canaryAt = i
+			}
+		}
+		if len(stableAt) == 0 {
+			continue
+		}
+		found = true
+		set := func(ref *gatewayv1.BackendRef, w int32) {
+			if ptr.Deref(ref.Weight, 1) != w {
+				changed = true
+				if !dryRun {
+					ref.Weight = ptr.To(w)
+				}
+			}
+		}
+		set(rule.ref(stableAt[0]), total-weight)
+		if canaryAt >= 0 {
+			set(rule.ref(canaryAt), weight)
+			continue
+		}
+		changed = true
+		if !dryRun {
+			ref := rule.ref(stableAt[0]).DeepCopy()
+			ref.Name = gatewayv1.ObjectName(canary)
+			ref.Weight = ptr.To(weight)
+			rule.insert(stableAt[0]+1, *ref)
+		}
+	}
+	return changed, found
+}
+
+// isService reports whether ref points at the named Service in namespace.
+func isService(ref *gatewayv1.BackendRef, namespace, name string) bool {
+	if name == "" || string(ref.Name) != name {
+		return false
+	}
+	if ref.Group != nil && *ref.Group != "" {
+		return false
+	}
+	if ref.Kind != nil && *ref.Kind != "Service" {
+		return false
+	}
+	return ref.Namespace == nil || string(*ref.Namespace) == namespace
+}

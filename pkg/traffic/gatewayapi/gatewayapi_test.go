@@ -1,0 +1,167 @@
+package gatewayapi
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+)
+
+func rollout() *v1alpha1.Rollout {
+	return &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{
+			StableService: "web-stable", CanaryService: "web-canary",
+			TrafficRouting: &v1alpha1.TrafficRouting{MaxTrafficWeight: 100, GatewayAPI: &v1alpha1.GatewayAPITrafficRouting{
+				HTTPRoutes: []v1alpha1.GatewayAPIRoute{{Name: "web"}},
+				GRPCRoutes: []v1alpha1.GatewayAPIRoute{{Name: "web-grpc"}},
+			}},
+		}}},
+	}
+}
+
+func backend(name string, weight *int32) gatewayv1.BackendRef {
+	return gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(name), Port: ptr.To[gatewayv1.PortNumber](80)}, Weight: weight}
+}
+
+// userRoute is an HTTPRoute as a user writes it: several rules, matches,
+// filters on the rule and on the backend, and a rule for another service.
+func userRoute() *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}},
+			Hostnames:       []gatewayv1.Hostname{"shop.example"},
+			Rules: []gatewayv1.HTTPRouteRule{
+				{
+					Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To("/")}}},
+					Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
+						RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Add: []gatewayv1.HTTPHeader{{Name: "X-Env", Value: "prod"}}}}},
+					BackendRefs: []gatewayv1.HTTPBackendRef{{
+						BackendRef: backend("web-stable", nil),
+						Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterResponseHeaderModifier,
+							ResponseHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "X-Served-By", Value: "web"}}}}},
+					}},
+				},
+				{
+					Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchExact), Value: ptr.To("/admin")}}},
+					BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: backend("admin", nil)}},
+				},
+			},
+		},
+	}
+}
+
+func grpc() *gatewayv1.GRPCRoute {
+	return &gatewayv1.GRPCRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-grpc", Namespace: "shop"},
+		Spec: gatewayv1.GRPCRouteSpec{Rules: []gatewayv1.GRPCRouteRule{{
+			BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: backend("web-stable", ptr.To[int32](100))}, {BackendRef: backend("web-canary", ptr.To[int32](0))}},
+		}}},
+	}
+}
+
+func newRouter(objs ...client.Object) (traffic.Router, client.Client) {
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(objs...).Build()
+	return New(c), c
+}
+
+// TestUserRouteSurvivesAWholeRollout walks the weights of a canary and checks
+// after each write that only the parts we own differ from the user's route.
+func TestUserRouteSurvivesAWholeRollout(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(userRoute(), grpc())
+	ro := rollout()
+	for _, w := range []int32{0, 20, 50, 100, 0} {
+		if err := r.SetWeight(ctx, ro, w); err != nil {
+			t.Fatal(err)
+		}
+		ok, err := r.Verify(ctx, ro, w)
+		if err != nil || !ok {
+			t.Fatalf("weight %d not verified: %v %v", w, ok, err)
+		}
+		var got gatewayv1.HTTPRoute
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := userRoute()
+		rule := &want.Spec.Rules[0]
+		rule.BackendRefs[0].Weight = ptr.To(100 - w)
+		rule.BackendRefs = append(rule.BackendRefs, gatewayv1.HTTPBackendRef{BackendRef: backend("web-canary", ptr.To(w)), Filters: rule.BackendRefs[0].Filters})
+		if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+			t.Errorf("weight %d: HTTPRoute spec (-want +got):\n%s", w, diff)
+		}
+		var g gatewayv1.GRPCRoute
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web-grpc"}, &g); err != nil {
+			t.Fatal(err)
+		}
+		wantG := grpc()
+		wantG.Spec.Rules[0].BackendRefs[0].Weight = ptr.To(100 - w)
+		wantG.Spec.Rules[0].BackendRefs[1].Weight = ptr.To(w)
+		if diff := cmp.Diff(wantG.Spec, g.Spec); diff != "" {
+			t.Errorf("weight %d: GRPCRoute spec (-want +got):\n%s", w, diff)
+		}
+	}
+}
+
+func TestVerifyNoticesADrift(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(userRoute(), grpc())
+	ro := rollout()
+	if err := r.SetWeight(ctx, ro, 30); err != nil {
+		t.Fatal(err)
+	}
+	var hr gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &hr); err != nil {
+		t.Fatal(err)
+	}
+	hr.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](0) // someone else
+	if err := c.Update(ctx, &hr); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.Verify(ctx, ro, 30); err != nil || ok {
+		t.Fatalf("a changed weight was verified: %v %v", ok, err)
+	}
+	if err := r.SetWeight(ctx, ro, 30); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := r.Verify(ctx, ro, 30); !ok {
+		t.Error("the next SetWeight did not correct the drift")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ctx := context.Background()
+	noStable := userRoute()
+	noStable.Spec.Rules = noStable.Spec.Rules[1:]
+	rows := []struct {
+		name string
+		objs []client.Object
+		want string
+	}{
+		{"valid", []client.Object{userRoute(), grpc()}, ""},
+		{"missing HTTPRoute", []client.Object{grpc()}, `HTTPRoute "web" named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace shop`},
+		{"missing GRPCRoute", []client.Object{userRoute()}, `GRPCRoute "web-grpc" named`},
+		{"no stable backend", []client.Object{noStable, grpc()}, `HTTPRoute "web" has no backendRef to the stable Service "web-stable"`},
+	}
+	for _, row := range rows {
+		r, _ := newRouter(row.objs...)
+		err := r.Validate(ctx, rollout())
+		switch {
+		case row.want == "" && err != nil:
+			t.Errorf("%s: %v", row.name, err)
+		case row.want != "" && (err == nil || !traffic.IsInvalid(err) || !strings.Contains(err.Error(), row.want)):
+			t.Errorf("%s: got %v, want an invalid-spec error containing %q", row.name, err, row.want)
+		}
+	}
+}

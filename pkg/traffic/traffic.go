@@ -1,0 +1,81 @@
+// Package traffic shifts traffic between the stable and canary revisions of
+// a Rollout through the user's own routing objects. Each router owns only the
+// parts it adds (a backendRef, a weight) and leaves everything else as the
+// user wrote it.
+package traffic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// Router shifts traffic for a Rollout on one kind of routing object.
+type Router interface {
+	// Name identifies the router in messages and logs.
+	Name() string
+	// Validate checks that the objects the Rollout names exist and route to
+	// its stable Service. A problem the user must fix is an *InvalidError.
+	Validate(ctx context.Context, ro *v1alpha1.Rollout) error
+	// SetWeight sends weight (out of maxTrafficWeight) to the canary Service
+	// and the rest to the stable Service.
+	SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error
+	// Verify reads the objects back and reports whether they carry weight.
+	Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error)
+}
+
+// InvalidError is a problem with the Rollout or the objects it names that
+// only the user can fix.
+type InvalidError struct{ Message string }
+
+func (e *InvalidError) Error() string { return e.Message }
+
+// Invalid returns an *InvalidError with a formatted message.
+func Invalid(format string, args ...any) error {
+	return &InvalidError{Message: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is (or wraps) an *InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// Factory builds a router for a client.
+type Factory func(c client.Client) Router
+
+// Registry holds the routers the reconciler can use, by the name of their
+// field under spec.strategy.canary.trafficRouting.
+type Registry map[string]Factory
+
+// For returns the routers a Rollout asks for. A router the registry lacks is
+// an *InvalidError naming it.
+func (r Registry) For(c client.Client, ro *v1alpha1.Rollout) ([]Router, error) {
+	tr := ro.Spec.Strategy.Canary.TrafficRouting
+	if tr == nil {
+		return nil, nil
+	}
+	var names []string
+	if tr.Istio != nil {
+		names = append(names, "istio")
+	}
+	if tr.GatewayAPI != nil {
+		names = append(names, "gatewayAPI")
+	}
+	if tr.Nginx != nil {
+		names = append(names, "nginx")
+	}
+	routers := make([]Router, 0, len(names))
+	for _, n := range names {
+		f, ok := r[n]
+		if !ok {
+			return nil, Invalid("spec.strategy.canary.trafficRouting.%s is not supported by this controller version yet", n)
+		}
+		routers = append(routers, f(c))
+	}
+	return routers, nil
+}

@@ -32,6 +32,8 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/experiments"
 	"github.com/kubeseed/rollouts/pkg/rollout"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
 	"github.com/kubeseed/rollouts/pkg/version"
 )
 
@@ -155,7 +157,8 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err != nil {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
+	routers := traffic.Registry{"gatewayAPI": gatewayapi.New}
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {

@@ -106,6 +106,11 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("annotating replicaset %s: %w", a.Name, err)
 		}
 	}
+	if p.TrafficWeight != nil {
+		if err := r.shiftTraffic(ctx, ro, p); err != nil {
+			return err
+		}
+	}
 	for _, name := range p.Evict {
 		logger.Info("Evicting pod created before restartAt", "pod", name)
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
@@ -136,6 +141,34 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 		if err := r.Client.Delete(ctx, rs); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting replicaset %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// shiftTraffic sets the canary weight on every router, reads it back, and
+// records in the status whether all of them carry it.
+func (r *Reconciler) shiftTraffic(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
+	routers, err := r.Routers.For(r.Client, ro)
+	if err != nil {
+		return err
+	}
+	verified := true
+	for _, rt := range routers {
+		log.FromContext(ctx).V(1).Info("Setting traffic weight", "router", rt.Name(), "weight", *p.TrafficWeight)
+		if err := rt.SetWeight(ctx, ro, *p.TrafficWeight); err != nil {
+			if apierrors.IsConflict(err) {
+				return errRequeue
+			}
+			return fmt.Errorf("router %s: %w", rt.Name(), err)
+		}
+		ok, err := rt.Verify(ctx, ro, *p.TrafficWeight)
+		if err != nil {
+			return fmt.Errorf("router %s: verifying: %w", rt.Name(), err)
+		}
+		verified = verified && ok
+	}
+	if p.Status.Canary.Weights != nil {
+		p.Status.Canary.Weights.Verified = &verified
 	}
 	return nil
 }

@@ -48,50 +48,95 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		st.CurrentStepIndex = ptr.To(int32(len(steps)))
 		st.PauseConditions = nil
 		st.PromoteFull = false
-		st.Canary.Weights = canaryWeights(st, 0)
+		st.Canary.Weights = canaryWeights(st, w, 0)
 		targets[w.hash] = w.replicas
-		return outcome{reason: v1alpha1.ReasonReplicaSetUpdated, message: "Scaling the stable revision"}, nil
+		out := outcome{reason: v1alpha1.ReasonReplicaSetUpdated, message: "Scaling the stable revision"}
+		keepDelayed(&out, w, now, targets)
+		return out, nil
 	}
 
 	if st.Abort {
 		targets[stableHash(w)] = w.replicas
 		targets[w.hash] = 0
-		st.Canary.Weights = canaryWeights(st, 0)
-		return outcome{
+		st.Canary.Weights = canaryWeights(st, w, 0)
+		out := outcome{
 			phase:   v1alpha1.RolloutPhaseDegraded,
 			reason:  v1alpha1.ReasonRolloutAborted,
 			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
-		}, nil
+		}
+		if w.routed {
+			// Traffic is already back on the stable; the canary pods may
+			// linger for abortScaleDownDelaySeconds.
+			targets[w.hash] = abortedSize(&out, w.current, ptr.Deref(c.AbortScaleDownDelaySeconds, 30), now)
+		}
+		keepDelayed(&out, w, now, targets)
+		return out, nil
 	}
 
 	if st.PromoteFull {
 		st.CurrentStepIndex = ptr.To(int32(len(steps)))
 	}
 	out := runSteps(steps, st, w, req, now)
-	if idx := ptr.Deref(st.CurrentStepIndex, 0); int(idx) < len(steps) {
-		canary, stable := canarySplit(w.replicas, out.weight, w.limits.surge)
+	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
+	// Traffic follows the last setWeight step that completed: a step
+	// completes only once its canary pods are available.
+	traffic := weightBefore(steps, idx)
+	if idx < len(steps) {
+		canary, stable := w.split(out.weight)
 		targets[w.hash] = canary
 		targets[stableHash(w)] = stable
-		st.Canary.Weights = canaryWeights(st, out.weight)
+		st.Canary.Weights = canaryWeights(st, w, traffic)
+		keepDelayed(&out.outcome, w, now, targets)
 		return out.outcome, nil
 	}
+	return promoteCanary(c, st, w, out.outcome, traffic, now, targets), nil
+}
 
-	// Every step is done: the current revision takes over. It becomes the
-	// stable one once it alone keeps the availability floor, so the stable
-	// Service always selects enough available pods.
+// promoteCanary finishes an update whose steps are done: the current revision
+// is scaled to full size and becomes the stable one. Without traffic routing
+// that happens once it alone keeps the availability floor, so the stable
+// Service always selects enough available pods. With traffic routing it first
+// takes all the traffic, then the stable Service switches to it, the weight
+// goes back to 0 (now on the new stable), and the previous stable is kept for
+// scaleDownDelaySeconds.
+func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *world, out outcome, traffic int32, now time.Time, targets map[string]int32) outcome {
 	targets[w.hash] = w.replicas
-	st.Canary.Weights = canaryWeights(st, 100)
-	if w.current.available >= w.replicas-w.limits.unavailable && (w.current.available > 0 || w.replicas == 0) {
-		st.StableRS = w.hash
-		st.PromoteFull = false
-		st.Canary.Weights = canaryWeights(st, 0)
-		w.stable = w.current
-		out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
-		return outcome{reason: v1alpha1.ReasonRolloutCompleted, message: "Promoted: scaling down the previous revision", events: out.events}, nil
+	need := max(w.replicas-w.limits.unavailable, min(w.replicas, 1))
+	if w.routed {
+		targets[stableHash(w)] = w.replicas
+		need = w.replicas
 	}
-	out.reason = v1alpha1.ReasonRolloutPromoted
-	out.message = fmt.Sprintf("Promoting %s: waiting for %d available replicas (%d now)", w.current.name, w.replicas-w.limits.unavailable, w.current.available)
-	return out.outcome, nil
+	ready := w.current.available >= need
+	if w.routed {
+		if ready && st.Canary.Weights.Canary.Weight < w.maxWeight {
+			st.Canary.Weights = canaryWeights(st, w, w.maxWeight)
+			out.reason = v1alpha1.ReasonRolloutPromoted
+			out.message = fmt.Sprintf("Promoting %s: all traffic to the new revision", w.current.name)
+			return out
+		}
+	}
+	if !ready {
+		st.Canary.Weights = canaryWeights(st, w, traffic)
+		out.reason = v1alpha1.ReasonRolloutPromoted
+		out.message = fmt.Sprintf("Promoting %s: waiting for %d available replicas (%d now)", w.current.name, need, w.current.available)
+		return out
+	}
+	previous := w.stable
+	st.StableRS = w.hash
+	st.PromoteFull = false
+	st.Canary.Weights = canaryWeights(st, w, 0)
+	w.stable = w.current
+	if w.routed && previous != nil && previous != w.current {
+		delay := time.Duration(ptr.Deref(c.ScaleDownDelaySeconds, 30)) * time.Second
+		deadline := now.Add(delay)
+		previous.scaleDownAt = &deadline
+		targets[previous.hash] = previous.spec
+		out.annotate = append(out.annotate, AnnotationChange{Name: previous.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
+		out.after(delay)
+	}
+	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
+	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, "Promoted: scaling down the previous revision"
+	return out
 }
 
 // stepResult is where the steps stopped and at which weight.
@@ -133,7 +178,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		switch kind {
 		case v1alpha1.StepSetWeight:
 			res.weight = *step.SetWeight
-			canary, stable := canarySplit(w.replicas, res.weight, w.limits.surge)
+			canary, stable := w.split(res.weight)
 			if !atSizes(w, canary, stable) {
 				res.reason = v1alpha1.ReasonReplicaSetUpdated
 				res.message = fmt.Sprintf("Step %d/%d: scaling to weight %d (%d canary / %d stable)", idx+1, len(steps), res.weight, canary, stable)
@@ -197,10 +242,16 @@ func atSizes(w *world, canary, stable int32) bool {
 	return w.oldPods() == 0
 }
 
-func canaryWeights(st *v1alpha1.RolloutStatus, weight int32) *v1alpha1.TrafficWeights {
+// canaryWeights is the weight split the status reports: the router weights
+// with traffic routing, the replica-share weight without.
+func canaryWeights(st *v1alpha1.RolloutStatus, w *world, weight int32) *v1alpha1.TrafficWeights {
+	total := int32(100)
+	if w.routed {
+		total = w.maxWeight
+	}
 	return &v1alpha1.TrafficWeights{
 		Canary: v1alpha1.WeightDestination{Weight: weight, PodTemplateHash: st.CurrentPodHash},
-		Stable: v1alpha1.WeightDestination{Weight: 100 - weight, PodTemplateHash: st.StableRS},
+		Stable: v1alpha1.WeightDestination{Weight: total - weight, PodTemplateHash: st.StableRS},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -22,15 +23,54 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
 )
 
 // Indexes of Rollouts by the objects they name.
 const (
-	serviceIndex  = "rollouts.kubeseed.io/services"
-	workloadIndex = "rollouts.kubeseed.io/workload"
+	serviceIndex   = "rollouts.kubeseed.io/services"
+	workloadIndex  = "rollouts.kubeseed.io/workload"
+	httpRouteIndex = "rollouts.kubeseed.io/httproutes"
+	grpcRouteIndex = "rollouts.kubeseed.io/grpcroutes"
 )
+
+// indexes maps each index to the names a Rollout names through it.
+var indexes = map[string]func(*v1alpha1.Rollout) []string{
+	serviceIndex: func(ro *v1alpha1.Rollout) []string {
+		var names []string
+		for _, ref := range serviceRefs(ro) {
+			names = append(names, ref.name)
+		}
+		return names
+	},
+	workloadIndex: func(ro *v1alpha1.Rollout) []string {
+		if ref := ro.Spec.WorkloadRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	},
+	httpRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, true) },
+	grpcRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, false) },
+}
+
+func gatewayRoutes(ro *v1alpha1.Rollout, http bool) []string {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || c.TrafficRouting == nil || c.TrafficRouting.GatewayAPI == nil {
+		return nil
+	}
+	refs := c.TrafficRouting.GatewayAPI.GRPCRoutes
+	if http {
+		refs = c.TrafficRouting.GatewayAPI.HTTPRoutes
+	}
+	names := make([]string, 0, len(refs))
+	for _, r := range refs {
+		names = append(names, r.Name)
+	}
+	return names
+}
 
 // Reconciler reconciles Rollouts.
 type Reconciler struct {
@@ -42,6 +82,8 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	// Metrics, when set, records rollouts_* metrics.
 	Metrics *Metrics
+	// Routers are the traffic routers this controller offers.
+	Routers traffic.Registry
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -57,30 +99,33 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		r.APIReader = mgr.GetAPIReader()
 	}
 	ctx := context.Background()
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, serviceIndex, func(o client.Object) []string {
-		var names []string
-		for _, ref := range serviceRefs(o.(*v1alpha1.Rollout)) {
-			names = append(names, ref.name)
+	for name, names := range indexes {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, name, func(o client.Object) []string {
+			return names(o.(*v1alpha1.Rollout))
+		}); err != nil {
+			return fmt.Errorf("indexing rollouts by %s: %w", name, err)
 		}
-		return names
-	}); err != nil {
-		return fmt.Errorf("indexing rollouts by service: %w", err)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, workloadIndex, func(o client.Object) []string {
-		if ref := o.(*v1alpha1.Rollout).Spec.WorkloadRef; ref != nil {
-			return []string{ref.Name}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing rollouts by workload: %w", err)
-	}
-	return builder.ControllerManagedBy(mgr).
+	b := builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(serviceIndex))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(workloadIndex))).
-		WithOptions(opts).
-		Complete(r)
+		WithOptions(opts)
+	// Routes are watched, so a weight someone else changes is put back, but
+	// only where the Gateway API is installed.
+	for _, w := range []struct {
+		obj   client.Object
+		kind  string
+		index string
+	}{{&gatewayv1.HTTPRoute{}, "HTTPRoute", httpRouteIndex}, {&gatewayv1.GRPCRoute{}, "GRPCRoute", grpcRouteIndex}} {
+		if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: w.kind}); err != nil {
+			mgr.GetLogger().Info("Not watching Gateway API routes: the API is not installed", "kind", w.kind)
+			continue
+		}
+		b = b.Watches(w.obj, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(w.index)))
+	}
+	return b.Complete(r)
 }
 
 // rolloutsNaming maps an object to the Rollouts that name it, by index.
@@ -145,6 +190,26 @@ func (r *Reconciler) podsOf(ctx context.Context, ro *v1alpha1.Rollout, sel label
 	return pods, nil
 }
 
+// validateTraffic asks each router whether the objects the Rollout names
+// are usable; it returns the user-facing problem, if any.
+func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) (string, error) {
+	if ro.Spec.Strategy.Canary == nil || ro.Spec.Strategy.Canary.TrafficRouting == nil {
+		return "", nil
+	}
+	routers, err := r.Routers.For(r.Client, ro)
+	if err == nil {
+		for _, rt := range routers {
+			if err = rt.Validate(ctx, ro); err != nil {
+				break
+			}
+		}
+	}
+	if traffic.IsInvalid(err) {
+		return err.Error(), nil
+	}
+	return "", err
+}
+
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
 	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
@@ -183,6 +248,11 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 			}
 		}
 	}
+	msg, err := r.validateTraffic(ctx, ro)
+	if err != nil {
+		return Input{}, err
+	}
+	in.TrafficInvalid = msg
 	for _, ref := range serviceRefs(ro) {
 		var svc corev1.Service
 		err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.name}, &svc)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
 
@@ -31,6 +32,12 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 // (there is no ReplicaSet controller here: the tests play it).
 func startReconciler(t *testing.T) {
 	t.Helper()
+	startReconcilerWith(t, nil)
+}
+
+// startReconcilerWith runs the reconciler with the given traffic routers.
+func startReconcilerWith(t *testing.T, routers traffic.Registry) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:  apis.NewScheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -38,7 +45,7 @@ func startReconciler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}); err != nil {
+	if err := (&Reconciler{Client: mgr.GetClient(), Routers: routers}).SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -24,7 +24,10 @@ type Input struct {
 	Pods []*corev1.Pod
 	// Workload is the Deployment spec.workloadRef names; nil when absent.
 	Workload *appsv1.Deployment
-	Now      time.Time
+	// TrafficInvalid says what is wrong with the routing objects the Rollout
+	// names (a missing route, no stable backend); empty when all is well.
+	TrafficInvalid string
+	Now            time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -42,8 +45,11 @@ type Plan struct {
 	Delete []string
 	// WorkloadReplicas scales the Deployment of spec.workloadRef.
 	WorkloadReplicas *int32
-	Status           v1alpha1.RolloutStatus
-	Events           []Event
+	// TrafficWeight is the canary weight the routers must carry; nil without
+	// traffic routing (or while paused).
+	TrafficWeight *int32
+	Status        v1alpha1.RolloutStatus
+	Events        []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }
@@ -77,10 +83,14 @@ type Event struct {
 type world struct {
 	replicas int32
 	limits   limits
-	hash     string // current template
-	all      []rsView
-	current  *rsView // nil until created
-	stable   *rsView // nil on first deploy
+	// routed: traffic goes through routers, weights out of maxWeight.
+	routed    bool
+	maxWeight int32
+	minPods   int32
+	hash      string // current template
+	all       []rsView
+	current   *rsView // nil until created
+	stable    *rsView // nil on first deploy
 }
 
 func (w *world) others() []*rsView {
@@ -92,6 +102,22 @@ func (w *world) others() []*rsView {
 		}
 	}
 	return out
+}
+
+// split returns the canary and stable sizes for a weight. Without traffic
+// routing the replica counts are the traffic split (canarySplit). With it the
+// canary needs ceil(weight × replicas / maxTrafficWeight) pods (at least
+// minPodsPerReplicaSet when it takes traffic) and the stable stays at full
+// size.
+func (w *world) split(weight int32) (canary, stable int32) {
+	if !w.routed {
+		return canarySplit(w.replicas, weight, w.limits.surge)
+	}
+	if weight <= 0 || w.replicas == 0 {
+		return 0, w.replicas
+	}
+	canary = int32((int64(weight)*int64(w.replicas) + int64(w.maxWeight) - 1) / int64(w.maxWeight))
+	return min(max(canary, w.minPods), w.replicas), w.replicas
 }
 
 // oldPods counts pods of ReplicaSets that are neither current nor stable.
@@ -112,6 +138,9 @@ func plan(in Input) (Plan, error) {
 	var p Plan
 	if msg == "" {
 		msg = invalidSpec(in)
+	}
+	if msg == "" {
+		msg = in.TrafficInvalid
 	}
 	if msg != "" {
 		p.Events = append(p.Events, Event{Warning: true, Reason: v1alpha1.ReasonInvalidSpec, Message: msg})
@@ -156,6 +185,9 @@ func plan(in Input) (Plan, error) {
 		applyTargets(&p, ro, w, targets)
 		p.Services = serviceChanges(in.Services, out.services)
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
+		if w.routed && st.Canary.Weights != nil {
+			p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
+		}
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
@@ -242,6 +274,13 @@ func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)
+		if tr := c.TrafficRouting; tr != nil {
+			w.routed, w.maxWeight = true, max(tr.MaxTrafficWeight, 1)
+			w.minPods = ptr.Deref(c.MinPodsPerReplicaSet, 1)
+			// The stable stays at full size and the canary comes on top of
+			// it: maxSurge cannot bound the total.
+			w.limits.surge = max(w.limits.surge, replicas)
+		}
 	} else {
 		w.limits = limits{surge: replicas, unavailable: 0}
 	}

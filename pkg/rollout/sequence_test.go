@@ -46,6 +46,8 @@ type sim struct {
 	evicted []string
 	// workload is the Deployment of spec.workloadRef, if any.
 	workload *appsv1.Deployment
+	// weight is the canary weight the routers carry (traffic routing).
+	weight int32
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -199,6 +201,9 @@ func (s *sim) apply(p Plan) {
 	for _, name := range p.Evict {
 		s.evict(name)
 	}
+	if w := p.TrafficWeight; w != nil {
+		s.weight = *w
+	}
 	if n := p.WorkloadReplicas; n != nil {
 		s.say("deployment %s scaled to %d", s.workload.Name, *n)
 		s.workload.Spec.Replicas = ptr.To(*n)
@@ -282,6 +287,9 @@ func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 		if l, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable); err != nil {
 			s.t.Fatal(err)
 		}
+		if c.TrafficRouting != nil {
+			l.surge = max(l.surge, replicas)
+		}
 	}
 	var specBefore, specAfter, availBefore, availAfter int32
 	for _, b := range before {
@@ -299,6 +307,18 @@ func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 	if floor := min(replicas-l.unavailable, availBefore); availAfter < floor {
 		s.t.Errorf("%s: %d pods available after the plan, below the floor %d", s.now.Sub(s.start), availAfter, floor)
 	}
+	if c := s.ro.Spec.Strategy.Canary; c != nil && c.TrafficRouting != nil && p.TrafficWeight != nil && *p.TrafficWeight > 0 {
+		var canaryAvail int32
+		for _, rs := range s.rss {
+			if rs.Labels[v1alpha1.PodTemplateHashLabel] == s.ro.Status.CurrentPodHash {
+				canaryAvail = rs.Status.AvailableReplicas
+			}
+		}
+		w := &world{replicas: replicas, routed: true, maxWeight: c.TrafficRouting.MaxTrafficWeight, minPods: ptr.Deref(c.MinPodsPerReplicaSet, 1)}
+		if need, _ := w.split(*p.TrafficWeight); canaryAvail < need && s.ro.Status.StableRS != s.ro.Status.CurrentPodHash {
+			s.t.Errorf("%s: weight %d sent to a canary with %d available pods (needs %d)", s.now.Sub(s.start), *p.TrafficWeight, canaryAvail, need)
+		}
+	}
 }
 
 func (s *sim) narrate(p Plan) {
@@ -315,7 +335,9 @@ func (s *sim) narrate(p Plan) {
 	}
 	st := s.ro.Status
 	line := fmt.Sprintf("%-11s %s", st.Phase, strings.Join(sizes, ", "))
-	if c := s.ro.Spec.Strategy.Canary; c != nil {
+	if c := s.ro.Spec.Strategy.Canary; c != nil && c.TrafficRouting != nil {
+		line = fmt.Sprintf("%-11s step %d/%d  traffic %3d  %s", st.Phase, ptr.Deref(st.CurrentStepIndex, 0), len(c.Steps), s.weight, strings.Join(sizes, ", "))
+	} else if c != nil {
 		line = fmt.Sprintf("%-11s step %d/%d  %s", st.Phase, ptr.Deref(st.CurrentStepIndex, 0), len(c.Steps), strings.Join(sizes, ", "))
 	} else {
 		line += fmt.Sprintf("  active→%s preview→%s", s.imageOfHash(st.BlueGreen.ActiveSelector), s.imageOfHash(st.BlueGreen.PreviewSelector))

@@ -1,0 +1,79 @@
+package rollout
+
+import (
+	"testing"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+func routedRollout(replicas int32, steps ...v1alpha1.CanaryStep) *v1alpha1.Rollout {
+	ro := canaryRollout(replicas, "25%", "0", steps...)
+	c := ro.Spec.Strategy.Canary
+	c.TrafficRouting = &v1alpha1.TrafficRouting{MaxTrafficWeight: 100, GatewayAPI: &v1alpha1.GatewayAPITrafficRouting{HTTPRoutes: []v1alpha1.GatewayAPIRoute{{Name: "web"}}}}
+	c.ScaleDownDelaySeconds = ptr.To[int32](3)
+	c.AbortScaleDownDelaySeconds = ptr.To[int32](3)
+	return ro
+}
+
+func TestSequenceRoutedCanary(t *testing.T) {
+	s := newSim(t, routedRollout(10, setWeight(20), pause(""), setWeight(50), pause("2s")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused at 20%", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	if s.weight != 20 {
+		t.Fatalf("traffic %d at the first pause, want 20", s.weight)
+	}
+	// The stable stays at full size; the canary has ceil(20% × 10) pods.
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 2})
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	s.until("Healthy", 40, healthyPhase)
+	if s.weight != 0 || s.ro.Status.StableRS != s.ro.Status.CurrentPodHash {
+		t.Fatalf("after completion traffic %d, stable %s, current %s", s.weight, s.ro.Status.StableRS, s.ro.Status.CurrentPodHash)
+	}
+	// Healthy while the previous stable waits out scaleDownDelaySeconds.
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 10})
+	s.until("previous stable scaled down", 10, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:1"] == 0 })
+	s.golden()
+}
+
+func TestSequenceRoutedAbort(t *testing.T) {
+	s := newSim(t, routedRollout(4, setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight == nil || *p.TrafficWeight != 0 {
+		t.Fatalf("the reconcile that saw the abort set traffic %v, want 0", p.TrafficWeight)
+	}
+	s.expectServices("web:1", "web:1")
+	// The canary is kept for abortScaleDownDelaySeconds, then scaled down.
+	s.expectSizes(map[string]int32{"web:1": 4, "web:2": 2})
+	s.until("canary scaled down", 10, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:2"] == 0 })
+	s.golden()
+}
+
+func TestRoutedSplit(t *testing.T) {
+	rows := []struct {
+		replicas, max, minPods, weight int32
+		canary, stable                 int32
+	}{
+		{10, 100, 1, 20, 2, 10},
+		{10, 100, 1, 25, 3, 10},
+		{10, 100, 1, 1, 1, 10},
+		{10, 100, 3, 10, 3, 10},
+		{10, 100, 1, 0, 0, 10},
+		{10, 100, 1, 100, 10, 10},
+		{3, 1000, 1, 500, 2, 3},
+		{0, 100, 1, 50, 0, 0},
+	}
+	for _, r := range rows {
+		w := &world{replicas: r.replicas, routed: true, maxWeight: r.max, minPods: r.minPods}
+		c, s := w.split(r.weight)
+		if c != r.canary || s != r.stable {
+			t.Errorf("split(%d) of %d replicas (max %d, minPods %d) = %d/%d, want %d/%d", r.weight, r.replicas, r.max, r.minPods, c, s, r.canary, r.stable)
+		}
+	}
+}

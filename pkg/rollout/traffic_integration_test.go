@@ -1,0 +1,166 @@
+//go:build integration
+
+package rollout
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
+)
+
+// playReplicaSets stands in for kube-controller-manager: every ReplicaSet in
+// ns reports all its pods available.
+func playReplicaSets(t *testing.T, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for ctx.Err() == nil {
+			var list appsv1.ReplicaSetList
+			if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err == nil {
+				for i := range list.Items {
+					rs := &list.Items[i]
+					n := ptr.Deref(rs.Spec.Replicas, 1)
+					if rs.Status.AvailableReplicas != n || rs.Status.Replicas != n {
+						rs.Status = appsv1.ReplicaSetStatus{Replicas: n, ReadyReplicas: n, AvailableReplicas: n, FullyLabeledReplicas: n, ObservedGeneration: rs.Generation}
+						_ = env.Client.Status().Update(ctx, rs)
+					}
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+}
+
+func routeWeights(t *testing.T, ns string) map[string]int32 {
+	t.Helper()
+	var hr gatewayv1.HTTPRoute
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "web"}, &hr); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int32{}
+	for _, b := range hr.Spec.Rules[0].BackendRefs {
+		out[string(b.Name)] = ptr.Deref(b.Weight, 1)
+	}
+	return out
+}
+
+// TestIntegrationGatewayAPICanary walks a canary through a real HTTPRoute
+// (Gateway API CRDs from their module): 0 → 20 → 50 → 100 → stable, then an
+// abort that sends the weight back to 0 at once.
+func TestIntegrationGatewayAPICanary(t *testing.T) {
+	startReconcilerWith(t, traffic.Registry{"gatewayAPI": gatewayapi.New})
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	createServices(t, ns, "web-stable", "web-canary")
+	playReplicaSets(t, ns)
+	hr := &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}},
+			Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+				BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web-stable", Port: ptr.To[gatewayv1.PortNumber](80)},
+			}}}}},
+		},
+	}
+	if err := env.Client.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	ro := routedRollout(10, setWeight(20), pause(""), setWeight(50), pause(""))
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ro)
+	waitRollout(t, key, "Healthy", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhaseHealthy })
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 100, "web-canary": 0}; !cmp.Equal(got, want) {
+		t.Errorf("weights after the first deploy %v, want %v", got, want)
+	}
+
+	setImageOf(t, key, "web:2")
+	cur := waitRollout(t, key, "paused at 20", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhasePaused && ptr.Deref(r.Status.CurrentStepIndex, 0) == 1
+	})
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 80, "web-canary": 20}; !cmp.Equal(got, want) {
+		t.Errorf("weights at step 1 %v, want %v", got, want)
+	}
+	if v := cur.Status.Canary.Weights.Verified; v == nil || !*v {
+		t.Errorf("weights not verified: %v", v)
+	}
+	request(t, key, v1alpha1.PromoteAnnotation, "p1")
+	waitRollout(t, key, "paused at 50", func(r *v1alpha1.Rollout) bool { return ptr.Deref(r.Status.CurrentStepIndex, 0) == 3 && r.Status.Phase == v1alpha1.RolloutPhasePaused })
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 50, "web-canary": 50}; !cmp.Equal(got, want) {
+		t.Errorf("weights at step 3 %v, want %v", got, want)
+	}
+	request(t, key, v1alpha1.PromoteAnnotation, "p2")
+	done := waitRollout(t, key, "promoted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhaseHealthy && r.Status.StableRS == r.Status.CurrentPodHash
+	})
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 100, "web-canary": 0}; !cmp.Equal(got, want) {
+		t.Errorf("weights after completion %v, want %v", got, want)
+	}
+	if done.Status.StableRS == cur.Status.StableRS {
+		t.Error("the stable revision did not change")
+	}
+
+	// Abort: weight back to 0 in the reconcile that sees it.
+	setImageOf(t, key, "web:3")
+	waitRollout(t, key, "paused at 20 on web:3", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhasePaused && ptr.Deref(r.Status.CurrentStepIndex, 0) == 1
+	})
+	request(t, key, v1alpha1.AbortAnnotation, "a1")
+	waitRollout(t, key, "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Abort && r.Status.Phase == v1alpha1.RolloutPhaseDegraded })
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 100, "web-canary": 0}; !cmp.Equal(got, want) {
+		t.Errorf("weights after abort %v, want %v", got, want)
+	}
+}
+
+func TestIntegrationMissingHTTPRouteIsInvalidSpec(t *testing.T) {
+	startReconcilerWith(t, traffic.Registry{"gatewayAPI": gatewayapi.New})
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	createServices(t, ns, "web-stable", "web-canary")
+	ro := routedRollout(2, setWeight(50), pause(""))
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRollout(t, client.ObjectKeyFromObject(ro), "Degraded", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhaseDegraded
+	})
+	if !strings.Contains(got.Status.Message, `HTTPRoute "web"`) {
+		t.Errorf("message %q does not name the HTTPRoute", got.Status.Message)
+	}
+	var rss appsv1.ReplicaSetList
+	if err := env.Client.List(ctx, &rss, client.InNamespace(ns)); err != nil || len(rss.Items) != 0 {
+		t.Errorf("ReplicaSets created for an invalid Rollout: %d %v", len(rss.Items), err)
+	}
+}
+
+func setImageOf(t *testing.T, key client.ObjectKey, image string) {
+	t.Helper()
+	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"` + image + `"}]}}}}`
+	if err := env.Client.Patch(context.Background(), &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func request(t *testing.T, key client.ObjectKey, annotation, token string) {
+	t.Helper()
+	patch := `{"metadata":{"annotations":{"` + annotation + `":"` + token + `"}}}`
+	if err := env.Client.Patch(context.Background(), &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+}

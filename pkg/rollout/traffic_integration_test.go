@@ -100,7 +100,9 @@ func TestIntegrationGatewayAPICanary(t *testing.T) {
 		t.Errorf("weights not verified: %v", v)
 	}
 	request(t, key, v1alpha1.PromoteAnnotation, "p1")
-	waitRollout(t, key, "paused at 50", func(r *v1alpha1.Rollout) bool { return ptr.Deref(r.Status.CurrentStepIndex, 0) == 3 && r.Status.Phase == v1alpha1.RolloutPhasePaused })
+	waitRollout(t, key, "paused at 50", func(r *v1alpha1.Rollout) bool {
+		return ptr.Deref(r.Status.CurrentStepIndex, 0) == 3 && r.Status.Phase == v1alpha1.RolloutPhasePaused
+	})
 	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 50, "web-canary": 50}; !cmp.Equal(got, want) {
 		t.Errorf("weights at step 3 %v, want %v", got, want)
 	}
@@ -121,7 +123,9 @@ func TestIntegrationGatewayAPICanary(t *testing.T) {
 		return r.Status.Phase == v1alpha1.RolloutPhasePaused && ptr.Deref(r.Status.CurrentStepIndex, 0) == 1
 	})
 	request(t, key, v1alpha1.AbortAnnotation, "a1")
-	waitRollout(t, key, "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Abort && r.Status.Phase == v1alpha1.RolloutPhaseDegraded })
+	waitRollout(t, key, "aborted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Abort && r.Status.Phase == v1alpha1.RolloutPhaseDegraded
+	})
 	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 100, "web-canary": 0}; !cmp.Equal(got, want) {
 		t.Errorf("weights after abort %v, want %v", got, want)
 	}

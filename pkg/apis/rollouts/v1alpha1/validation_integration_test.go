@@ -74,12 +74,13 @@ func examplesDir() string { return filepath.Join(testenv.RepoRoot(), "manifests"
 
 func TestIntegrationExamplesAreAccepted(t *testing.T) {
 	t.Parallel()
-	ns := env.Namespace(t)
 	files, err := filepath.Glob(filepath.Join(examplesDir(), "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples found: %v", err)
 	}
 	for _, f := range files {
+		// One namespace per file: examples may reuse names.
+		ns := env.Namespace(t)
 		for i, doc := range readDocs(t, f) {
 			obj := toObject(t, doc, ns)
 			if err := env.Client.Create(context.Background(), obj); err != nil {

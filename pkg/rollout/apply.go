@@ -161,6 +161,12 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, ro *v1alpha1.Rollout, p *
 			}
 			return fmt.Errorf("router %s: %w", rt.Name(), err)
 		}
+		if err := rt.SetManagedRoutes(ctx, ro, p.Routes); err != nil {
+			if apierrors.IsConflict(err) {
+				return errRequeue
+			}
+			return fmt.Errorf("router %s: managed routes: %w", rt.Name(), err)
+		}
 		ok, err := rt.Verify(ctx, ro, *p.TrafficWeight)
 		if err != nil {
 			return fmt.Errorf("router %s: verifying: %w", rt.Name(), err)

@@ -205,8 +205,11 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			}
 			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
 			complete(kind, fmt.Sprintf(": paused %s", d))
-		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment,
-			v1alpha1.StepSetCanaryScale, v1alpha1.StepSetHeaderRoute, v1alpha1.StepSetMirrorRoute:
+		case v1alpha1.StepSetHeaderRoute, v1alpha1.StepSetMirrorRoute:
+			// The routers apply the routes of the steps done so far; the
+			// step itself is done once it is passed.
+			complete(kind, "")
+		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment, v1alpha1.StepSetCanaryScale:
 			res.reason = v1alpha1.ReasonProgressing
 			res.waiting = true
 			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)

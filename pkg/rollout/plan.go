@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
 )
 
 // Input is everything the planner needs, gathered from the cache.
@@ -48,6 +49,9 @@ type Plan struct {
 	// TrafficWeight is the canary weight the routers must carry; nil without
 	// traffic routing (or while paused).
 	TrafficWeight *int32
+	// Routes are the managed header and mirror routes the routers must carry
+	// (with TrafficWeight; empty removes them all).
+	Routes []traffic.ManagedRoute
 	Status        v1alpha1.RolloutStatus
 	Events        []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
@@ -187,6 +191,9 @@ func plan(in Input) (Plan, error) {
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 		if w.routed && st.Canary.Weights != nil {
 			p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
+			if st.StableRS != w.hash && !st.Abort {
+				p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
+			}
 		}
 	}
 	p.Adopt = orphans(w)

@@ -168,3 +168,61 @@ func request(t *testing.T, key client.ObjectKey, annotation, token string) {
 		t.Fatal(err)
 	}
 }
+
+// TestIntegrationGatewayAPIManagedRoutes: header and mirror routes are added
+// above the user's rule on a real HTTPRoute, and removed on completion.
+func TestIntegrationGatewayAPIManagedRoutes(t *testing.T) {
+	startReconcilerWith(t, traffic.Registry{"gatewayAPI": gatewayapi.New})
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	createServices(t, ns, "web-stable", "web-canary")
+	playReplicaSets(t, ns)
+	hr := &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+			BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web-stable", Port: ptr.To[gatewayv1.PortNumber](80)},
+		}}}}}},
+	}
+	if err := env.Client.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	ro := routedRollout(4,
+		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "header-route", Match: []v1alpha1.HeaderMatch{{HeaderName: "X-Canary", HeaderValue: v1alpha1.StringMatch{Exact: "yes"}}}}},
+		v1alpha1.CanaryStep{SetMirrorRoute: &v1alpha1.SetMirrorRoute{Name: "mirror-route", Percentage: ptr.To[int32](40), Match: []v1alpha1.RouteMatch{{Path: &v1alpha1.StringMatch{Prefix: "/api"}}}}},
+		setWeight(25), pause(""))
+	ro.Spec.Strategy.Canary.TrafficRouting.ManagedRoutes = []v1alpha1.ManagedRoute{{Name: "header-route"}, {Name: "mirror-route"}}
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ro)
+	waitRollout(t, key, "Healthy", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhaseHealthy })
+	setImageOf(t, key, "web:2")
+	waitRollout(t, key, "paused", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhasePaused })
+	ruleNames := func() []string {
+		var got gatewayv1.HTTPRoute
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range got.Spec.Rules {
+			names = append(names, string(ptr.Deref(r.Name, "")))
+			for _, f := range r.Filters {
+				if f.RequestMirror != nil && ptr.Deref(f.RequestMirror.Percent, -1) != 40 {
+					t.Errorf("mirror percent %v, want 40", f.RequestMirror.Percent)
+				}
+			}
+		}
+		return names
+	}
+	if diff := cmp.Diff([]string{"rollouts-header-route", "rollouts-mirror-route", ""}, ruleNames()); diff != "" {
+		t.Errorf("rules during the update (-want +got):\n%s", diff)
+	}
+	request(t, key, v1alpha1.PromoteAnnotation, "p")
+	waitRollout(t, key, "promoted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhaseHealthy && r.Status.StableRS == r.Status.CurrentPodHash
+	})
+	if diff := cmp.Diff([]string{""}, ruleNames()); diff != "" {
+		t.Errorf("rules after completion (-want +got):\n%s", diff)
+	}
+}

@@ -26,6 +26,9 @@ type Router interface {
 	SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error
 	// Verify reads the objects back and reports whether they carry weight.
 	Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error)
+	// SetManagedRoutes makes the objects carry exactly these managed routes,
+	// in this order, above the user's own; nil removes every one it added.
+	SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, routes []ManagedRoute) error
 }
 
 // InvalidError is a problem with the Rollout or the objects it names that
@@ -78,4 +81,43 @@ func (r Registry) For(c client.Client, ro *v1alpha1.Rollout) ([]Router, error) {
 		routers = append(routers, f(c))
 	}
 	return routers, nil
+}
+
+// ManagedRoute is a route the controller adds for a step: requests matching
+// headers go to the canary (Header), or matching requests are mirrored to it
+// (Mirror). Exactly one is set.
+type ManagedRoute struct {
+	Name   string
+	Header []v1alpha1.HeaderMatch
+	Mirror *v1alpha1.SetMirrorRoute
+}
+
+// ActiveRoutes folds the steps before index into the managed routes in force,
+// ordered by spec.strategy.canary.trafficRouting.managedRoutes (highest
+// precedence first). A setHeaderRoute or setMirrorRoute without match removes
+// its route.
+func ActiveRoutes(c *v1alpha1.CanaryStrategy, index int) []ManagedRoute {
+	if c.TrafficRouting == nil {
+		return nil
+	}
+	active := map[string]ManagedRoute{}
+	for i := 0; i < index && i < len(c.Steps); i++ {
+		switch s := c.Steps[i]; {
+		case s.SetHeaderRoute != nil && len(s.SetHeaderRoute.Match) > 0:
+			active[s.SetHeaderRoute.Name] = ManagedRoute{Name: s.SetHeaderRoute.Name, Header: s.SetHeaderRoute.Match}
+		case s.SetHeaderRoute != nil:
+			delete(active, s.SetHeaderRoute.Name)
+		case s.SetMirrorRoute != nil && len(s.SetMirrorRoute.Match) > 0:
+			active[s.SetMirrorRoute.Name] = ManagedRoute{Name: s.SetMirrorRoute.Name, Mirror: s.SetMirrorRoute}
+		case s.SetMirrorRoute != nil:
+			delete(active, s.SetMirrorRoute.Name)
+		}
+	}
+	var out []ManagedRoute
+	for _, mr := range c.TrafficRouting.ManagedRoutes {
+		if r, ok := active[mr.Name]; ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -47,10 +47,13 @@ type backendList struct {
 
 func httpRoute(obj *gatewayv1.HTTPRoute) route {
 	return route{kind: "HTTPRoute", obj: obj, rules: func() []backendList {
-		out := make([]backendList, len(obj.Spec.Rules))
+		var out []backendList
 		for i := range obj.Spec.Rules {
 			rule := &obj.Spec.Rules[i]
-			out[i] = backendList{
+			if managed(rule.Name) {
+				continue
+			}
+			out = append(out, backendList{
 				len: func() int { return len(rule.BackendRefs) },
 				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
 				insert: func(at int, ref gatewayv1.BackendRef) {
@@ -59,7 +62,7 @@ func httpRoute(obj *gatewayv1.HTTPRoute) route {
 					copied := gatewayv1.HTTPBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
 					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.HTTPBackendRef{copied}, rule.BackendRefs[at:]...)...)
 				},
-			}
+			})
 		}
 		return out
 	}}
@@ -67,17 +70,20 @@ func httpRoute(obj *gatewayv1.HTTPRoute) route {
 
 func grpcRoute(obj *gatewayv1.GRPCRoute) route {
 	return route{kind: "GRPCRoute", obj: obj, rules: func() []backendList {
-		out := make([]backendList, len(obj.Spec.Rules))
+		var out []backendList
 		for i := range obj.Spec.Rules {
 			rule := &obj.Spec.Rules[i]
-			out[i] = backendList{
+			if managed(rule.Name) {
+				continue
+			}
+			out = append(out, backendList{
 				len: func() int { return len(rule.BackendRefs) },
 				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
 				insert: func(at int, ref gatewayv1.BackendRef) {
 					copied := gatewayv1.GRPCBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
 					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.GRPCBackendRef{copied}, rule.BackendRefs[at:]...)...)
 				},
-			}
+			})
 		}
 		return out
 	}}

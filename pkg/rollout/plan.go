@@ -52,8 +52,8 @@ type Plan struct {
 	// Routes are the managed header and mirror routes the routers must carry
 	// (with TrafficWeight; empty removes them all).
 	Routes []traffic.ManagedRoute
-	Status        v1alpha1.RolloutStatus
-	Events        []Event
+	Status v1alpha1.RolloutStatus
+	Events []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }

@@ -77,4 +77,3 @@ func TestManagedRoutes(t *testing.T) {
 		}
 	}
 }
-

@@ -12,17 +12,17 @@ import (
 	"github.com/kubeseed/rollouts/pkg/version"
 )
 
-func runCLI(t *testing.T, args ...string) (string, string, error) {
+func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
+	streams, _, out, _ := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams)
 	cmd.SetArgs(args)
 	err := cmd.Execute()
-	return out.String(), errOut.String(), err
+	return out.String(), err
 }
 
 func TestVersionClientJSON(t *testing.T) {
-	out, _, err := runCLI(t, "version", "--client", "-o", "json")
+	out, err := runCLI(t, "version", "--client", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestVersionText(t *testing.T) {
 }
 
 func TestVersionRejectsUnknownFormat(t *testing.T) {
-	_, _, err := runCLI(t, "version", "--client", "-o", "yaml")
+	_, err := runCLI(t, "version", "--client", "-o", "yaml")
 	if err == nil || !strings.Contains(err.Error(), `unknown output format "yaml"`) {
 		t.Errorf("got %v", err)
 	}
@@ -63,7 +63,7 @@ func TestVersionRejectsUnknownFormat(t *testing.T) {
 
 func TestCompletionScripts(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
-		out, _, err := runCLI(t, "completion", shell)
+		out, err := runCLI(t, "completion", shell)
 		if err != nil || !strings.Contains(out, "kubectl-rollouts") {
 			t.Errorf("completion %s: %v (%d bytes)", shell, err, len(out))
 		}

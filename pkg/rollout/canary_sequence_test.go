@@ -24,7 +24,7 @@ func TestSequenceCanaryToHealthy(t *testing.T) {
 	s := newSim(t, canaryRollout(10, "1", "0", setWeight(20), pause("3s"), setWeight(60), pause("2"), setWeight(80)))
 	s.until("Healthy", 15, healthyPhase)
 	s.setImage("web:2")
-	s.until("at the first pause", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("at the first pause", 20, pausedAt(1))
 	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 8})
 	s.expectServices("web:1", "web:2")
 	s.until("Healthy", 60, healthyPhase)
@@ -37,13 +37,13 @@ func TestSequencePauseAndPromote(t *testing.T) {
 	s := newSim(t, canaryRollout(4, "25%", "25%", setWeight(25), pause(""), setWeight(50), pause("")))
 	s.until("Healthy", 10, healthyPhase)
 	s.setImage("web:2")
-	s.until("paused at step 1", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("paused at step 1", 20, pausedAt(1))
 	s.wait(5)
 	if s.ro.Status.Phase != v1alpha1.RolloutPhasePaused {
 		t.Fatalf("an indefinite pause ended by itself: %s", s.ro.Status.Phase)
 	}
 	s.request(v1alpha1.PromoteAnnotation, "t1")
-	s.until("paused at step 3", 20, atStep(3, v1alpha1.RolloutPhasePaused))
+	s.until("paused at step 3", 20, pausedAt(3))
 	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 2})
 	s.wait(2) // the same token again does nothing
 	if s.ro.Status.Phase != v1alpha1.RolloutPhasePaused {
@@ -70,7 +70,7 @@ func TestSequenceAbortThenRetry(t *testing.T) {
 	s := newSim(t, canaryRollout(10, "0", "1", setWeight(20), pause(""), setWeight(60), pause("")))
 	s.until("Healthy", 15, healthyPhase)
 	s.setImage("web:2")
-	s.until("paused at step 1", 30, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("paused at step 1", 30, pausedAt(1))
 	s.request(v1alpha1.AbortAnnotation, "a1")
 	s.until("all back on stable", 30, func(st v1alpha1.RolloutStatus) bool {
 		return st.Phase == v1alpha1.RolloutPhaseDegraded && s.settledOn("web:1", 10)
@@ -80,7 +80,7 @@ func TestSequenceAbortThenRetry(t *testing.T) {
 		t.Error("status.abort is not set")
 	}
 	s.request(v1alpha1.RetryAnnotation, "r1")
-	s.until("paused at step 1 again", 30, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("paused at step 1 again", 30, pausedAt(1))
 	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 8})
 	s.request(v1alpha1.PromoteFullAnnotation, "f1")
 	s.until("Healthy", 40, healthyPhase)
@@ -181,7 +181,7 @@ func TestSequencePausedSpecFreezes(t *testing.T) {
 	s.expectSizes(map[string]int32{"web:1": 4})
 	s.ro.Spec.Paused = false
 	s.say("user: resume")
-	s.until("at the pause step", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("at the pause step", 20, pausedAt(1))
 	s.expectSizes(map[string]int32{"web:1": 2, "web:2": 2})
 	s.golden()
 }

@@ -76,7 +76,7 @@ func waitRollout(t *testing.T, key client.ObjectKey, what string, cond func(*v1a
 	var ro v1alpha1.Rollout
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, key, &ro); err != nil {
-			return false, nil
+			return false, client.IgnoreNotFound(err)
 		}
 		return cond(&ro), nil
 	})

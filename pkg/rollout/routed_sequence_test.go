@@ -21,7 +21,7 @@ func TestSequenceRoutedCanary(t *testing.T) {
 	s := newSim(t, routedRollout(10, setWeight(20), pause(""), setWeight(50), pause("2s")))
 	s.until("Healthy", 10, healthyPhase)
 	s.setImage("web:2")
-	s.until("paused at 20%", 20, atStep(1, v1alpha1.RolloutPhasePaused))
+	s.until("paused at 20%", 20, pausedAt(1))
 	if s.weight != 20 {
 		t.Fatalf("traffic %d at the first pause, want 20", s.weight)
 	}

@@ -388,9 +388,9 @@ func phaseIs(ph v1alpha1.RolloutPhase) func(v1alpha1.RolloutStatus) bool {
 	return func(st v1alpha1.RolloutStatus) bool { return st.Phase == ph }
 }
 
-func atStep(i int32, ph v1alpha1.RolloutPhase) func(v1alpha1.RolloutStatus) bool {
+func pausedAt(i int32) func(v1alpha1.RolloutStatus) bool {
 	return func(st v1alpha1.RolloutStatus) bool {
-		return ptr.Deref(st.CurrentStepIndex, -1) == i && st.Phase == ph
+		return ptr.Deref(st.CurrentStepIndex, -1) == i && st.Phase == v1alpha1.RolloutPhasePaused
 	}
 }
 

@@ -217,9 +217,10 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	before := names()
 
 	_ = ctl.cmd.Process.Kill()
-	<-ctl.done
-	ctl.done <- nil
-	kc, err := cl.impersonating(controllerNS, controllerSA)
+	if err := <-ctl.done; err == nil {
+		t.Fatal("the killed controller reported a clean exit")
+	}
+	kc, err := cl.impersonating(controllerNS)
 	if err != nil {
 		t.Fatal(err)
 	}

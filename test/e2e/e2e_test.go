@@ -67,7 +67,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	kc, err := cl.impersonating(controllerNS, controllerSA)
+	kc, err := cl.impersonating(controllerNS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -298,7 +298,7 @@ func TestNamespacedMode(t *testing.T) {
 	}
 	cl.mustKubectl(t, string(rendered), "apply", "--server-side", "-f", "-")
 
-	kc, err := cl.impersonating(ns, controllerSA)
+	kc, err := cl.impersonating(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestNamespacedMode(t *testing.T) {
 // prompt exit that releases its Lease.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	kc, err := cl.impersonating(controllerNS, controllerSA)
+	kc, err := cl.impersonating(controllerNS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,9 +83,11 @@ func (c *cluster) mustKubectl(t *testing.T, stdin string, args ...string) string
 	return out
 }
 
-// impersonating writes a kubeconfig that acts as the given ServiceAccount, so
-// a process using it has exactly the permissions our manifests grant.
-func (c *cluster) impersonating(namespace, serviceAccount string) (string, error) {
+// impersonating writes a kubeconfig that acts as the controller's
+// ServiceAccount in namespace, so a process using it has exactly the
+// permissions our manifests grant.
+func (c *cluster) impersonating(namespace string) (string, error) {
+	serviceAccount := controllerSA
 	cfg, err := clientcmd.LoadFromFile(c.kubeconfig)
 	if err != nil {
 		return "", err
@@ -113,7 +115,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -148,12 +150,12 @@ func (c *cluster) startController(name, kubeconfig string, args ...string) (*con
 	ctl.cmd.Stdout = logFile
 	ctl.cmd.Stderr = logFile
 	if err := ctl.cmd.Start(); err != nil {
-		logFile.Close()
+		_ = logFile.Close()
 		return nil, err
 	}
 	go func() {
 		ctl.done <- ctl.cmd.Wait()
-		logFile.Close()
+		_ = logFile.Close()
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -169,7 +171,7 @@ func (ctl *controller) waitReady(ctx context.Context) error {
 		select {
 		case err := <-ctl.done:
 			ctl.done <- err
-			return false, fmt.Errorf("controller exited: %v", err)
+			return false, fmt.Errorf("controller exited: %w", err)
 		default:
 		}
 		code, _, err := httpGet(ctx, ctl.probes+"/readyz")
@@ -205,7 +207,7 @@ func httpGet(ctx context.Context, url string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var b bytes.Buffer
 	_, err = io.Copy(&b, resp.Body)
 	return resp.StatusCode, b.String(), err

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
+	"github.com/kubeseed/rollouts/pkg/traffic/nginx"
 )
 
 // Indexes of Rollouts by the objects they name.
@@ -35,6 +37,7 @@ const (
 	workloadIndex  = "rollouts.kubeseed.io/workload"
 	httpRouteIndex = "rollouts.kubeseed.io/httproutes"
 	grpcRouteIndex = "rollouts.kubeseed.io/grpcroutes"
+	ingressIndex   = "rollouts.kubeseed.io/ingresses"
 )
 
 // indexes maps each index to the names a Rollout names through it.
@@ -54,6 +57,7 @@ var indexes = map[string]func(*v1alpha1.Rollout) []string{
 	},
 	httpRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, true) },
 	grpcRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, false) },
+	ingressIndex:   nginx.StableIngresses,
 }
 
 func gatewayRoutes(ro *v1alpha1.Rollout, http bool) []string {
@@ -111,6 +115,9 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		Owns(&appsv1.ReplicaSet{}).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(serviceIndex))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(workloadIndex))).
+		// Stable Ingresses are followed; canary Ingresses are owned.
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(ingressIndex))).
+		Owns(&networkingv1.Ingress{}).
 		WithOptions(opts)
 	// Routes are watched, so a weight someone else changes is put back, but
 	// only where the Gateway API is installed.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -97,6 +98,9 @@ func (r *Router) routes(ctx context.Context, ro *v1alpha1.Rollout) ([]route, err
 		err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
 		if apierrors.IsNotFound(err) {
 			return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace %s", kind, name, ro.Namespace)
+		}
+		if meta.IsNoMatchError(err) {
+			return traffic.Invalid("%s %q: the Gateway API (%s) is not installed in this cluster", kind, name, gatewayv1.GroupName)
 		}
 		if err != nil {
 			return fmt.Errorf("getting %s %s: %w", kind, name, err)

@@ -34,6 +34,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/rollout"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
+	"github.com/kubeseed/rollouts/pkg/traffic/istio"
 	"github.com/kubeseed/rollouts/pkg/traffic/nginx"
 	"github.com/kubeseed/rollouts/pkg/version"
 )
@@ -158,7 +159,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err != nil {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
-	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "nginx": nginx.New}
+	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
 	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}

@@ -146,8 +146,11 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 }
 
 // shiftTraffic sets the canary weight on every router, reads it back, and
-// records in the status whether all of them carry it.
-func (r *Reconciler) shiftTraffic(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
+// records in the status whether all of them carry it. Routers see the status
+// this plan is about to write (the hashes of a subset-level split).
+func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout, p *Plan) error {
+	ro := current.DeepCopy()
+	ro.Status = p.Status
 	routers, err := r.Routers.For(r.Client, ro)
 	if err != nil {
 		return err

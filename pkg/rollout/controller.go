@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
+	"github.com/kubeseed/rollouts/pkg/traffic/istio"
 	"github.com/kubeseed/rollouts/pkg/traffic/nginx"
 )
 
@@ -38,6 +40,7 @@ const (
 	httpRouteIndex = "rollouts.kubeseed.io/httproutes"
 	grpcRouteIndex = "rollouts.kubeseed.io/grpcroutes"
 	ingressIndex   = "rollouts.kubeseed.io/ingresses"
+	vsIndex        = "rollouts.kubeseed.io/virtualservices"
 )
 
 // indexes maps each index to the names a Rollout names through it.
@@ -58,6 +61,7 @@ var indexes = map[string]func(*v1alpha1.Rollout) []string{
 	httpRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, true) },
 	grpcRouteIndex: func(ro *v1alpha1.Rollout) []string { return gatewayRoutes(ro, false) },
 	ingressIndex:   nginx.StableIngresses,
+	vsIndex:        istio.VirtualServiceNames,
 }
 
 func gatewayRoutes(ro *v1alpha1.Rollout, http bool) []string {
@@ -120,14 +124,18 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		Owns(&networkingv1.Ingress{}).
 		WithOptions(opts)
 	// Routes are watched, so a weight someone else changes is put back, but
-	// only where the Gateway API is installed.
+	// only where their API is installed.
 	for _, w := range []struct {
 		obj   client.Object
-		kind  string
+		gk    schema.GroupKind
 		index string
-	}{{&gatewayv1.HTTPRoute{}, "HTTPRoute", httpRouteIndex}, {&gatewayv1.GRPCRoute{}, "GRPCRoute", grpcRouteIndex}} {
-		if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: w.kind}); err != nil {
-			mgr.GetLogger().Info("Not watching Gateway API routes: the API is not installed", "kind", w.kind)
+	}{
+		{&gatewayv1.HTTPRoute{}, schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, httpRouteIndex},
+		{&gatewayv1.GRPCRoute{}, schema.GroupKind{Group: gatewayv1.GroupName, Kind: "GRPCRoute"}, grpcRouteIndex},
+		{&istionetworkingv1.VirtualService{}, schema.GroupKind{Group: "networking.istio.io", Kind: "VirtualService"}, vsIndex},
+	} {
+		if _, err := mgr.GetRESTMapper().RESTMapping(w.gk); err != nil {
+			mgr.GetLogger().Info("Not watching routes whose API is not installed", "kind", w.gk.String())
 			continue
 		}
 		b = b.Watches(w.obj, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(w.index)))

@@ -4,11 +4,14 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	istioapi "istio.io/api/networking/v1alpha3"
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -18,6 +21,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
+	"github.com/kubeseed/rollouts/pkg/traffic/istio"
 )
 
 // playReplicaSets stands in for kube-controller-manager: every ReplicaSet in
@@ -224,5 +228,65 @@ func TestIntegrationGatewayAPIManagedRoutes(t *testing.T) {
 	})
 	if diff := cmp.Diff([]string{""}, ruleNames()); diff != "" {
 		t.Errorf("rules after completion (-want +got):\n%s", diff)
+	}
+}
+
+// TestIntegrationIstioCanary walks a host-level split on a real
+// VirtualService (Istio CRDs from istio.io/api): 20, then 100 before the
+// switch leaves all traffic on the new stable, and a header route on top.
+func TestIntegrationIstioCanary(t *testing.T) {
+	startReconcilerWith(t, traffic.Registry{"istio": istio.New})
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	createServices(t, ns, "web-stable", "web-canary")
+	playReplicaSets(t, ns)
+	vs := &istionetworkingv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: istioapi.VirtualService{Hosts: []string{"web.example"}, Http: []*istioapi.HTTPRoute{{
+			Name: "primary", Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: "web-stable"}, Weight: 100}},
+		}}},
+	}
+	if err := env.Client.Create(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	ro := routedRollout(4,
+		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "h", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-canary", HeaderValue: v1alpha1.StringMatch{Exact: "yes"}}}}},
+		setWeight(20), pause(""))
+	tr := ro.Spec.Strategy.Canary.TrafficRouting
+	tr.GatewayAPI = nil
+	tr.ManagedRoutes = []v1alpha1.ManagedRoute{{Name: "h"}}
+	tr.Istio = &v1alpha1.IstioTrafficRouting{VirtualService: &v1alpha1.IstioVirtualService{Name: "web", Routes: []string{"primary"}}}
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ro)
+	routes := func() map[string]string {
+		var got istionetworkingv1.VirtualService
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, rt := range got.Spec.Http {
+			var parts []string
+			for _, d := range rt.Route {
+				parts = append(parts, fmt.Sprintf("%s=%d", d.Destination.Host, d.Weight))
+			}
+			out[rt.Name] = strings.Join(parts, ",")
+		}
+		return out
+	}
+	waitRollout(t, key, "Healthy", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhaseHealthy })
+	setImageOf(t, key, "web:2")
+	waitRollout(t, key, "paused", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhasePaused })
+	if diff := cmp.Diff(map[string]string{"rollouts-h": "web-canary=100", "primary": "web-stable=80,web-canary=20"}, routes()); diff != "" {
+		t.Errorf("routes at 20%% (-want +got):\n%s", diff)
+	}
+	request(t, key, v1alpha1.PromoteAnnotation, "p")
+	waitRollout(t, key, "promoted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhaseHealthy && r.Status.StableRS == r.Status.CurrentPodHash
+	})
+	if diff := cmp.Diff(map[string]string{"primary": "web-stable=100,web-canary=0"}, routes()); diff != "" {
+		t.Errorf("routes after completion (-want +got):\n%s", diff)
 	}
 }

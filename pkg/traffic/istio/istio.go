@@ -1,0 +1,369 @@
+// Package istio routes a Rollout's traffic through Istio VirtualServices:
+// a host-level split between the stable and canary Service hosts, or, with a
+// DestinationRule, a subset-level split between two subsets whose labels
+// carry the stable and canary hashes. Only the named HTTP, TLS and TCP routes
+// are touched, and in them only the stable and canary destinations.
+package istio
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	istioapi "istio.io/api/networking/v1alpha3"
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+)
+
+// Router is the Istio router.
+type Router struct {
+	client client.Client
+}
+
+// New returns an Istio router.
+func New(c client.Client) traffic.Router { return &Router{client: c} }
+
+// Name implements traffic.Router.
+func (r *Router) Name() string { return "istio" }
+
+// managedPrefix names the HTTP routes the controller adds.
+const managedPrefix = "rollouts-"
+
+func config(ro *v1alpha1.Rollout) *v1alpha1.IstioTrafficRouting {
+	return ro.Spec.Strategy.Canary.TrafficRouting.Istio
+}
+
+// VirtualServiceNames returns the VirtualServices a Rollout names.
+func VirtualServiceNames(ro *v1alpha1.Rollout) []string {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || c.TrafficRouting == nil || c.TrafficRouting.Istio == nil {
+		return nil
+	}
+	var names []string
+	for _, ref := range refs(c.TrafficRouting.Istio) {
+		names = append(names, ref.Name)
+	}
+	return names
+}
+
+func refs(cfg *v1alpha1.IstioTrafficRouting) []v1alpha1.IstioVirtualService {
+	if cfg.VirtualService != nil {
+		return []v1alpha1.IstioVirtualService{*cfg.VirtualService}
+	}
+	return cfg.VirtualServices
+}
+
+// weighted is one list of weighted destinations: an HTTP, TLS or TCP route.
+type weighted struct {
+	n         int
+	dest      func(i int) *istioapi.Destination
+	weight    func(i int) int32
+	setWeight func(i int, w int32)
+	add       func(d *istioapi.Destination, w int32)
+}
+
+func httpWeighted(rt *istioapi.HTTPRoute) weighted {
+	return weighted{
+		n:         len(rt.Route),
+		dest:      func(i int) *istioapi.Destination { return rt.Route[i].Destination },
+		weight:    func(i int) int32 { return rt.Route[i].Weight },
+		setWeight: func(i int, w int32) { rt.Route[i].Weight = w },
+		add: func(d *istioapi.Destination, w int32) {
+			rt.Route = append(rt.Route, &istioapi.HTTPRouteDestination{Destination: d, Weight: w})
+		},
+	}
+}
+
+func l4Weighted(route *[]*istioapi.RouteDestination) weighted {
+	return weighted{
+		n:         len(*route),
+		dest:      func(i int) *istioapi.Destination { return (*route)[i].Destination },
+		weight:    func(i int) int32 { return (*route)[i].Weight },
+		setWeight: func(i int, w int32) { (*route)[i].Weight = w },
+		add: func(d *istioapi.Destination, w int32) {
+			*route = append(*route, &istioapi.RouteDestination{Destination: d, Weight: w})
+		},
+	}
+}
+
+// selected returns the routes of vs the Rollout names, as weighted lists. A
+// named route that isn't there is invalid.
+func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualService) ([]weighted, error) {
+	var out []weighted
+	spec := &vs.Spec
+	if len(ref.Routes) == 0 && len(ref.TLSRoutes) == 0 && len(ref.TCPRoutes) == 0 {
+		for _, rt := range spec.Http {
+			if !strings.HasPrefix(rt.Name, managedPrefix) {
+				out = append(out, httpWeighted(rt))
+			}
+		}
+		return out, nil
+	}
+	for _, name := range ref.Routes {
+		i := slices.IndexFunc(spec.Http, func(rt *istioapi.HTTPRoute) bool { return rt.Name == name })
+		if i < 0 {
+			return nil, traffic.Invalid("HTTP route %q not found in VirtualService %q", name, vs.Name)
+		}
+		out = append(out, httpWeighted(spec.Http[i]))
+	}
+	for _, want := range ref.TLSRoutes {
+		i := slices.IndexFunc(spec.Tls, func(rt *istioapi.TLSRoute) bool {
+			return slices.ContainsFunc(rt.Match, func(m *istioapi.TLSMatchAttributes) bool {
+				return (want.Port == 0 || int64(m.Port) == want.Port) && containsAll(m.SniHosts, want.SNIHosts)
+			})
+		})
+		if i < 0 {
+			return nil, traffic.Invalid("TLS route (port %d, sniHosts %v) not found in VirtualService %q", want.Port, want.SNIHosts, vs.Name)
+		}
+		out = append(out, l4Weighted(&spec.Tls[i].Route))
+	}
+	for _, want := range ref.TCPRoutes {
+		i := slices.IndexFunc(spec.Tcp, func(rt *istioapi.TCPRoute) bool {
+			return want.Port == 0 || slices.ContainsFunc(rt.Match, func(m *istioapi.L4MatchAttributes) bool { return int64(m.Port) == want.Port })
+		})
+		if i < 0 {
+			return nil, traffic.Invalid("TCP route (port %d) not found in VirtualService %q", want.Port, vs.Name)
+		}
+		out = append(out, l4Weighted(&spec.Tcp[i].Route))
+	}
+	return out, nil
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// split tells the stable and canary destinations apart and makes a canary
+// destination from a stable one.
+type split struct {
+	stable, canary func(d *istioapi.Destination) bool
+	toCanary       func(d *istioapi.Destination) *istioapi.Destination
+}
+
+func splitOf(ro *v1alpha1.Rollout) split {
+	c := ro.Spec.Strategy.Canary
+	if dr := config(ro).DestinationRule; dr != nil {
+		return split{
+			stable: func(d *istioapi.Destination) bool { return d != nil && d.Subset == dr.StableSubsetName },
+			canary: func(d *istioapi.Destination) bool { return d != nil && d.Subset == dr.CanarySubsetName },
+			toCanary: func(d *istioapi.Destination) *istioapi.Destination {
+				return &istioapi.Destination{Host: d.Host, Subset: dr.CanarySubsetName, Port: d.Port}
+			},
+		}
+	}
+	return split{
+		stable: func(d *istioapi.Destination) bool { return d != nil && isHost(d.Host, c.StableService, ro.Namespace) },
+		canary: func(d *istioapi.Destination) bool { return d != nil && isHost(d.Host, c.CanaryService, ro.Namespace) },
+		toCanary: func(d *istioapi.Destination) *istioapi.Destination {
+			host := c.CanaryService
+			if rest, ok := strings.CutPrefix(d.Host, c.StableService+"."); ok {
+				host += "." + rest // keep the stable host's form (svc.ns.svc.cluster.local)
+			}
+			return &istioapi.Destination{Host: host, Subset: d.Subset, Port: d.Port}
+		},
+	}
+}
+
+// isHost: host names the Service svc of namespace ns, short or qualified.
+func isHost(host, svc, ns string) bool {
+	if svc == "" {
+		return false
+	}
+	for _, h := range []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"} {
+		if host == h {
+			return true
+		}
+	}
+	return false
+}
+
+// setWeights gives the stable destination 100-pct and the canary pct
+// (adding a canary destination beside the stable one when missing). It
+// reports whether anything changed (or would, with dryRun) and whether a
+// stable destination was found.
+func setWeights(w weighted, s split, pct int32, dryRun bool) (changed, found bool) {
+	stableAt, canaryAt := -1, -1
+	for i := range w.n {
+		switch d := w.dest(i); {
+		case s.stable(d) && stableAt < 0:
+			stableAt = i
+		case s.canary(d):
+			canaryAt = i
+		}
+	}
+	if stableAt < 0 {
+		return false, false
+	}
+	set := func(i int, v int32) {
+		if w.weight(i) != v {
+			changed = true
+			if !dryRun {
+				w.setWeight(i, v)
+			}
+		}
+	}
+	set(stableAt, 100-pct)
+	if canaryAt >= 0 {
+		set(canaryAt, pct)
+		return changed, true
+	}
+	if !dryRun {
+		w.add(s.toCanary(w.dest(stableAt)), pct)
+	}
+	return true, true
+}
+
+// percent converts a weight out of maxTrafficWeight to Istio's percentage.
+func percent(ro *v1alpha1.Rollout, weight int32) int32 {
+	total := max(ro.Spec.Strategy.Canary.TrafficRouting.MaxTrafficWeight, 1)
+	return int32(int64(weight) * 100 / int64(total))
+}
+
+func (r *Router) get(ctx context.Context, ro *v1alpha1.Rollout, kind, name string, obj client.Object) error {
+	err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.istio was not found in namespace %s", kind, name, ro.Namespace)
+	case meta.IsNoMatchError(err):
+		return traffic.Invalid("%s %q: Istio (networking.istio.io) is not installed in this cluster", kind, name)
+	case err != nil:
+		return fmt.Errorf("getting %s %s: %w", kind, name, err)
+	}
+	return nil
+}
+
+// each reads every named VirtualService, hands its selected routes to fn, and
+// writes it back when fn reports a change (unless dryRun).
+func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error)) error {
+	for _, ref := range refs(config(ro)) {
+		vs := &istionetworkingv1.VirtualService{}
+		if err := r.get(ctx, ro, "VirtualService", ref.Name, vs); err != nil {
+			return err
+		}
+		routes, err := selected(vs, ref)
+		if err != nil {
+			return err
+		}
+		changed, err := fn(vs, routes)
+		if err != nil {
+			return err
+		}
+		if changed && !dryRun {
+			if err := r.client.Update(ctx, vs, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+				return fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate implements traffic.Router.
+func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
+	if dr := config(ro).DestinationRule; dr != nil {
+		obj := &istionetworkingv1.DestinationRule{}
+		if err := r.get(ctx, ro, "DestinationRule", dr.Name, obj); err != nil {
+			return err
+		}
+		for _, name := range []string{dr.StableSubsetName, dr.CanarySubsetName} {
+			if !slices.ContainsFunc(obj.Spec.Subsets, func(s *istioapi.Subset) bool { return s.Name == name }) {
+				return traffic.Invalid("subset %q not found in DestinationRule %q", name, dr.Name)
+			}
+		}
+	}
+	s := splitOf(ro)
+	return r.each(ctx, ro, true, func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {
+		for _, w := range routes {
+			if _, found := setWeights(w, s, 0, true); !found {
+				return false, traffic.Invalid("a route of VirtualService %q has no destination for the stable %s", vs.Name, stableWhat(ro))
+			}
+		}
+		return false, nil
+	})
+}
+
+func stableWhat(ro *v1alpha1.Rollout) string {
+	if dr := config(ro).DestinationRule; dr != nil {
+		return fmt.Sprintf("subset %q", dr.StableSubsetName)
+	}
+	return fmt.Sprintf("Service %q", ro.Spec.Strategy.Canary.StableService)
+}
+
+// SetWeight implements traffic.Router. With a DestinationRule it first points
+// the stable and canary subsets at the hashes in ro.Status.
+func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
+	if err := r.syncSubsets(ctx, ro); err != nil {
+		return err
+	}
+	s, pct := splitOf(ro), percent(ro, weight)
+	return r.each(ctx, ro, false, func(_ *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {
+		dirty := false
+		for _, w := range routes {
+			changed, _ := setWeights(w, s, pct, false)
+			dirty = dirty || changed
+		}
+		return dirty, nil
+	})
+}
+
+// Verify implements traffic.Router.
+func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
+	s, pct := splitOf(ro), percent(ro, weight)
+	ok := true
+	err := r.each(ctx, ro, true, func(_ *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {
+		for _, w := range routes {
+			if changed, _ := setWeights(w, s, pct, true); changed {
+				ok = false
+			}
+		}
+		return false, nil
+	})
+	return ok && err == nil, err
+}
+
+// syncSubsets puts the hash label of the stable and canary revisions into the
+// DestinationRule's subsets.
+func (r *Router) syncSubsets(ctx context.Context, ro *v1alpha1.Rollout) error {
+	dr := config(ro).DestinationRule
+	if dr == nil {
+		return nil
+	}
+	obj := &istionetworkingv1.DestinationRule{}
+	if err := r.get(ctx, ro, "DestinationRule", dr.Name, obj); err != nil {
+		return err
+	}
+	canaryHash := ro.Status.CurrentPodHash
+	if ro.Status.Abort || canaryHash == "" {
+		canaryHash = ro.Status.StableRS
+	}
+	want := map[string]string{dr.StableSubsetName: ro.Status.StableRS, dr.CanarySubsetName: canaryHash}
+	changed := false
+	for _, sub := range obj.Spec.Subsets {
+		hash, ok := want[sub.Name]
+		if !ok || hash == "" || sub.Labels[v1alpha1.PodTemplateHashLabel] == hash {
+			continue
+		}
+		if sub.Labels == nil {
+			sub.Labels = map[string]string{}
+		}
+		sub.Labels[v1alpha1.PodTemplateHashLabel] = hash
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.client.Update(ctx, obj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		return fmt.Errorf("updating DestinationRule %s: %w", dr.Name, err)
+	}
+	return nil
+}

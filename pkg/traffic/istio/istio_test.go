@@ -1,0 +1,196 @@
+package istio
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	istioapi "istio.io/api/networking/v1alpha3"
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+)
+
+func rollout(dr bool) *v1alpha1.Rollout {
+	ro := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{
+			StableService: "web-stable", CanaryService: "web-canary",
+			TrafficRouting: &v1alpha1.TrafficRouting{MaxTrafficWeight: 100, Istio: &v1alpha1.IstioTrafficRouting{
+				VirtualService: &v1alpha1.IstioVirtualService{
+					Name: "web", Routes: []string{"primary"},
+					TLSRoutes: []v1alpha1.IstioTLSRoute{{Port: 443, SNIHosts: []string{"web.example"}}},
+					TCPRoutes: []v1alpha1.IstioTCPRoute{{Port: 9000}},
+				},
+			}},
+		}}},
+		Status: v1alpha1.RolloutStatus{StableRS: "s1", CurrentPodHash: "c2"},
+	}
+	if dr {
+		ro.Spec.Strategy.Canary.TrafficRouting.Istio.DestinationRule = &v1alpha1.IstioDestinationRule{Name: "web", StableSubsetName: "stable", CanarySubsetName: "canary"}
+	}
+	return ro
+}
+
+func dest(host, subset string) *istioapi.Destination {
+	return &istioapi.Destination{Host: host, Subset: subset}
+}
+
+func virtualService(stableHost, subset string) *istionetworkingv1.VirtualService {
+	return &istionetworkingv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: istioapi.VirtualService{
+			Hosts: []string{"web.example"},
+			Http: []*istioapi.HTTPRoute{
+				{Name: "other", Match: []*istioapi.HTTPMatchRequest{{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: "/admin"}}}},
+					Route: []*istioapi.HTTPRouteDestination{{Destination: dest("admin", "")}}},
+				{Name: "primary", Route: []*istioapi.HTTPRouteDestination{{Destination: dest(stableHost, subset), Weight: 100}}},
+			},
+			Tls: []*istioapi.TLSRoute{{Match: []*istioapi.TLSMatchAttributes{{Port: 443, SniHosts: []string{"web.example"}}},
+				Route: []*istioapi.RouteDestination{{Destination: dest(stableHost, subset), Weight: 100}}}},
+			Tcp: []*istioapi.TCPRoute{{Match: []*istioapi.L4MatchAttributes{{Port: 9000}},
+				Route: []*istioapi.RouteDestination{{Destination: dest(stableHost, subset), Weight: 100}}}},
+		},
+	}
+}
+
+func newRouter(objs ...client.Object) (traffic.Router, client.Client) {
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(objs...).Build()
+	return New(c), c
+}
+
+func TestHostLevelSplit(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(virtualService("web-stable.shop.svc.cluster.local", ""))
+	ro := rollout(false)
+	for _, w := range []int32{0, 20, 100, 0} {
+		if err := r.SetWeight(ctx, ro, w); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := r.Verify(ctx, ro, w); err != nil || !ok {
+			t.Fatalf("weight %d not verified: %v %v", w, ok, err)
+		}
+		var got istionetworkingv1.VirtualService
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := virtualService("web-stable.shop.svc.cluster.local", "")
+		canary := dest("web-canary.shop.svc.cluster.local", "")
+		want.Spec.Http[1].Route = []*istioapi.HTTPRouteDestination{{Destination: dest("web-stable.shop.svc.cluster.local", ""), Weight: 100 - w}, {Destination: canary, Weight: w}}
+		want.Spec.Tls[0].Route = []*istioapi.RouteDestination{{Destination: dest("web-stable.shop.svc.cluster.local", ""), Weight: 100 - w}, {Destination: canary, Weight: w}}
+		want.Spec.Tcp[0].Route = []*istioapi.RouteDestination{{Destination: dest("web-stable.shop.svc.cluster.local", ""), Weight: 100 - w}, {Destination: canary, Weight: w}}
+		if diff := cmp.Diff(&want.Spec, &got.Spec, protocmp.Transform()); diff != "" {
+			t.Errorf("weight %d (-want +got):\n%s", w, diff)
+		}
+	}
+}
+
+func TestSubsetLevelSplit(t *testing.T) {
+	ctx := context.Background()
+	drObj := &istionetworkingv1.DestinationRule{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: istioapi.DestinationRule{Host: "web", Subsets: []*istioapi.Subset{
+			{Name: "stable", Labels: map[string]string{"app": "web"}}, {Name: "canary", Labels: map[string]string{"app": "web"}},
+		}},
+	}
+	r, c := newRouter(virtualService("web", "stable"), drObj)
+	ro := rollout(true)
+	if err := r.SetWeight(ctx, ro, 30); err != nil {
+		t.Fatal(err)
+	}
+	var gotDR istionetworkingv1.DestinationRule
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &gotDR); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{
+		"stable": {"app": "web", v1alpha1.PodTemplateHashLabel: "s1"},
+		"canary": {"app": "web", v1alpha1.PodTemplateHashLabel: "c2"},
+	}
+	for _, s := range gotDR.Spec.Subsets {
+		if diff := cmp.Diff(want[s.Name], s.Labels); diff != "" {
+			t.Errorf("subset %s labels (-want +got):\n%s", s.Name, diff)
+		}
+	}
+	var got istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	wantRoute := []*istioapi.HTTPRouteDestination{{Destination: dest("web", "stable"), Weight: 70}, {Destination: dest("web", "canary"), Weight: 30}}
+	if diff := cmp.Diff(wantRoute, got.Spec.Http[1].Route, protocmp.Transform()); diff != "" {
+		t.Errorf("subset routes (-want +got):\n%s", diff)
+	}
+}
+
+func TestManagedRoutes(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(virtualService("web-stable", ""))
+	ro := rollout(false)
+	routes := []traffic.ManagedRoute{
+		{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "x-canary", HeaderValue: v1alpha1.StringMatch{Exact: "yes"}}}},
+		{Name: "m", Mirror: &v1alpha1.SetMirrorRoute{Name: "m", Percentage: ptr.To[int32](25), Match: []v1alpha1.RouteMatch{{Method: &v1alpha1.StringMatch{Exact: "GET"}}}}},
+	}
+	if err := r.SetManagedRoutes(ctx, ro, routes); err != nil {
+		t.Fatal(err)
+	}
+	var got istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := virtualService("web-stable", "")
+	want.Spec.Http = append([]*istioapi.HTTPRoute{
+		{Name: "rollouts-h", Match: []*istioapi.HTTPMatchRequest{{Headers: map[string]*istioapi.StringMatch{"x-canary": {MatchType: &istioapi.StringMatch_Exact{Exact: "yes"}}}}},
+			Route: []*istioapi.HTTPRouteDestination{{Destination: dest("web-canary", ""), Weight: 100}}},
+		{Name: "rollouts-m", Match: []*istioapi.HTTPMatchRequest{{Method: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: "GET"}}}},
+			Route:  []*istioapi.HTTPRouteDestination{{Destination: dest("web-stable", ""), Weight: 100}},
+			Mirror: dest("web-canary", ""), MirrorPercentage: &istioapi.Percent{Value: 25}},
+	}, want.Spec.Http...)
+	if diff := cmp.Diff(&want.Spec, &got.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("managed routes (-want +got):\n%s", diff)
+	}
+	if err := r.SetManagedRoutes(ctx, ro, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&virtualService("web-stable", "").Spec, &got.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("after removal (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ctx := context.Background()
+	noRoute := virtualService("web-stable", "")
+	noRoute.Spec.Http = noRoute.Spec.Http[:1]
+	wrongHost := virtualService("elsewhere", "")
+	rows := []struct {
+		name string
+		ro   *v1alpha1.Rollout
+		objs []client.Object
+		want string
+	}{
+		{"valid", rollout(false), []client.Object{virtualService("web-stable", "")}, ""},
+		{"missing VirtualService", rollout(false), nil, `VirtualService "web" named in spec.strategy.canary.trafficRouting.istio was not found in namespace shop`},
+		{"route name not found", rollout(false), []client.Object{noRoute}, `HTTP route "primary" not found in VirtualService "web"`},
+		{"no stable destination", rollout(false), []client.Object{wrongHost}, `has no destination for the stable Service "web-stable"`},
+		{"missing DestinationRule", rollout(true), []client.Object{virtualService("web", "stable")}, `DestinationRule "web" named`},
+	}
+	for _, row := range rows {
+		r, _ := newRouter(row.objs...)
+		err := r.Validate(ctx, row.ro)
+		switch {
+		case row.want == "" && err != nil:
+			t.Errorf("%s: %v", row.name, err)
+		case row.want != "" && (err == nil || !traffic.IsInvalid(err) || !strings.Contains(err.Error(), row.want)):
+			t.Errorf("%s: got %v, want an invalid-spec error containing %q", row.name, err, row.want)
+		}
+	}
+}

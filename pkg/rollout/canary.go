@@ -78,11 +78,18 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 	}
 	out := runSteps(steps, st, w, req, now)
 	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
-	// Traffic follows the last setWeight step that completed: a step
-	// completes only once its canary pods are available.
+	// Traffic follows the last setWeight step passed. A step completes only
+	// once its canary pods are available, but promote can skip it and pods
+	// can fail: traffic never exceeds what the available canary pods serve.
 	traffic := weightBefore(steps, idx)
+	if w.routed {
+		traffic = min(traffic, servable(w, steps, idx))
+	}
 	if idx < len(steps) {
 		canary, stable := w.split(out.weight)
+		if n, ok := canaryScale(steps, idx, w); ok {
+			canary = n
+		}
 		targets[w.hash] = canary
 		targets[stableHash(w)] = stable
 		st.Canary.Weights = canaryWeights(st, w, traffic)
@@ -179,6 +186,9 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		case v1alpha1.StepSetWeight:
 			res.weight = *step.SetWeight
 			canary, stable := w.split(res.weight)
+			if n, ok := canaryScale(steps, idx, w); ok {
+				canary = n
+			}
 			if !atSizes(w, canary, stable) {
 				res.reason = v1alpha1.ReasonReplicaSetUpdated
 				res.message = fmt.Sprintf("Step %d/%d: scaling to weight %d (%d canary / %d stable)", idx+1, len(steps), res.weight, canary, stable)
@@ -209,7 +219,10 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			// The routers apply the routes of the steps done so far; the
 			// step itself is done once it is passed.
 			complete(kind, "")
-		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment, v1alpha1.StepSetCanaryScale:
+		case v1alpha1.StepSetCanaryScale:
+			// The size applies from the next step on (canaryScale).
+			complete(kind, "")
+		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment:
 			res.reason = v1alpha1.ReasonProgressing
 			res.waiting = true
 			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)
@@ -220,6 +233,42 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		}
 	}
 	return res
+}
+
+// servable is the largest weight the available canary pods can serve: the
+// inverse of split. Under setCanaryScale the user sized the canary apart from
+// its weight, and any available pod serves any weight.
+func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
+	avail := w.current.available
+	if _, ok := canaryScale(steps, idx, w); ok {
+		if avail > 0 {
+			return w.maxWeight
+		}
+		return 0
+	}
+	if avail < w.minPods || w.replicas == 0 {
+		return 0
+	}
+	return int32(min(int64(w.maxWeight), int64(avail)*int64(w.maxWeight)/int64(w.replicas)))
+}
+
+// canaryScale is the canary size set by the last setCanaryScale step before
+// idx, unless that step returned to matching the traffic weight. With traffic
+// routing the canary size and its traffic share are then independent.
+func canaryScale(steps []v1alpha1.CanaryStep, idx int, w *world) (int32, bool) {
+	for i := min(idx, len(steps)) - 1; i >= 0; i-- {
+		cs := steps[i].SetCanaryScale
+		switch {
+		case cs == nil:
+			continue
+		case cs.Replicas != nil:
+			return min(*cs.Replicas, w.replicas), true
+		case cs.Weight != nil:
+			return int32((int64(*cs.Weight)*int64(w.replicas) + 99) / 100), true
+		}
+		return 0, false
+	}
+	return 0, false
 }
 
 // weightBefore is the weight set by the last setWeight step before idx.

@@ -41,7 +41,11 @@ func FuzzPlanner(f *testing.F) {
 				steps = append(steps, setWeight(int32(b%101)))
 			}
 		}
-		s := newSim(t, canaryRollout(replicas, surge, unavail, steps...))
+		ro := canaryRollout(replicas, surge, unavail, steps...)
+		if next()%2 == 0 {
+			ro = routedRollout(replicas, steps...)
+		}
+		s := newSim(t, ro)
 		s.flaky = func() bool { return next()%7 == 0 }
 		image := 1
 		aborted := false

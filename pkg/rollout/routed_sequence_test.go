@@ -77,3 +77,28 @@ func TestRoutedSplit(t *testing.T) {
 		}
 	}
 }
+
+func TestSequenceSetCanaryScale(t *testing.T) {
+	s := newSim(t, routedRollout(10,
+		v1alpha1.CanaryStep{SetCanaryScale: &v1alpha1.SetCanaryScale{Replicas: ptr.To[int32](1)}},
+		setWeight(30), pause(""),
+		v1alpha1.CanaryStep{SetCanaryScale: &v1alpha1.SetCanaryScale{Weight: ptr.To[int32](50)}},
+		pause(""),
+		v1alpha1.CanaryStep{SetCanaryScale: &v1alpha1.SetCanaryScale{MatchTrafficWeight: true}},
+		pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused at step 2", 20, pausedAt(2))
+	// One canary pod, yet 30 % of the traffic: the size is decoupled.
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 1})
+	if s.weight != 30 {
+		t.Fatalf("traffic %d, want 30", s.weight)
+	}
+	s.request(v1alpha1.PromoteAnnotation, "1")
+	s.until("paused at step 4", 20, pausedAt(4))
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 5})
+	s.request(v1alpha1.PromoteAnnotation, "2")
+	s.until("paused at step 6", 20, pausedAt(6))
+	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 3})
+	s.golden()
+}

@@ -277,7 +277,8 @@ func (s *sim) evict(name string) {
 }
 
 // checkInvariants: never more than replicas+maxSurge pods asked for, never
-// fewer than replicas-maxUnavailable available by the plan's own doing.
+// fewer than replicas-maxUnavailable available by the plan's own doing, and
+// (with traffic routing) never more traffic than the canary can serve.
 func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 	s.t.Helper()
 	replicas := *s.ro.Spec.Replicas
@@ -307,6 +308,7 @@ func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 	if floor := min(replicas-l.unavailable, availBefore); availAfter < floor {
 		s.t.Errorf("%s: %d pods available after the plan, below the floor %d", s.now.Sub(s.start), availAfter, floor)
 	}
+	// Traffic goes only to a canary with the pods to take it.
 	if c := s.ro.Spec.Strategy.Canary; c != nil && c.TrafficRouting != nil && p.TrafficWeight != nil && *p.TrafficWeight > 0 {
 		var canaryAvail int32
 		for _, rs := range s.rss {
@@ -315,7 +317,11 @@ func (s *sim) checkInvariants(before map[string]snapshot, p Plan) {
 			}
 		}
 		w := &world{replicas: replicas, routed: true, maxWeight: c.TrafficRouting.MaxTrafficWeight, minPods: ptr.Deref(c.MinPodsPerReplicaSet, 1)}
-		if need, _ := w.split(*p.TrafficWeight); canaryAvail < need && s.ro.Status.StableRS != s.ro.Status.CurrentPodHash {
+		need, _ := w.split(*p.TrafficWeight)
+		if _, ok := canaryScale(c.Steps, int(ptr.Deref(s.ro.Status.CurrentStepIndex, 0)), w); ok {
+			need = 1 // setCanaryScale decouples the size from the weight
+		}
+		if canaryAvail < need && s.ro.Status.StableRS != s.ro.Status.CurrentPodHash {
 			s.t.Errorf("%s: weight %d sent to a canary with %d available pods (needs %d)", s.now.Sub(s.start), *p.TrafficWeight, canaryAvail, need)
 		}
 	}

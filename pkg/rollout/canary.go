@@ -20,7 +20,10 @@ func planCanary(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req 
 	}
 	c := ro.Spec.Strategy.Canary
 	canaryHash := st.CurrentPodHash
-	if st.Abort || st.StableRS == st.CurrentPodHash {
+	// After an abort the canary Service goes back to the stable pods once
+	// the canary takes no more traffic (at once, but for dynamicStableScale).
+	stillServing := st.Canary.Weights != nil && st.Canary.Weights.Canary.Weight > 0
+	if st.Abort && !stillServing || st.StableRS == st.CurrentPodHash {
 		canaryHash = st.StableRS
 	}
 	out.services = map[string]string{c.StableService: st.StableRS, c.CanaryService: canaryHash}
@@ -55,18 +58,32 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		return out, nil
 	}
 
+	applied := int32(0)
+	if st.Canary.Weights != nil {
+		applied = st.Canary.Weights.Canary.Weight
+	}
 	if st.Abort {
 		targets[stableHash(w)] = w.replicas
 		targets[w.hash] = 0
-		st.Canary.Weights = canaryWeights(st, w, 0)
+		traffic := int32(0)
+		if w.dynamic {
+			// The stable was scaled down with the traffic: it takes the
+			// traffic back only as fast as its pods come back (and the
+			// canary keeps no more than its own pods can serve).
+			traffic = min(applied, w.maxWeight-stableServable(w), servable(w, steps, int(ptr.Deref(st.CurrentStepIndex, 0))))
+		}
+		st.Canary.Weights = canaryWeights(st, w, traffic)
 		out := outcome{
 			phase:   v1alpha1.RolloutPhaseDegraded,
 			reason:  v1alpha1.ReasonRolloutAborted,
 			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
 		}
-		if w.routed {
-			// Traffic is already back on the stable; the canary pods may
-			// linger for abortScaleDownDelaySeconds.
+		switch {
+		case traffic > 0:
+			targets[w.hash] = w.current.spec
+		case w.routed:
+			// Traffic is back on the stable; the canary pods may linger
+			// for abortScaleDownDelaySeconds.
 			targets[w.hash] = abortedSize(&out, w.current, ptr.Deref(c.AbortScaleDownDelaySeconds, 30), now)
 		}
 		keepDelayed(&out, w, now, targets)
@@ -90,13 +107,35 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		if n, ok := canaryScale(steps, idx, w); ok {
 			canary = n
 		}
+		if w.dynamic {
+			stable = dynamicStable(w, min(applied, traffic))
+		}
 		targets[w.hash] = canary
 		targets[stableHash(w)] = stable
 		st.Canary.Weights = canaryWeights(st, w, traffic)
 		keepDelayed(&out.outcome, w, now, targets)
 		return out.outcome, nil
 	}
-	return promoteCanary(c, st, w, out.outcome, traffic, now, targets), nil
+	return promoteCanary(c, st, w, out.outcome, traffic, applied, now, targets), nil
+}
+
+// dynamicStable is the stable size under dynamicStableScale: what the
+// traffic left on it (maxTrafficWeight − weight) needs, at least
+// minPodsPerReplicaSet while it takes any.
+func dynamicStable(w *world, weight int32) int32 {
+	if weight >= w.maxWeight {
+		return 0
+	}
+	n := w.replicas - int32(int64(weight)*int64(w.replicas)/int64(w.maxWeight))
+	return min(max(n, w.minPods), w.replicas)
+}
+
+// stableServable is the largest weight the available stable pods serve.
+func stableServable(w *world) int32 {
+	if w.stable == nil || w.replicas == 0 {
+		return w.maxWeight
+	}
+	return int32(min(int64(w.maxWeight), int64(w.stable.available)*int64(w.maxWeight)/int64(w.replicas)))
 }
 
 // promoteCanary finishes an update whose steps are done: the current revision
@@ -106,11 +145,14 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 // takes all the traffic, then the stable Service switches to it, the weight
 // goes back to 0 (now on the new stable), and the previous stable is kept for
 // scaleDownDelaySeconds.
-func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *world, out outcome, traffic int32, now time.Time, targets map[string]int32) outcome {
+func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *world, out outcome, traffic, applied int32, now time.Time, targets map[string]int32) outcome {
 	targets[w.hash] = w.replicas
 	need := max(w.replicas-w.limits.unavailable, min(w.replicas, 1))
 	if w.routed {
 		targets[stableHash(w)] = w.replicas
+		if w.dynamic {
+			targets[stableHash(w)] = dynamicStable(w, min(applied, traffic))
+		}
 		need = w.replicas
 	}
 	ready := w.current.available >= need
@@ -288,7 +330,7 @@ func atSizes(w *world, canary, stable int32) bool {
 	if c.planned || c.spec != canary || c.available < canary {
 		return false
 	}
-	if w.stable != nil && w.stable != c && (w.stable.spec != stable || w.stable.current > stable) {
+	if w.stable != nil && w.stable != c && !w.dynamic && (w.stable.spec != stable || w.stable.current > stable) {
 		return false
 	}
 	return w.oldPods() == 0

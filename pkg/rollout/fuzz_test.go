@@ -42,8 +42,9 @@ func FuzzPlanner(f *testing.F) {
 			}
 		}
 		ro := canaryRollout(replicas, surge, unavail, steps...)
-		if next()%2 == 0 {
+		if b := next(); b%2 == 0 {
 			ro = routedRollout(replicas, steps...)
+			ro.Spec.Strategy.Canary.DynamicStableScale = b%4 == 0
 		}
 		s := newSim(t, ro)
 		s.flaky = func() bool { return next()%7 == 0 }

@@ -91,6 +91,8 @@ type world struct {
 	routed    bool
 	maxWeight int32
 	minPods   int32
+	// dynamic: dynamicStableScale, the stable shrinks as traffic leaves it.
+	dynamic bool
 	hash      string // current template
 	all       []rsView
 	current   *rsView // nil until created
@@ -284,6 +286,7 @@ func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 		if tr := c.TrafficRouting; tr != nil {
 			w.routed, w.maxWeight = true, max(tr.MaxTrafficWeight, 1)
 			w.minPods = ptr.Deref(c.MinPodsPerReplicaSet, 1)
+			w.dynamic = c.DynamicStableScale
 			// The stable stays at full size and the canary comes on top of
 			// it: maxSurge cannot bound the total.
 			w.limits.surge = max(w.limits.surge, replicas)

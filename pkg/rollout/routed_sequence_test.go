@@ -102,3 +102,28 @@ func TestSequenceSetCanaryScale(t *testing.T) {
 	s.expectSizes(map[string]int32{"web:1": 10, "web:2": 3})
 	s.golden()
 }
+
+func TestSequenceDynamicStableScale(t *testing.T) {
+	ro := routedRollout(10, setWeight(20), pause(""), setWeight(60), pause(""))
+	ro.Spec.Strategy.Canary.DynamicStableScale = true
+	s := newSim(t, ro)
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused at 20 with the stable shrunk", 20, func(st v1alpha1.RolloutStatus) bool {
+		return st.Phase == v1alpha1.RolloutPhasePaused && s.sizes()["web:1"] == 8
+	})
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	s.until("paused at 60 with the stable shrunk", 20, func(st v1alpha1.RolloutStatus) bool {
+		return ptr.Deref(st.CurrentStepIndex, 0) == 3 && s.sizes()["web:1"] == 4
+	})
+	s.expectSizes(map[string]int32{"web:1": 4, "web:2": 6})
+	// Abort: traffic returns to the stable only as its pods come back.
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight == nil || *p.TrafficWeight == 0 {
+		t.Fatalf("traffic %v sent back at once to a stable with 4 of 10 pods", p.TrafficWeight)
+	}
+	s.until("traffic back on a full stable", 20, func(v1alpha1.RolloutStatus) bool { return s.weight == 0 && s.sizes()["web:1"] == 10 })
+	s.until("canary scaled down", 20, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:2"] == 0 })
+	s.golden()
+}

@@ -17,8 +17,6 @@ func invalidSpec(in Input) string {
 	switch {
 	case ro.Spec.Template == nil:
 		return "spec.template is missing"
-	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.DynamicStableScale:
-		return "spec.strategy.canary.dynamicStableScale is not supported by this controller version yet"
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
 	if err != nil {

@@ -93,10 +93,10 @@ type world struct {
 	minPods   int32
 	// dynamic: dynamicStableScale, the stable shrinks as traffic leaves it.
 	dynamic bool
-	hash      string // current template
-	all       []rsView
-	current   *rsView // nil until created
-	stable    *rsView // nil on first deploy
+	hash    string // current template
+	all     []rsView
+	current *rsView // nil until created
+	stable  *rsView // nil on first deploy
 }
 
 func (w *world) others() []*rsView {

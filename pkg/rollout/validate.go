@@ -14,8 +14,7 @@ import (
 // anything.
 func invalidSpec(in Input) string {
 	ro := in.Rollout
-	switch {
-	case ro.Spec.Template == nil:
+	if ro.Spec.Template == nil {
 		return "spec.template is missing"
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)

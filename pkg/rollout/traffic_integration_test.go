@@ -13,6 +13,7 @@ import (
 	istioapi "istio.io/api/networking/v1alpha3"
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -232,8 +233,9 @@ func TestIntegrationGatewayAPIManagedRoutes(t *testing.T) {
 }
 
 // TestIntegrationIstioCanary walks a host-level split on a real
-// VirtualService (Istio CRDs from istio.io/api): 20, then 100 before the
-// switch leaves all traffic on the new stable, and a header route on top.
+// VirtualService (Istio CRDs from istio.io/api): header and mirror routes on
+// top, 20 → 50 → 100 before the switch → all traffic on the new stable, then
+// an abort that sends the weight back to 0 at once.
 func TestIntegrationIstioCanary(t *testing.T) {
 	startReconcilerWith(t, traffic.Registry{"istio": istio.New})
 	ctx := context.Background()
@@ -251,10 +253,13 @@ func TestIntegrationIstioCanary(t *testing.T) {
 	}
 	ro := routedRollout(4,
 		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "h", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-canary", HeaderValue: v1alpha1.StringMatch{Exact: "yes"}}}}},
-		setWeight(20), pause(""))
+		v1alpha1.CanaryStep{SetMirrorRoute: &v1alpha1.SetMirrorRoute{Name: "m", Percentage: ptr.To[int32](10), Match: []v1alpha1.RouteMatch{{Method: &v1alpha1.StringMatch{Exact: "GET"}}}}},
+		setWeight(20), pause(""),
+		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "h"}},
+		setWeight(50), pause(""))
 	tr := ro.Spec.Strategy.Canary.TrafficRouting
 	tr.GatewayAPI = nil
-	tr.ManagedRoutes = []v1alpha1.ManagedRoute{{Name: "h"}}
+	tr.ManagedRoutes = []v1alpha1.ManagedRoute{{Name: "h"}, {Name: "m"}}
 	tr.Istio = &v1alpha1.IstioTrafficRouting{VirtualService: &v1alpha1.IstioVirtualService{Name: "web", Routes: []string{"primary"}}}
 	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
 	if err := env.Client.Create(ctx, ro); err != nil {
@@ -272,21 +277,55 @@ func TestIntegrationIstioCanary(t *testing.T) {
 			for _, d := range rt.Route {
 				parts = append(parts, fmt.Sprintf("%s=%d", d.Destination.Host, d.Weight))
 			}
+			if rt.Mirror != nil {
+				parts = append(parts, fmt.Sprintf("mirror:%s@%g", rt.Mirror.Host, rt.MirrorPercentage.GetValue()))
+			}
 			out[rt.Name] = strings.Join(parts, ",")
 		}
 		return out
 	}
+	pausedAtStep := func(i int32) func(*v1alpha1.Rollout) bool {
+		return func(r *v1alpha1.Rollout) bool {
+			return r.Status.Phase == v1alpha1.RolloutPhasePaused && ptr.Deref(r.Status.CurrentStepIndex, 0) == i
+		}
+	}
 	waitRollout(t, key, "Healthy", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhaseHealthy })
 	setImageOf(t, key, "web:2")
-	waitRollout(t, key, "paused", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhasePaused })
-	if diff := cmp.Diff(map[string]string{"rollouts-h": "web-canary=100", "primary": "web-stable=80,web-canary=20"}, routes()); diff != "" {
+	waitRollout(t, key, "paused at 20", pausedAtStep(3))
+	want := map[string]string{"rollouts-h": "web-canary=100", "rollouts-m": "web-stable=100,mirror:web-canary@10", "primary": "web-stable=80,web-canary=20"}
+	if diff := cmp.Diff(want, routes()); diff != "" {
 		t.Errorf("routes at 20%% (-want +got):\n%s", diff)
 	}
-	request(t, key, v1alpha1.PromoteAnnotation, "p")
+	request(t, key, v1alpha1.PromoteAnnotation, "p1")
+	waitRollout(t, key, "paused at 50", pausedAtStep(6))
+	want = map[string]string{"rollouts-m": "web-stable=100,mirror:web-canary@10", "primary": "web-stable=50,web-canary=50"}
+	if diff := cmp.Diff(want, routes()); diff != "" {
+		t.Errorf("routes at 50%% without the header route (-want +got):\n%s", diff)
+	}
+	request(t, key, v1alpha1.PromoteAnnotation, "p2")
 	waitRollout(t, key, "promoted", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.RolloutPhaseHealthy && r.Status.StableRS == r.Status.CurrentPodHash
 	})
 	if diff := cmp.Diff(map[string]string{"primary": "web-stable=100,web-canary=0"}, routes()); diff != "" {
 		t.Errorf("routes after completion (-want +got):\n%s", diff)
+	}
+
+	setImageOf(t, key, "web:3")
+	waitRollout(t, key, "paused at 20 on web:3", pausedAtStep(3))
+	request(t, key, v1alpha1.AbortAnnotation, "a")
+	waitRollout(t, key, "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Abort })
+	if diff := cmp.Diff(map[string]string{"primary": "web-stable=100,web-canary=0"}, routes()); diff != "" {
+		t.Errorf("routes after abort (-want +got):\n%s", diff)
+	}
+	var canarySvc corev1.Service
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-canary"}, &canarySvc); err != nil {
+		t.Fatal(err)
+	}
+	var cur v1alpha1.Rollout
+	if err := env.Client.Get(ctx, key, &cur); err != nil {
+		t.Fatal(err)
+	}
+	if got := canarySvc.Spec.Selector[v1alpha1.PodTemplateHashLabel]; got != cur.Status.StableRS {
+		t.Errorf("after abort the canary Service selects %q, want the stable hash %q", got, cur.Status.StableRS)
 	}
 }

@@ -89,12 +89,7 @@ func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, r
 	w.stable = w.current
 	out.services = map[string]string{bg.ActiveService: w.hash, bg.PreviewService: w.hash}
 	if previous != nil && previous != w.current {
-		delay := time.Duration(ptr.Deref(bg.ScaleDownDelaySeconds, 30)) * time.Second
-		deadline := now.Add(delay)
-		previous.scaleDownAt = &deadline
-		targets[previous.hash] = previous.spec
-		out.annotate = append(out.annotate, AnnotationChange{Name: previous.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
-		out.after(delay)
+		targets[previous.hash] = out.scaleDownLater(previous, ptr.Deref(bg.ScaleDownDelaySeconds, 30), now)
 	}
 	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Active Service %s switched to %s", bg.ActiveService, w.current.name)})
 	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, fmt.Sprintf("Switched to %s", w.current.name)
@@ -129,6 +124,18 @@ func promoteNow(bg *v1alpha1.BlueGreenStrategy, st *v1alpha1.RolloutStatus, req 
 	return true
 }
 
+// scaleDownLater starts a scale-down delay on a ReplicaSet: the deadline
+// goes into its annotation, the plan wakes up then, and until then it keeps
+// its size, which is returned.
+func (o *outcome) scaleDownLater(rs *rsView, delaySeconds int32, now time.Time) int32 {
+	delay := time.Duration(delaySeconds) * time.Second
+	deadline := now.Add(delay)
+	rs.scaleDownAt = &deadline
+	o.annotate = append(o.annotate, AnnotationChange{Name: rs.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
+	o.after(delay)
+	return rs.spec
+}
+
 // keepDelayed holds ReplicaSets that wait out a scale-down delay at their size
 // and wakes the reconciler when the first delay ends; every other ReplicaSet
 // without a target goes to 0.
@@ -153,11 +160,7 @@ func abortedSize(out *outcome, rs *rsView, delaySeconds int32, now time.Time) in
 	case delaySeconds == 0:
 		return rs.spec
 	case rs.scaleDownAt == nil:
-		deadline := now.Add(time.Duration(delaySeconds) * time.Second)
-		rs.scaleDownAt = &deadline
-		out.annotate = append(out.annotate, AnnotationChange{Name: rs.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
-		out.after(time.Duration(delaySeconds) * time.Second)
-		return rs.spec
+		return out.scaleDownLater(rs, delaySeconds, now)
 	case rs.delayed(now):
 		out.after(rs.scaleDownAt.Sub(now))
 		return rs.spec

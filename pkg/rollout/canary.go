@@ -176,12 +176,7 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 	st.Canary.Weights = canaryWeights(st, w, 0)
 	w.stable = w.current
 	if w.routed && previous != nil && previous != w.current {
-		delay := time.Duration(ptr.Deref(c.ScaleDownDelaySeconds, 30)) * time.Second
-		deadline := now.Add(delay)
-		previous.scaleDownAt = &deadline
-		targets[previous.hash] = previous.spec
-		out.annotate = append(out.annotate, AnnotationChange{Name: previous.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
-		out.after(delay)
+		targets[previous.hash] = out.scaleDownLater(previous, ptr.Deref(c.ScaleDownDelaySeconds, 30), now)
 	}
 	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
 	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, "Promoted: scaling down the previous revision"

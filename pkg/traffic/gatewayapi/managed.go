@@ -69,88 +69,101 @@ func backends(refs []gatewayv1.BackendRef, namespace, stable, canary string) (st
 	return stableRef, canaryRef, false
 }
 
-func setHTTPManaged(obj *gatewayv1.HTTPRoute, namespace, stable, canary string, routes []traffic.ManagedRoute) (bool, error) {
-	var user []gatewayv1.HTTPRouteRule
+// withManaged rebuilds the managed rules of a route: one per managed route,
+// made by build from the user's stable backendRef (and a canary one beside
+// it), in precedence order, followed by the user's rules unchanged. It
+// reports whether the result differs from rules.
+func withManaged[R any](kind, name string, rules []R, ruleName func(R) *gatewayv1.SectionName, refsOf func(R) []gatewayv1.BackendRef,
+	namespace, stable, canary string, routes []traffic.ManagedRoute,
+	build func(mr traffic.ManagedRoute, stableRef, canaryRef gatewayv1.BackendRef) R,
+) ([]R, bool, error) {
+	var user []R
 	var refs []gatewayv1.BackendRef
-	for _, rule := range obj.Spec.Rules {
-		if managed(rule.Name) {
+	for _, rule := range rules {
+		if managed(ruleName(rule)) {
 			continue
 		}
 		user = append(user, rule)
-		for _, b := range rule.BackendRefs {
-			refs = append(refs, b.BackendRef)
-		}
+		refs = append(refs, refsOf(rule)...)
 	}
 	stableRef, canaryRef, ok := backends(refs, namespace, stable, canary)
 	if !ok && len(routes) > 0 {
-		return false, traffic.Invalid("HTTPRoute %q has no backendRef to the stable Service %q", obj.Name, stable)
+		return nil, false, traffic.Invalid("%s %q has no backendRef to the stable Service %q", kind, name, stable)
 	}
-	var rules []gatewayv1.HTTPRouteRule
+	next := make([]R, 0, len(routes)+len(user))
 	for _, mr := range routes {
-		rule := gatewayv1.HTTPRouteRule{Name: ptr.To(gatewayv1.SectionName(managedPrefix + mr.Name))}
-		if mr.Header != nil {
-			rule.Matches = []gatewayv1.HTTPRouteMatch{{Headers: httpHeaders(mr.Header)}}
-			rule.BackendRefs = []gatewayv1.HTTPBackendRef{{BackendRef: canaryRef}}
-		} else {
+		next = append(next, build(mr, stableRef, canaryRef))
+	}
+	next = append(next, user...)
+	return next, !equality.Semantic.DeepEqual(next, rules), nil
+}
+
+func setHTTPManaged(obj *gatewayv1.HTTPRoute, namespace, stable, canary string, routes []traffic.ManagedRoute) (bool, error) {
+	rules, changed, err := withManaged("HTTPRoute", obj.Name, obj.Spec.Rules,
+		func(r gatewayv1.HTTPRouteRule) *gatewayv1.SectionName { return r.Name },
+		func(r gatewayv1.HTTPRouteRule) []gatewayv1.BackendRef {
+			var out []gatewayv1.BackendRef
+			for _, b := range r.BackendRefs {
+				out = append(out, b.BackendRef)
+			}
+			return out
+		},
+		namespace, stable, canary, routes,
+		func(mr traffic.ManagedRoute, stableRef, canaryRef gatewayv1.BackendRef) gatewayv1.HTTPRouteRule {
+			rule := gatewayv1.HTTPRouteRule{Name: ptr.To(gatewayv1.SectionName(managedPrefix + mr.Name))}
+			if mr.Header != nil {
+				rule.Matches = []gatewayv1.HTTPRouteMatch{{Headers: httpHeaders(mr.Header)}}
+				rule.BackendRefs = []gatewayv1.HTTPBackendRef{{BackendRef: canaryRef}}
+				return rule
+			}
 			for _, m := range mr.Mirror.Match {
 				rule.Matches = append(rule.Matches, httpMatch(m))
 			}
 			rule.BackendRefs = []gatewayv1.HTTPBackendRef{{BackendRef: stableRef}}
-			rule.Filters = []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
-				BackendRef: canaryRef.BackendObjectReference, Percent: mr.Mirror.Percentage,
-			}}}
-		}
-		rules = append(rules, rule)
+			rule.Filters = []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: mirrorTo(canaryRef, mr)}}
+			return rule
+		})
+	if changed {
+		obj.Spec.Rules = rules
 	}
-	rules = append(rules, user...)
-	if equality.Semantic.DeepEqual(rules, obj.Spec.Rules) {
-		return false, nil
-	}
-	obj.Spec.Rules = rules
-	return true, nil
+	return changed, err
 }
 
 func setGRPCManaged(obj *gatewayv1.GRPCRoute, namespace, stable, canary string, routes []traffic.ManagedRoute) (bool, error) {
-	var user []gatewayv1.GRPCRouteRule
-	var refs []gatewayv1.BackendRef
-	for _, rule := range obj.Spec.Rules {
-		if managed(rule.Name) {
-			continue
-		}
-		user = append(user, rule)
-		for _, b := range rule.BackendRefs {
-			refs = append(refs, b.BackendRef)
-		}
-	}
-	stableRef, canaryRef, ok := backends(refs, namespace, stable, canary)
-	if !ok && len(routes) > 0 {
-		return false, traffic.Invalid("GRPCRoute %q has no backendRef to the stable Service %q", obj.Name, stable)
-	}
-	var rules []gatewayv1.GRPCRouteRule
-	for _, mr := range routes {
-		rule := gatewayv1.GRPCRouteRule{Name: ptr.To(gatewayv1.SectionName(managedPrefix + mr.Name))}
-		if mr.Header != nil {
-			rule.Matches = []gatewayv1.GRPCRouteMatch{{Headers: grpcHeaders(mr.Header)}}
-			rule.BackendRefs = []gatewayv1.GRPCBackendRef{{BackendRef: canaryRef}}
-		} else {
+	rules, changed, err := withManaged("GRPCRoute", obj.Name, obj.Spec.Rules,
+		func(r gatewayv1.GRPCRouteRule) *gatewayv1.SectionName { return r.Name },
+		func(r gatewayv1.GRPCRouteRule) []gatewayv1.BackendRef {
+			var out []gatewayv1.BackendRef
+			for _, b := range r.BackendRefs {
+				out = append(out, b.BackendRef)
+			}
+			return out
+		},
+		namespace, stable, canary, routes,
+		func(mr traffic.ManagedRoute, stableRef, canaryRef gatewayv1.BackendRef) gatewayv1.GRPCRouteRule {
+			rule := gatewayv1.GRPCRouteRule{Name: ptr.To(gatewayv1.SectionName(managedPrefix + mr.Name))}
+			if mr.Header != nil {
+				rule.Matches = []gatewayv1.GRPCRouteMatch{{Headers: grpcHeaders(mr.Header)}}
+				rule.BackendRefs = []gatewayv1.GRPCBackendRef{{BackendRef: canaryRef}}
+				return rule
+			}
 			// gRPC requests have no HTTP method or path to match on; header
 			// conditions carry over.
 			for _, m := range mr.Mirror.Match {
 				rule.Matches = append(rule.Matches, gatewayv1.GRPCRouteMatch{Headers: grpcHeaders(headerList(m.Headers))})
 			}
 			rule.BackendRefs = []gatewayv1.GRPCBackendRef{{BackendRef: stableRef}}
-			rule.Filters = []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
-				BackendRef: canaryRef.BackendObjectReference, Percent: mr.Mirror.Percentage,
-			}}}
-		}
-		rules = append(rules, rule)
+			rule.Filters = []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror, RequestMirror: mirrorTo(canaryRef, mr)}}
+			return rule
+		})
+	if changed {
+		obj.Spec.Rules = rules
 	}
-	rules = append(rules, user...)
-	if equality.Semantic.DeepEqual(rules, obj.Spec.Rules) {
-		return false, nil
-	}
-	obj.Spec.Rules = rules
-	return true, nil
+	return changed, err
+}
+
+func mirrorTo(canaryRef gatewayv1.BackendRef, mr traffic.ManagedRoute) *gatewayv1.HTTPRequestMirrorFilter {
+	return &gatewayv1.HTTPRequestMirrorFilter{BackendRef: canaryRef.BackendObjectReference, Percent: mr.Mirror.Percentage}
 }
 
 // headerList turns a route match's header map into header matches, in name

@@ -74,7 +74,7 @@ func createServices(t *testing.T, ns string, names ...string) {
 func waitRollout(t *testing.T, key client.ObjectKey, what string, cond func(*v1alpha1.Rollout) bool) *v1alpha1.Rollout {
 	t.Helper()
 	var ro v1alpha1.Rollout
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, key, &ro); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}

@@ -151,7 +151,7 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout, p *Plan) error {
 	ro := current.DeepCopy()
 	ro.Status = p.Status
-	routers, err := r.Routers.For(r.Client, ro)
+	routers, err := r.Routers.For(r.Client, r.APIReader, ro)
 	if err != nil {
 		return err
 	}

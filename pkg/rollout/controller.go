@@ -211,7 +211,7 @@ func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) 
 	if ro.Spec.Strategy.Canary == nil || ro.Spec.Strategy.Canary.TrafficRouting == nil {
 		return "", nil
 	}
-	routers, err := r.Routers.For(r.Client, ro)
+	routers, err := r.Routers.For(r.Client, r.APIReader, ro)
 	if err == nil {
 		for _, rt := range routers {
 			if err = rt.Validate(ctx, ro); err != nil {

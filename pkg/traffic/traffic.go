@@ -48,8 +48,9 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Factory builds a router for a client.
-type Factory func(c client.Client) Router
+// Factory builds a router. c writes and reads through the cache; live
+// reads the API server, for verifying a write.
+type Factory func(c client.Client, live client.Reader) Router
 
 // Registry holds the routers the reconciler can use, by the name of their
 // field under spec.strategy.canary.trafficRouting.
@@ -57,7 +58,7 @@ type Registry map[string]Factory
 
 // For returns the routers a Rollout asks for. A router the registry lacks is
 // an *InvalidError naming it.
-func (r Registry) For(c client.Client, ro *v1alpha1.Rollout) ([]Router, error) {
+func (r Registry) For(c client.Client, live client.Reader, ro *v1alpha1.Rollout) ([]Router, error) {
 	tr := ro.Spec.Strategy.Canary.TrafficRouting
 	if tr == nil {
 		return nil, nil
@@ -78,7 +79,7 @@ func (r Registry) For(c client.Client, ro *v1alpha1.Rollout) ([]Router, error) {
 		if !ok {
 			return nil, Invalid("spec.strategy.canary.trafficRouting.%s is not supported by this controller version yet", n)
 		}
-		routers = append(routers, f(c))
+		routers = append(routers, f(c, live))
 	}
 	return routers, nil
 }

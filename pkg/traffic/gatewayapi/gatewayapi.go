@@ -22,10 +22,11 @@ import (
 // Router is the Gateway API router.
 type Router struct {
 	client client.Client
+	live   client.Reader
 }
 
 // New returns a Gateway API router.
-func New(c client.Client) traffic.Router { return &Router{client: c} }
+func New(c client.Client, live client.Reader) traffic.Router { return &Router{client: c, live: live} }
 
 // Name implements traffic.Router.
 func (r *Router) Name() string { return "gatewayAPI" }
@@ -91,11 +92,11 @@ func grpcRoute(obj *gatewayv1.GRPCRoute) route {
 }
 
 // routes reads every route the Rollout names. A missing route is invalid.
-func (r *Router) routes(ctx context.Context, ro *v1alpha1.Rollout) ([]route, error) {
+func (r *Router) routes(ctx context.Context, reader client.Reader, ro *v1alpha1.Rollout) ([]route, error) {
 	g := ro.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
 	var out []route
 	get := func(kind, name string, obj client.Object) error {
-		err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
+		err := reader.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
 		if apierrors.IsNotFound(err) {
 			return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace %s", kind, name, ro.Namespace)
 		}
@@ -127,7 +128,7 @@ func (r *Router) routes(ctx context.Context, ro *v1alpha1.Rollout) ([]route, err
 // Validate implements traffic.Router: every route exists and has at least
 // one backendRef to the stable Service.
 func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
-	routes, err := r.routes(ctx, ro)
+	routes, err := r.routes(ctx, r.client, ro)
 	if err != nil {
 		return err
 	}
@@ -142,7 +143,7 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 
 // SetWeight implements traffic.Router.
 func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
-	routes, err := r.routes(ctx, ro)
+	routes, err := r.routes(ctx, r.client, ro)
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int
 
 // Verify implements traffic.Router.
 func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
-	routes, err := r.routes(ctx, ro)
+	routes, err := r.routes(ctx, r.live, ro)
 	if err != nil {
 		return false, err
 	}

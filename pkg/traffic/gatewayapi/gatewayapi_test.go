@@ -73,7 +73,7 @@ func grpc() *gatewayv1.GRPCRoute {
 
 func newRouter(objs ...client.Object) (traffic.Router, client.Client) {
 	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(objs...).Build()
-	return New(c), c
+	return New(c, c), c
 }
 
 // TestUserRouteSurvivesAWholeRollout walks the weights of a canary and checks

@@ -29,7 +29,7 @@ func managed(name *gatewayv1.SectionName) bool {
 // mirror route serves matching requests from the stable and mirrors them to
 // the canary. Rules the controller added before and no longer wants go away.
 func (r *Router) SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, routes []traffic.ManagedRoute) error {
-	rts, err := r.routes(ctx, ro)
+	rts, err := r.routes(ctx, r.client, ro)
 	if err != nil {
 		return err
 	}

@@ -24,10 +24,11 @@ import (
 // Router is the Istio router.
 type Router struct {
 	client client.Client
+	live   client.Reader
 }
 
 // New returns an Istio router.
-func New(c client.Client) traffic.Router { return &Router{client: c} }
+func New(c client.Client, live client.Reader) traffic.Router { return &Router{client: c, live: live} }
 
 // Name implements traffic.Router.
 func (r *Router) Name() string { return "istio" }
@@ -230,8 +231,8 @@ func percent(ro *v1alpha1.Rollout, weight int32) int32 {
 	return int32(int64(weight) * 100 / int64(total))
 }
 
-func (r *Router) get(ctx context.Context, ro *v1alpha1.Rollout, kind, name string, obj client.Object) error {
-	err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
+func (r *Router) get(ctx context.Context, reader client.Reader, ro *v1alpha1.Rollout, kind, name string, obj client.Object) error {
+	err := reader.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.istio was not found in namespace %s", kind, name, ro.Namespace)
@@ -244,11 +245,16 @@ func (r *Router) get(ctx context.Context, ro *v1alpha1.Rollout, kind, name strin
 }
 
 // each reads every named VirtualService, hands its selected routes to fn, and
-// writes it back when fn reports a change (unless dryRun).
+// writes it back when fn reports a change (unless dryRun, which reads the
+// API server rather than the cache: it verifies).
 func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error)) error {
+	var reader client.Reader = r.client
+	if dryRun {
+		reader = r.live
+	}
 	for _, ref := range refs(config(ro)) {
 		vs := &istionetworkingv1.VirtualService{}
-		if err := r.get(ctx, ro, "VirtualService", ref.Name, vs); err != nil {
+		if err := r.get(ctx, reader, ro, "VirtualService", ref.Name, vs); err != nil {
 			return err
 		}
 		routes, err := selected(vs, ref)
@@ -272,7 +278,7 @@ func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn
 func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if dr := config(ro).DestinationRule; dr != nil {
 		obj := &istionetworkingv1.DestinationRule{}
-		if err := r.get(ctx, ro, "DestinationRule", dr.Name, obj); err != nil {
+		if err := r.get(ctx, r.client, ro, "DestinationRule", dr.Name, obj); err != nil {
 			return err
 		}
 		for _, name := range []string{dr.StableSubsetName, dr.CanarySubsetName} {
@@ -339,7 +345,7 @@ func (r *Router) syncSubsets(ctx context.Context, ro *v1alpha1.Rollout) error {
 		return nil
 	}
 	obj := &istionetworkingv1.DestinationRule{}
-	if err := r.get(ctx, ro, "DestinationRule", dr.Name, obj); err != nil {
+	if err := r.get(ctx, r.client, ro, "DestinationRule", dr.Name, obj); err != nil {
 		return err
 	}
 	canaryHash := ro.Status.CurrentPodHash

@@ -64,7 +64,7 @@ func virtualService(stableHost, subset string) *istionetworkingv1.VirtualService
 
 func newRouter(objs ...client.Object) (traffic.Router, client.Client) {
 	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(objs...).Build()
-	return New(c), c
+	return New(c, c), c
 }
 
 func TestHostLevelSplit(t *testing.T) {

@@ -24,10 +24,11 @@ import (
 // Router is the NGINX router.
 type Router struct {
 	client client.Client
+	live   client.Reader
 }
 
 // New returns an NGINX router.
-func New(c client.Client) traffic.Router { return &Router{client: c} }
+func New(c client.Client, live client.Reader) traffic.Router { return &Router{client: c, live: live} }
 
 // Name implements traffic.Router.
 func (r *Router) Name() string { return "nginx" }
@@ -208,7 +209,7 @@ func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int
 func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
 	for _, name := range StableIngresses(ro) {
 		var ing networkingv1.Ingress
-		if err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &ing); err != nil {
+		if err := r.live.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &ing); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		if ing.Annotations[prefix(ro)+"/canary-weight"] != strconv.Itoa(int(weight)) {

@@ -54,7 +54,7 @@ func stableIngress() *networkingv1.Ingress {
 func TestCanaryIngressThroughARollout(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(stableIngress()).Build()
-	r := New(c)
+	r := New(c, c)
 	ro := rollout()
 	canary := func() *networkingv1.Ingress {
 		var ing networkingv1.Ingress
@@ -142,7 +142,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, row := range rows {
 		c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(row.objs...).Build()
-		err := New(c).Validate(ctx, row.ro)
+		err := New(c, c).Validate(ctx, row.ro)
 		switch {
 		case row.want == "" && err != nil:
 			t.Errorf("%s: %v", row.name, err)

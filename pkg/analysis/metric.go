@@ -1,0 +1,143 @@
+package analysis
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// defaultRetention is how many measurements of a metric are kept.
+const defaultRetention = 10
+
+// errorRetry is when an Error measurement is retried without an interval.
+const errorRetry = 10 * time.Second
+
+// Measured is the outcome of asking a provider once.
+type Measured struct {
+	// Result is the value the conditions see: a number, a list, or JSON.
+	Result any
+	// Value is the result as text, for the status.
+	Value string
+	// NoData: the provider answered with nothing (an empty vector).
+	NoData bool
+	// Err is a failure to measure (unreachable, bad answer).
+	Err error
+	// Started and Finished bound the measurement.
+	Started, Finished time.Time
+}
+
+// Record judges a measurement and adds it to the metric's result: counters,
+// the measurement itself (the last limit ones are kept), and the metric's
+// phase. An empty result counts as noDataPolicy says: an Error (default),
+// Inconclusive, Failed, or nothing at all (Skip).
+func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, meas Measured, limit int) {
+	phase, msg := judge(m, cond, meas)
+	if phase == "" { // skipped
+		mr.Message = "The last measurement returned no data (noDataPolicy: Skip)"
+		return
+	}
+	switch phase {
+	case v1alpha1.AnalysisPhaseError:
+		mr.Error++
+		mr.ConsecutiveError++
+		mr.ConsecutiveSuccess = 0
+	default:
+		mr.Count++
+		mr.ConsecutiveError = 0
+		switch phase {
+		case v1alpha1.AnalysisPhaseSuccessful:
+			mr.Successful++
+			mr.ConsecutiveSuccess++
+		case v1alpha1.AnalysisPhaseFailed:
+			mr.Failed++
+			mr.ConsecutiveSuccess = 0
+		case v1alpha1.AnalysisPhaseInconclusive:
+			mr.Inconclusive++
+			mr.ConsecutiveSuccess = 0
+		}
+	}
+	started, finished := metav1.NewTime(meas.Started), metav1.NewTime(meas.Finished)
+	mr.Measurements = append(mr.Measurements, v1alpha1.Measurement{
+		Phase: phase, Value: meas.Value, StartedAt: &started, FinishedAt: &finished, Message: msg,
+	})
+	if limit <= 0 {
+		limit = defaultRetention
+	}
+	if n := len(mr.Measurements); n > limit {
+		mr.Measurements = append([]v1alpha1.Measurement(nil), mr.Measurements[n-limit:]...)
+	}
+	mr.Phase, mr.Message = metricPhase(m, mr)
+	if msg != "" && mr.Phase != v1alpha1.AnalysisPhaseSuccessful {
+		mr.Message = msg
+	}
+}
+
+// judge turns a measurement into a phase and a message; "" means skipped.
+func judge(m *v1alpha1.Metric, cond *Conditions, meas Measured) (v1alpha1.AnalysisPhase, string) {
+	switch {
+	case meas.Err != nil:
+		return v1alpha1.AnalysisPhaseError, meas.Err.Error()
+	case meas.NoData:
+		switch m.NoDataPolicy {
+		case v1alpha1.NoDataInconclusive:
+			return v1alpha1.AnalysisPhaseInconclusive, "No data"
+		case v1alpha1.NoDataFail:
+			return v1alpha1.AnalysisPhaseFailed, "No data"
+		case v1alpha1.NoDataSkip:
+			return "", ""
+		}
+		return v1alpha1.AnalysisPhaseError, "No data: the query returned an empty result"
+	}
+	phase, err := cond.Evaluate(meas.Result)
+	if err != nil {
+		return v1alpha1.AnalysisPhaseError, err.Error()
+	}
+	return phase, ""
+}
+
+// metricPhase applies the limits: more failures than failureLimit fail the
+// metric, more inconclusives than inconclusiveLimit make it Inconclusive,
+// more errors in a row than consecutiveErrorLimit make it an Error; it
+// succeeds after consecutiveSuccessLimit successes in a row, after count
+// verdicts, or after its single measurement when it has neither count nor
+// interval.
+func metricPhase(m *v1alpha1.Metric, mr *v1alpha1.MetricResult) (v1alpha1.AnalysisPhase, string) {
+	switch {
+	case mr.Failed > ptr.Deref(m.FailureLimit, 0):
+		return v1alpha1.AnalysisPhaseFailed, fmt.Sprintf("%d failed measurements, more than failureLimit %d", mr.Failed, ptr.Deref(m.FailureLimit, 0))
+	case mr.Inconclusive > ptr.Deref(m.InconclusiveLimit, 0):
+		return v1alpha1.AnalysisPhaseInconclusive, fmt.Sprintf("%d inconclusive measurements, more than inconclusiveLimit %d", mr.Inconclusive, ptr.Deref(m.InconclusiveLimit, 0))
+	case mr.ConsecutiveError > ptr.Deref(m.ConsecutiveErrorLimit, 4):
+		return v1alpha1.AnalysisPhaseError, fmt.Sprintf("%d errors in a row, more than consecutiveErrorLimit %d", mr.ConsecutiveError, ptr.Deref(m.ConsecutiveErrorLimit, 4))
+	case m.ConsecutiveSuccessLimit != nil && *m.ConsecutiveSuccessLimit > 0 && mr.ConsecutiveSuccess >= *m.ConsecutiveSuccessLimit:
+		return v1alpha1.AnalysisPhaseSuccessful, fmt.Sprintf("%d successes in a row", mr.ConsecutiveSuccess)
+	case m.Count != nil && *m.Count > 0 && mr.Count >= *m.Count:
+		return v1alpha1.AnalysisPhaseSuccessful, fmt.Sprintf("%d measurements", mr.Count)
+	case m.Count == nil && m.Interval == "" && mr.Count > 0:
+		return v1alpha1.AnalysisPhaseSuccessful, ""
+	}
+	return v1alpha1.AnalysisPhaseRunning, ""
+}
+
+// NextMeasurement is when the metric is measured next: initialDelay after
+// the run started, then interval after the last measurement (an Error is
+// retried after interval, or 10 s without one).
+func NextMeasurement(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, runStarted time.Time) (time.Time, error) {
+	if len(mr.Measurements) == 0 {
+		d, err := m.InitialDelay.Parse()
+		return runStarted.Add(d), err
+	}
+	last := mr.Measurements[len(mr.Measurements)-1]
+	interval, err := m.Interval.Parse()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if interval == 0 && last.Phase == v1alpha1.AnalysisPhaseError {
+		interval = errorRetry
+	}
+	return last.FinishedAt.Add(interval), nil
+}

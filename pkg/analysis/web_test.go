@@ -1,0 +1,93 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+func TestWebProvider(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health":
+			_, _ = io.WriteString(w, `{"data": {"ok": true, "rate": 0.97, "latencies": [0.1, 0.2]}}`)
+		case "/auth":
+			if r.Header.Get("Authorization") != "Bearer s3cret" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			_, _ = io.WriteString(w, `{"ok": true}`)
+		case "/echo":
+			var body map[string]any
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "body": body})
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+			_, _ = io.WriteString(w, `{}`)
+		case "/text":
+			_, _ = io.WriteString(w, "not json")
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "token", Namespace: "shop"}, Data: map[string][]byte{"t": []byte("Bearer s3cret")}}
+	web := &Web{Secrets: fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(secret).Build(), Now: time.Now}
+	run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "shop"}}
+	measure := func(spec v1alpha1.WebMetric) Measured {
+		return web.Measure(context.Background(), run, &v1alpha1.Metric{Name: "m", Provider: v1alpha1.MetricProvider{Web: &spec}})
+	}
+	rows := []struct {
+		name      string
+		spec      v1alpha1.WebMetric
+		value     string
+		noData    bool
+		errorLike string
+	}{
+		{"boolean by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.ok}"}, "true", false, ""},
+		{"number by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.rate}"}, "0.97", false, ""},
+		{"list by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.latencies}"}, "[0.1,0.2]", false, ""},
+		{"whole body", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "token"}, Key: "t"}}}}}, `{"ok":true}`, false, ""},
+		{"POST with a JSON body", v1alpha1.WebMetric{URL: srv.URL + "/echo", Method: "POST", JSONBody: &apiextensionsv1.JSON{Raw: []byte(`{"check":"deep"}`)}}, `{"body":{"check":"deep"},"method":"POST"}`, false, ""},
+		{"missing path is no data", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.nothing}"}, "", true, ""},
+		{"secret missing", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "t"}}}}}, "", false, "Secret nope"},
+		{"unauthorized", v1alpha1.WebMetric{URL: srv.URL + "/auth"}, "", false, "401 Unauthorized"},
+		{"server error", v1alpha1.WebMetric{URL: srv.URL + "/down"}, "", false, "503 Service Unavailable"},
+		{"timeout", v1alpha1.WebMetric{URL: srv.URL + "/slow", Timeout: "50ms"}, "", false, "deadline exceeded"},
+		{"not JSON", v1alpha1.WebMetric{URL: srv.URL + "/text"}, "", false, "not JSON"},
+		{"unreachable", v1alpha1.WebMetric{URL: "http://127.0.0.1:1/x", Timeout: "1s"}, "", false, "connection refused"},
+		{"body and jsonBody", v1alpha1.WebMetric{URL: srv.URL + "/echo", Body: "x", JSONBody: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}, "", false, "not both"},
+	}
+	for _, r := range rows {
+		m := measure(r.spec)
+		switch {
+		case r.errorLike != "":
+			if m.Err == nil || !strings.Contains(m.Err.Error(), r.errorLike) {
+				t.Errorf("%s: error %v, want one containing %q", r.name, m.Err, r.errorLike)
+			}
+		case m.Err != nil:
+			t.Errorf("%s: %v", r.name, m.Err)
+		case m.NoData != r.noData || m.Value != r.value:
+			t.Errorf("%s: value %q noData %v; want %q %v", r.name, m.Value, m.NoData, r.value, r.noData)
+		}
+	}
+	// The result is typed for the conditions: a boolean stays a boolean.
+	c, _ := CompileConditions("result == true", "")
+	m := measure(v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.ok}"})
+	if phase, err := c.Evaluate(m.Result); err != nil || phase != v1alpha1.AnalysisPhaseSuccessful {
+		t.Errorf("result == true on a JSON boolean: %s %v", phase, err)
+	}
+}

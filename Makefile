@@ -20,7 +20,7 @@ TEST_FLAGS ?=
 TEST_TAGS := integration,e2e
 
 CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
-ENVTEST_TOOLS := etcd kube-apiserver
+ENVTEST_TOOLS := etcd kube-apiserver prometheus
 export KUBEBUILDER_ASSETS := $(BIN)
 export PATH := $(BIN):$(PATH)
 

@@ -44,7 +44,10 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		r.Clock = clock.RealClock{}
 	}
 	if r.Providers == nil {
-		r.Providers = Registry{v1alpha1.ProviderWeb: &Web{Secrets: mgr.GetAPIReader(), Now: r.Clock.Now}}
+		r.Providers = Registry{
+			v1alpha1.ProviderWeb:        &Web{Secrets: mgr.GetAPIReader(), Now: r.Clock.Now},
+			v1alpha1.ProviderPrometheus: &Prometheus{Secrets: mgr.GetAPIReader(), DefaultAddress: r.PrometheusAddress, Now: r.Clock.Now},
+		}
 	}
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.AnalysisRun{}).

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -32,6 +35,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func startReconciler(t *testing.T) {
 	t.Helper()
+	ctrl.SetLogger(logr.Discard())
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: apis.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +116,9 @@ func TestIntegrationAnalysisRun(t *testing.T) {
 	unsupported := &v1alpha1.AnalysisRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "unsupported", Namespace: ns},
 		Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{{Name: "q", SuccessCondition: "result > 0",
-			Provider: v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusMetric{Query: "up"}}}}},
+			Provider: v1alpha1.MetricProvider{Job: &v1alpha1.JobMetric{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			}}}}}}},
 	}
 	start := time.Now()
 	for _, run := range []*v1alpha1.AnalysisRun{good, bad, unsupported} {
@@ -145,7 +151,7 @@ func TestIntegrationAnalysisRun(t *testing.T) {
 	}
 
 	got = waitRun(t, client.ObjectKeyFromObject(unsupported), func(r *v1alpha1.AnalysisRun) bool { return r.Status.Phase.Completed() })
-	if got.Status.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Status.Message, `provider "prometheus" is not supported`) {
+	if got.Status.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Status.Message, `provider "job" is not supported`) {
 		t.Errorf("unsupported provider: %s %q", got.Status.Phase, got.Status.Message)
 	}
 }

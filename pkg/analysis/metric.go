@@ -26,6 +26,8 @@ type Measured struct {
 	NoData bool
 	// Err is a failure to measure (unreachable, bad answer).
 	Err error
+	// Warning is shown with a measurement that has a verdict.
+	Warning string
 	// Started and Finished bound the measurement.
 	Started, Finished time.Time
 }
@@ -36,6 +38,9 @@ type Measured struct {
 // Inconclusive, Failed, or nothing at all (Skip).
 func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, meas Measured, limit int) {
 	phase, msg := judge(m, cond, meas)
+	if msg == "" {
+		msg = meas.Warning
+	}
 	if phase == "" { // skipped
 		mr.Message = "The last measurement returned no data (noDataPolicy: Skip)"
 		return

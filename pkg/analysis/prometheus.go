@@ -1,0 +1,207 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// Prometheus measures a metric with a PromQL query: a scalar is a number, a
+// vector a list of numbers (empty: no data), a range query the list of values
+// of its series.
+type Prometheus struct {
+	// Secrets reads credentials, TLS material and header values.
+	Secrets client.Reader
+	// DefaultAddress is used by metrics that name no address.
+	DefaultAddress string
+	Now            func() time.Time
+}
+
+// Measure implements Provider.
+func (p *Prometheus) Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) Measured {
+	meas := Measured{Started: p.Now()}
+	result, warnings, err := p.query(ctx, run, m.Provider.Prometheus, meas.Started)
+	meas.Finished = p.Now()
+	switch {
+	case err != nil:
+		meas.Err = err
+	case result == nil:
+		meas.NoData = true
+	default:
+		meas.Result = result
+		text, _ := json.Marshal(result)
+		meas.Value = string(text)
+	}
+	if len(warnings) > 0 {
+		meas.Warning = "Prometheus warnings: " + strings.Join(warnings, "; ")
+	}
+	return meas
+}
+
+func (p *Prometheus) query(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1.PrometheusMetric, now time.Time) (any, promv1.Warnings, error) {
+	api, err := p.client(ctx, run.Namespace, spec.PrometheusConnection)
+	if err != nil {
+		return nil, nil, err
+	}
+	timeout, err := spec.Timeout.Parse()
+	if err != nil {
+		return nil, nil, err
+	}
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if spec.Range == nil {
+		v, warnings, _, err := api.Query(ctx, spec.Query, now)
+		if err != nil {
+			return nil, warnings, fmt.Errorf("prometheus: %w", err)
+		}
+		r, err := numbers(v)
+		return r, warnings, err
+	}
+	start, err := spec.Range.Start.Parse()
+	if err != nil {
+		return nil, nil, err
+	}
+	end, err := spec.Range.End.Parse()
+	if err != nil {
+		return nil, nil, err
+	}
+	step, err := spec.Range.Step.Parse()
+	if err != nil || step <= 0 {
+		return nil, nil, fmt.Errorf("prometheus: range.step must be a positive duration")
+	}
+	v, warnings, _, err := api.QueryRange(ctx, spec.Query, promv1.Range{Start: now.Add(-start), End: now.Add(-end), Step: step})
+	if err != nil {
+		return nil, warnings, fmt.Errorf("prometheus: %w", err)
+	}
+	r, err := numbers(v)
+	return r, warnings, err
+}
+
+// numbers converts a query result; nil means no data.
+func numbers(v model.Value) (any, error) {
+	switch x := v.(type) {
+	case *model.Scalar:
+		return float64(x.Value), nil
+	case model.Vector:
+		if len(x) == 0 {
+			return nil, nil
+		}
+		out := make([]float64, len(x))
+		for i, s := range x {
+			out[i] = float64(s.Value)
+		}
+		return out, nil
+	case model.Matrix:
+		var out []float64
+		for _, series := range x {
+			for _, pt := range series.Values {
+				out = append(out, float64(pt.Value))
+			}
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("prometheus: unsupported result type %s", v.Type())
+}
+
+// client builds the Prometheus API client: address (or the controller's
+// default), bearer token or basic auth and TLS material from Secrets, and
+// custom headers, through prometheus/common's HTTP client config.
+func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1.PrometheusConnection) (promv1.API, error) {
+	address := conn.Address
+	if address == "" {
+		address = p.DefaultAddress
+	}
+	if address == "" {
+		return nil, errors.New("prometheus: no address: set provider.prometheus.address or the controller's --prometheus-address")
+	}
+	var cfg config.HTTPClientConfig
+	if a := conn.Authentication; a != nil {
+		if a.BearerToken != nil {
+			v, err := secretValue(ctx, p.Secrets, namespace, *a.BearerToken)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus bearer token: %w", err)
+			}
+			cfg.Authorization = &config.Authorization{Type: "Bearer", Credentials: config.Secret(v)}
+		}
+		if b := a.BasicAuth; b != nil {
+			user, err := secretValue(ctx, p.Secrets, namespace, b.Username)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus basic auth: %w", err)
+			}
+			pass, err := secretValue(ctx, p.Secrets, namespace, b.Password)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus basic auth: %w", err)
+			}
+			cfg.BasicAuth = &config.BasicAuth{Username: user, Password: config.Secret(pass)}
+		}
+	}
+	if t := conn.TLS; t != nil {
+		cfg.TLSConfig = config.TLSConfig{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName}
+		if t.CA != nil {
+			v, err := secretValue(ctx, p.Secrets, namespace, *t.CA)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus TLS CA: %w", err)
+			}
+			cfg.TLSConfig.CA = v
+		}
+		if t.Cert != nil && t.Key != nil {
+			cert, err := secretValue(ctx, p.Secrets, namespace, *t.Cert)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus TLS cert: %w", err)
+			}
+			key, err := secretValue(ctx, p.Secrets, namespace, *t.Key)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus TLS key: %w", err)
+			}
+			cfg.TLSConfig.Cert, cfg.TLSConfig.Key = cert, config.Secret(key)
+		}
+	}
+	rt, err := config.NewRoundTripperFromConfig(cfg, "rollouts-analysis")
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	headers, err := headerValues(ctx, p.Secrets, namespace, conn.Headers)
+	if err != nil {
+		return nil, err
+	}
+	if len(headers) > 0 {
+		rt = withHeaders{rt: rt, headers: headers}
+	}
+	c, err := promapi.NewClient(promapi.Config{Address: address, RoundTripper: rt})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	return promv1.NewAPI(c), nil
+}
+
+// withHeaders adds fixed headers to every request.
+type withHeaders struct {
+	rt      http.RoundTripper
+	headers map[string]string
+}
+
+func (w withHeaders) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	for k, v := range w.headers {
+		req.Header.Set(k, v)
+	}
+	return w.rt.RoundTrip(req)
+}

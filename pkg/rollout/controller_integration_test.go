@@ -13,12 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/test/testenv"
@@ -38,24 +36,8 @@ func startReconciler(t *testing.T) {
 // startReconcilerWith runs the reconciler with the given traffic routers.
 func startReconcilerWith(t *testing.T, routers traffic.Registry) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:  apis.NewScheme(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&Reconciler{Client: mgr.GetClient(), Routers: routers}).SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+	env.StartManager(t, func(mgr manager.Manager, opts controller.Options) error {
+		return (&Reconciler{Client: mgr.GetClient(), Routers: routers}).SetupWithManager(mgr, opts)
 	})
 }
 

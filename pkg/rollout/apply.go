@@ -80,6 +80,12 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return err
 		}
 	}
+	for _, run := range p.CreateRuns {
+		logger.Info("Creating AnalysisRun", "analysisRun", run.Name)
+		if err := r.Client.Create(ctx, run, client.FieldOwner(v1alpha1.FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating analysisrun %s: %w", run.Name, err)
+		}
+	}
 	for _, sc := range p.Services {
 		logger.Info("Switching Service selector", "service", sc.Name, "hash", sc.Hash)
 		patch := fmt.Sprintf(`{"spec":{"selector":{%q:%q}}}`, v1alpha1.PodTemplateHashLabel, sc.Hash)

@@ -78,6 +78,9 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 			reason:  v1alpha1.ReasonRolloutAborted,
 			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
 		}
+		if run := st.Canary.CurrentStepAnalysisRun; run != nil && (run.Phase == v1alpha1.AnalysisPhaseFailed || run.Phase == v1alpha1.AnalysisPhaseError) {
+			out.message += fmt.Sprintf(" (AnalysisRun %s %s: %s)", run.Name, run.Phase, run.Message)
+		}
 		switch {
 		case traffic > 0:
 			targets[w.hash] = w.current.spec
@@ -94,6 +97,15 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		st.CurrentStepIndex = ptr.To(int32(len(steps)))
 	}
 	out := runSteps(steps, st, w, req, now)
+	if out.abortFor != "" {
+		// A failed analysis aborts in the reconcile that sees it.
+		st.Abort = true
+		st.AbortedAt = ptrTime(now)
+		st.PauseConditions = nil
+		aborted, err := canarySteps(ro, st, w, requests{}, now, targets)
+		aborted.events = append(out.events, append([]Event{{Warning: true, Reason: v1alpha1.ReasonAnalysisRunFailed, Message: out.abortFor}}, aborted.events...)...)
+		return aborted, err
+	}
 	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
 	// Traffic follows the last setWeight step passed. A step completes only
 	// once its canary pods are available, but promote can skip it and pods
@@ -187,6 +199,8 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 type stepResult struct {
 	outcome
 	weight int32
+	// abortFor is why a failed analysis aborts the update.
+	abortFor string
 }
 
 // runSteps advances through the steps as far as the world allows now: a
@@ -213,6 +227,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			// Promote leaves the current step, whatever it is.
 			req.promote = false
 			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
+			removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
 			if kind == v1alpha1.StepSetWeight {
 				res.weight = *step.SetWeight
 			}
@@ -259,7 +274,15 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		case v1alpha1.StepSetCanaryScale:
 			// The size applies from the next step on (canaryScale).
 			complete(kind, "")
-		case v1alpha1.StepAnalysis, v1alpha1.StepExperiment:
+		case v1alpha1.StepAnalysis:
+			done, stop := analysisStep(step.Analysis, st, w, idx, &res)
+			if stop {
+				return res
+			}
+			if done {
+				complete(kind, ": analysis passed")
+			}
+		case v1alpha1.StepExperiment:
 			res.reason = v1alpha1.ReasonProgressing
 			res.waiting = true
 			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)
@@ -287,6 +310,44 @@ func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
 		return 0
 	}
 	return int32(min(int64(w.maxWeight), int64(avail)*int64(w.maxWeight)/int64(w.replicas)))
+}
+
+// analysisStep runs a canary analysis step: it creates the step's
+// AnalysisRun, then follows it. Successful completes the step; Failed or
+// Error asks for an abort; Inconclusive pauses until promoted.
+func analysisStep(a *v1alpha1.RolloutAnalysis, st *v1alpha1.RolloutStatus, w *world, idx int, res *stepResult) (done, stop bool) {
+	name := stepRunName(w.ro, st, idx)
+	run := w.runs[name]
+	if run == nil {
+		created, err := newRun(w.ro, st, a, w.templates, name)
+		if err != nil {
+			res.phase, res.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonInvalidSpec
+			res.message = fmt.Sprintf("Step %d (analysis): %v", idx+1, err)
+			return false, true
+		}
+		res.createRuns = append(res.createRuns, created)
+		st.Canary.CurrentStepAnalysisRun = &v1alpha1.RunStatus{Name: name, Phase: v1alpha1.AnalysisPhasePending}
+		res.reason, res.waiting = v1alpha1.ReasonProgressing, true
+		res.message = fmt.Sprintf("Step %d (analysis): started AnalysisRun %s", idx+1, name)
+		return false, true
+	}
+	st.Canary.CurrentStepAnalysisRun = &v1alpha1.RunStatus{Name: name, Phase: run.Status.Phase, Message: run.Status.Message}
+	switch run.Status.Phase {
+	case v1alpha1.AnalysisPhaseSuccessful:
+		removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
+		return true, false
+	case v1alpha1.AnalysisPhaseFailed, v1alpha1.AnalysisPhaseError:
+		res.abortFor = fmt.Sprintf("AnalysisRun %s %s: %s", name, run.Status.Phase, run.Status.Message)
+		return false, true
+	case v1alpha1.AnalysisPhaseInconclusive:
+		addPause(st, v1alpha1.PauseReasonInconclusiveAnalysis, w.now)
+		res.reason = v1alpha1.ReasonInconclusiveAnalysis
+		res.message = fmt.Sprintf("AnalysisRun %s is inconclusive: %s; promote to continue, abort to roll back", name, run.Status.Message)
+		return false, true
+	}
+	res.reason, res.waiting = v1alpha1.ReasonProgressing, true
+	res.message = fmt.Sprintf("Step %d (analysis): AnalysisRun %s is %s", idx+1, name, run.Status.Phase)
+	return false, true
 }
 
 // canaryScale is the canary size set by the last setCanaryScale step before

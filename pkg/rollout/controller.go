@@ -117,6 +117,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	b := builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
+		Owns(&v1alpha1.AnalysisRun{}).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(serviceIndex))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(workloadIndex))).
 		// Stable Ingresses are followed; canary Ingresses are owned.
@@ -225,6 +226,56 @@ func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) 
 	return "", err
 }
 
+// observeAnalysis reads the Rollout's AnalysisRuns and the templates its
+// analysis steps reference.
+func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, in *Input) error {
+	c := ro.Spec.Strategy.Canary
+	if c == nil {
+		return nil
+	}
+	in.Templates = map[string]*v1alpha1.AnalysisTemplateSpec{}
+	for _, step := range c.Steps {
+		if step.Analysis == nil {
+			continue
+		}
+		for _, ref := range step.Analysis.Templates {
+			key := templateKey(ref)
+			if _, done := in.Templates[key]; done {
+				continue
+			}
+			var err error
+			if ref.ClusterScope {
+				var t v1alpha1.ClusterAnalysisTemplate
+				if err = r.Client.Get(ctx, types.NamespacedName{Name: ref.TemplateName}, &t); err == nil {
+					in.Templates[key] = &t.Spec
+				}
+			} else {
+				var t v1alpha1.AnalysisTemplate
+				if err = r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, &t); err == nil {
+					in.Templates[key] = &t.Spec
+				}
+			}
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("getting analysis template %s: %w", ref.TemplateName, err)
+			}
+		}
+	}
+	if len(in.Templates) == 0 {
+		return nil
+	}
+	var runs v1alpha1.AnalysisRunList
+	if err := r.Client.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{RolloutLabel: ro.Name}); err != nil {
+		return fmt.Errorf("listing analysis runs: %w", err)
+	}
+	in.AnalysisRuns = map[string]*v1alpha1.AnalysisRun{}
+	for i := range runs.Items {
+		if owner := metav1.GetControllerOf(&runs.Items[i]); owner != nil && owner.UID == ro.UID {
+			in.AnalysisRuns[runs.Items[i].Name] = &runs.Items[i]
+		}
+	}
+	return nil
+}
+
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
 	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
@@ -268,6 +319,9 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 		return Input{}, err
 	}
 	in.TrafficInvalid = msg
+	if err := r.observeAnalysis(ctx, ro, &in); err != nil {
+		return Input{}, err
+	}
 	for _, ref := range serviceRefs(ro) {
 		var svc corev1.Service
 		err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.name}, &svc)

@@ -28,7 +28,11 @@ type Input struct {
 	// TrafficInvalid says what is wrong with the routing objects the Rollout
 	// names (a missing route, no stable backend); empty when all is well.
 	TrafficInvalid string
-	Now            time.Time
+	// AnalysisRuns owned by the Rollout, by name.
+	AnalysisRuns map[string]*v1alpha1.AnalysisRun
+	// Templates the Rollout references, by templateKey; a missing one is nil.
+	Templates map[string]*v1alpha1.AnalysisTemplateSpec
+	Now       time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -52,8 +56,10 @@ type Plan struct {
 	// Routes are the managed header and mirror routes the routers must carry
 	// (with TrafficWeight; empty removes them all).
 	Routes []traffic.ManagedRoute
-	Status v1alpha1.RolloutStatus
-	Events []Event
+	// CreateRuns are AnalysisRuns to create.
+	CreateRuns []*v1alpha1.AnalysisRun
+	Status     v1alpha1.RolloutStatus
+	Events     []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }
@@ -85,8 +91,12 @@ type Event struct {
 // world is the planner's view of the ReplicaSets: the current template's, the
 // stable one and the rest.
 type world struct {
-	replicas int32
-	limits   limits
+	ro        *v1alpha1.Rollout
+	now       time.Time
+	runs      map[string]*v1alpha1.AnalysisRun
+	templates map[string]*v1alpha1.AnalysisTemplateSpec
+	replicas  int32
+	limits    limits
 	// routed: traffic goes through routers, weights out of maxWeight.
 	routed    bool
 	maxWeight int32
@@ -207,6 +217,7 @@ func plan(in Input) (Plan, error) {
 	trackProgress(ro, st, w, &out, in.Now)
 	p.Events = append(p.Events, out.events...)
 	p.RequeueAfter = out.requeueAfter
+	p.CreateRuns = out.createRuns
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
@@ -214,7 +225,7 @@ func plan(in Input) (Plan, error) {
 
 // unsupportedAnalysis warns, once per update, about analyses this controller
 // version does not run yet and that do not block the update (background and
-// post-promotion analysis; step and pre-promotion analysis wait instead).
+// post-promotion analysis; pre-promotion analysis waits instead).
 func unsupportedAnalysis(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) []Event {
 	if st.StableRS == "" || w.hash == st.StableRS {
 		return nil
@@ -279,7 +290,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{replicas: replicas}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, replicas: replicas}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)
@@ -340,6 +351,7 @@ func startUpdate(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) Eve
 	st.AbortedAt = nil
 	st.PromoteFull = false
 	st.BlueGreen.ScaleUpPreviewCheckPoint = false
+	st.Canary.CurrentStepAnalysisRun = nil
 	if st.StableRS == "" {
 		return Event{Reason: v1alpha1.ReasonNewReplicaSetCreated, Message: fmt.Sprintf("First revision %s: scaling to %d replicas", w.current.name, w.replicas)}
 	}

@@ -42,6 +42,7 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		} else {
 			st.Abort = false
 			st.AbortedAt = nil
+			st.Canary.CurrentStepAnalysisRun = nil
 			if ro.Spec.Strategy.Canary != nil {
 				st.CurrentStepIndex = ptrInt32(0)
 			}

@@ -26,6 +26,8 @@ type outcome struct {
 	// waiting: the update waits on purpose (analysis, experiment), which
 	// doesn't count against the progress deadline.
 	waiting bool
+	// createRuns are AnalysisRuns to create.
+	createRuns []*v1alpha1.AnalysisRun
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -103,7 +104,8 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		st.AbortedAt = ptrTime(now)
 		st.PauseConditions = nil
 		aborted, err := canarySteps(ro, st, w, requests{}, now, targets)
-		aborted.events = append(out.events, append([]Event{{Warning: true, Reason: v1alpha1.ReasonAnalysisRunFailed, Message: out.abortFor}}, aborted.events...)...)
+		failed := Event{Warning: true, Reason: v1alpha1.ReasonAnalysisRunFailed, Message: out.abortFor}
+		aborted.events = slices.Concat(out.events, []Event{failed}, aborted.events)
 		return aborted, err
 	}
 	idx := int(ptr.Deref(st.CurrentStepIndex, 0))

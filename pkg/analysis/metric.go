@@ -65,7 +65,7 @@ func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, mea
 			mr.ConsecutiveSuccess = 0
 		}
 	}
-	started, finished := metav1.NewTime(meas.Started), metav1.NewTime(meas.Finished)
+	started, finished := metav1.NewMicroTime(meas.Started), metav1.NewMicroTime(meas.Finished)
 	mr.Measurements = append(mr.Measurements, v1alpha1.Measurement{
 		Phase: phase, Value: meas.Value, StartedAt: &started, FinishedAt: &finished, Message: msg,
 	})

@@ -309,15 +309,16 @@ type Measurement struct {
 	// Value is the measured value as text (a number, a list, or JSON).
 	// +optional
 	Value string `json:"value,omitempty"`
+	// StartedAt and FinishedAt have microseconds: intervals may be short.
 	// +optional
-	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
 	// +optional
-	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	FinishedAt *metav1.MicroTime `json:"finishedAt,omitempty"`
 	// +optional
 	Message string `json:"message,omitempty"`
 	// ResumeAt is when a measurement still in progress (a Job) is checked again.
 	// +optional
-	ResumeAt *metav1.Time `json:"resumeAt,omitempty"`
+	ResumeAt *metav1.MicroTime `json:"resumeAt,omitempty"`
 	// Metadata carries provider details (the Job name, the judge's scores).
 	// +optional
 	Metadata map[string]string `json:"metadata,omitempty"`

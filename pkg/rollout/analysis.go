@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"hash/fnv"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -77,25 +78,26 @@ func newRun(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, a *v1alpha1.Rollou
 // fieldOf reads metadata.name, metadata.namespace, metadata.labels['k'] or
 // metadata.annotations['k'] of the Rollout.
 func fieldOf(ro *v1alpha1.Rollout, path string) (string, error) {
-	var key string
-	switch {
-	case path == "metadata.name":
+	switch path {
+	case "metadata.name":
 		return ro.Name, nil
-	case path == "metadata.namespace":
+	case "metadata.namespace":
 		return ro.Namespace, nil
-	case sscan(path, "metadata.labels['%s']", &key):
+	}
+	if key, ok := mapKey(path, "metadata.labels"); ok {
 		return ro.Labels[key], nil
-	case sscan(path, "metadata.annotations['%s']", &key):
+	}
+	if key, ok := mapKey(path, "metadata.annotations"); ok {
 		return ro.Annotations[key], nil
 	}
 	return "", fmt.Errorf("fieldRef %q: only metadata.name, metadata.namespace, metadata.labels['k'] and metadata.annotations['k'] are supported", path)
 }
 
-func sscan(s, format string, key *string) bool {
-	prefix := format[:len(format)-len("%s']")]
-	if len(s) <= len(prefix)+2 || s[:len(prefix)] != prefix || s[len(s)-2:] != "']" {
-		return false
+// mapKey extracts k from field['k'].
+func mapKey(path, field string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, field+"['")
+	if !ok {
+		return "", false
 	}
-	*key = s[len(prefix) : len(s)-2]
-	return true
+	return strings.CutSuffix(rest, "']")
 }

@@ -8,6 +8,7 @@ package gatewayapi
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -47,47 +48,53 @@ type backendList struct {
 	insert func(at int, ref gatewayv1.BackendRef)
 }
 
+// userRules views the user's rules of a route (the managed ones are left
+// out) as backendLists. Both route kinds share the shape: a rule has a name
+// and backendRefs embedding a BackendRef; beside returns a copy of a
+// backendRef of the rule with another BackendRef (keeping its filters, so
+// both versions see the same requests).
+func userRules[R, B any](rules []R, name func(*R) *gatewayv1.SectionName, refs func(*R) *[]B,
+	backend func(*B) *gatewayv1.BackendRef, beside func(like *B, ref gatewayv1.BackendRef) B,
+) []backendList {
+	var out []backendList
+	for i := range rules {
+		rule := &rules[i]
+		if managed(name(rule)) {
+			continue
+		}
+		list := refs(rule)
+		out = append(out, backendList{
+			len: func() int { return len(*list) },
+			ref: func(j int) *gatewayv1.BackendRef { return backend(&(*list)[j]) },
+			insert: func(at int, ref gatewayv1.BackendRef) {
+				*list = slices.Insert(*list, at, beside(&(*list)[at-1], ref))
+			},
+		})
+	}
+	return out
+}
+
 func httpRoute(obj *gatewayv1.HTTPRoute) route {
 	return route{kind: "HTTPRoute", obj: obj, rules: func() []backendList {
-		var out []backendList
-		for i := range obj.Spec.Rules {
-			rule := &obj.Spec.Rules[i]
-			if managed(rule.Name) {
-				continue
-			}
-			out = append(out, backendList{
-				len: func() int { return len(rule.BackendRefs) },
-				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
-				insert: func(at int, ref gatewayv1.BackendRef) {
-					// The canary gets the stable backend's filters too, so both
-					// versions see the same requests.
-					copied := gatewayv1.HTTPBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
-					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.HTTPBackendRef{copied}, rule.BackendRefs[at:]...)...)
-				},
+		return userRules(obj.Spec.Rules,
+			func(r *gatewayv1.HTTPRouteRule) *gatewayv1.SectionName { return r.Name },
+			func(r *gatewayv1.HTTPRouteRule) *[]gatewayv1.HTTPBackendRef { return &r.BackendRefs },
+			func(b *gatewayv1.HTTPBackendRef) *gatewayv1.BackendRef { return &b.BackendRef },
+			func(like *gatewayv1.HTTPBackendRef, ref gatewayv1.BackendRef) gatewayv1.HTTPBackendRef {
+				return gatewayv1.HTTPBackendRef{BackendRef: ref, Filters: like.DeepCopy().Filters}
 			})
-		}
-		return out
 	}}
 }
 
 func grpcRoute(obj *gatewayv1.GRPCRoute) route {
 	return route{kind: "GRPCRoute", obj: obj, rules: func() []backendList {
-		var out []backendList
-		for i := range obj.Spec.Rules {
-			rule := &obj.Spec.Rules[i]
-			if managed(rule.Name) {
-				continue
-			}
-			out = append(out, backendList{
-				len: func() int { return len(rule.BackendRefs) },
-				ref: func(j int) *gatewayv1.BackendRef { return &rule.BackendRefs[j].BackendRef },
-				insert: func(at int, ref gatewayv1.BackendRef) {
-					copied := gatewayv1.GRPCBackendRef{BackendRef: ref, Filters: rule.BackendRefs[at-1].DeepCopy().Filters}
-					rule.BackendRefs = append(rule.BackendRefs[:at], append([]gatewayv1.GRPCBackendRef{copied}, rule.BackendRefs[at:]...)...)
-				},
+		return userRules(obj.Spec.Rules,
+			func(r *gatewayv1.GRPCRouteRule) *gatewayv1.SectionName { return r.Name },
+			func(r *gatewayv1.GRPCRouteRule) *[]gatewayv1.GRPCBackendRef { return &r.BackendRefs },
+			func(b *gatewayv1.GRPCBackendRef) *gatewayv1.BackendRef { return &b.BackendRef },
+			func(like *gatewayv1.GRPCBackendRef, ref gatewayv1.BackendRef) gatewayv1.GRPCBackendRef {
+				return gatewayv1.GRPCBackendRef{BackendRef: ref, Filters: like.DeepCopy().Filters}
 			})
-		}
-		return out
 	}}
 }
 

@@ -86,6 +86,21 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("creating analysisrun %s: %w", run.Name, err)
 		}
 	}
+	for _, name := range p.TerminateRuns {
+		logger.Info("Terminating AnalysisRun", "analysisRun", name)
+		run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"terminate":true}}`))
+		if err := r.Client.Patch(ctx, run, patch, client.FieldOwner(v1alpha1.FieldManager)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("terminating analysisrun %s: %w", name, err)
+		}
+	}
+	for _, name := range p.DeleteRuns {
+		logger.Info("Deleting AnalysisRun beyond the history limit", "analysisRun", name)
+		run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		if err := r.Client.Delete(ctx, run); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting analysisrun %s: %w", name, err)
+		}
+	}
 	for _, sc := range p.Services {
 		logger.Info("Switching Service selector", "service", sc.Name, "hash", sc.Hash)
 		patch := fmt.Sprintf(`{"spec":{"selector":{%q:%q}}}`, v1alpha1.PodTemplateHashLabel, sc.Hash)

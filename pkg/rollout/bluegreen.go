@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -15,13 +16,17 @@ import (
 // and the previous revision is scaled down scaleDownDelaySeconds later.
 func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
 	bg := ro.Spec.Strategy.BlueGreen
+	out, err := blueGreenSteps(ro, st, w, req, now, targets)
+	st.BlueGreen.ActiveSelector = out.services[bg.ActiveService]
+	if bg.PreviewService != "" {
+		st.BlueGreen.PreviewSelector = out.services[bg.PreviewService]
+	}
+	return out, err
+}
+
+func blueGreenSteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, targets map[string]int32) (outcome, error) {
+	bg := ro.Spec.Strategy.BlueGreen
 	var out outcome
-	defer func() {
-		st.BlueGreen.ActiveSelector = out.services[bg.ActiveService]
-		if bg.PreviewService != "" {
-			st.BlueGreen.PreviewSelector = out.services[bg.PreviewService]
-		}
-	}()
 
 	if st.StableRS == w.hash {
 		// Promoted (or first deploy, or back to the active template).
@@ -44,6 +49,9 @@ func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, r
 		keepDelayed(&out, w, now, targets)
 		out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonRolloutAborted
 		out.message = fmt.Sprintf("Update to %s aborted: the active Service stays on %s", w.current.name, stableName(w))
+		if run := failedRun(st); run != nil {
+			out.message += " (" + runFailure(run) + ")"
+		}
 		return out, nil
 	}
 
@@ -61,39 +69,127 @@ func planBlueGreen(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, r
 		return out, nil
 	}
 
-	if bg.PrePromotionAnalysis != nil && !req.promote && !st.PromoteFull && !st.BlueGreen.ScaleUpPreviewCheckPoint {
-		// Never switch without the analysis the user asked for.
-		out.waiting = true
-		out.reason = v1alpha1.ReasonProgressing
-		out.message = "Preview ready: waiting for prePromotionAnalysis, which this controller version does not run yet (promote skips it)"
-		return out, nil
+	if !st.BlueGreen.ScaleUpPreviewCheckPoint && !prePromotion(bg, st, w, &req, &out) {
+		return abortOnFailure(ro, st, w, now, targets, out)
 	}
 	if !promoteNow(bg, st, req, now, &out) {
 		return out, nil
 	}
-	if size < w.replicas {
-		// Scale the preview to full size before it takes the traffic.
+	if size < w.replicas || bg.PostPromotionAnalysis != nil && !st.BlueGreen.ScaleUpPreviewCheckPoint {
+		// The promotion has started: scale the preview to full size before
+		// it takes the traffic.
 		st.BlueGreen.ScaleUpPreviewCheckPoint = true
 		targets[w.hash] = w.replicas
 		out.reason = v1alpha1.ReasonRolloutPromoted
 		out.message = fmt.Sprintf("Promoting %s: scaling to %d replicas before the switch", w.current.name, w.replicas)
 		return out, nil
 	}
+	if c := w.current; c.spec != w.replicas || c.available < w.replicas {
+		out.reason = v1alpha1.ReasonRolloutPromoted
+		out.message = fmt.Sprintf("Promoting %s: %d/%d replicas available", c.name, c.available, w.replicas)
+		return out, nil
+	}
 
-	// Switch: the new revision becomes active and stable; the previous one
-	// is kept for scaleDownDelaySeconds.
+	// The active Service switches to the new revision. With a
+	// post-promotion analysis the previous revision stays stable, at full
+	// size, until the analysis passes: a failure switches back to it.
+	out.services = map[string]string{bg.ActiveService: w.hash, bg.PreviewService: w.hash}
+	if st.BlueGreen.ActiveSelector != w.hash {
+		out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: fmt.Sprintf("Active Service %s switched to %s", bg.ActiveService, w.current.name)})
+	}
+	if !postPromotion(bg, st, w, req, &out) {
+		return abortOnFailure(ro, st, w, now, targets, out)
+	}
+
+	// The new revision is stable; the previous one is kept for
+	// scaleDownDelaySeconds.
 	previous := w.stable
 	st.StableRS = w.hash
 	st.PromoteFull = false
 	st.BlueGreen.ScaleUpPreviewCheckPoint = false
+	removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
 	w.stable = w.current
-	out.services = map[string]string{bg.ActiveService: w.hash, bg.PreviewService: w.hash}
 	if previous != nil && previous != w.current {
 		targets[previous.hash] = out.scaleDownLater(previous, ptr.Deref(bg.ScaleDownDelaySeconds, 30), now)
 	}
-	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Active Service %s switched to %s", bg.ActiveService, w.current.name)})
+	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
 	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, fmt.Sprintf("Switched to %s", w.current.name)
 	return out, nil
+}
+
+// abortOnFailure aborts the update in this very reconcile when a
+// promotion analysis failed — after a post-promotion failure the active
+// Service switches straight back — and otherwise returns out as is.
+func abortOnFailure(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, now time.Time, targets map[string]int32, out outcome) (outcome, error) {
+	if out.abortFor == "" {
+		return out, nil
+	}
+	abort(st, now)
+	clear(targets)
+	aborted, err := blueGreenSteps(ro, st, w, requests{}, now, targets)
+	failed := Event{Warning: true, Reason: v1alpha1.ReasonAnalysisRunFailed, Message: out.abortFor}
+	aborted.events = slices.Concat(out.events, []Event{failed}, aborted.events)
+	aborted.createRuns = out.createRuns
+	return aborted, err
+}
+
+// prePromotion runs the pre-promotion analysis on the ready preview and
+// reports whether the promotion may go on: once the run succeeds, or when
+// promote accepts an inconclusive run; promote --full skips the analysis.
+// A failed run aborts the update (out carries the abort).
+func prePromotion(bg *v1alpha1.BlueGreenStrategy, st *v1alpha1.RolloutStatus, w *world, req *requests, out *outcome) bool {
+	if bg.PrePromotionAnalysis == nil || st.PromoteFull {
+		return true
+	}
+	return promotionAnalysis(bg.PrePromotionAnalysis, runOfPrePromotion, "pre", &st.BlueGreen.PrePromotionAnalysisRun, st, w, req, out)
+}
+
+// postPromotion runs the post-promotion analysis once the active Service
+// has switched, and reports whether the new revision may become stable.
+func postPromotion(bg *v1alpha1.BlueGreenStrategy, st *v1alpha1.RolloutStatus, w *world, req requests, out *outcome) bool {
+	if bg.PostPromotionAnalysis == nil || st.PromoteFull {
+		return true
+	}
+	return promotionAnalysis(bg.PostPromotionAnalysis, runOfPostPromotion, "post", &st.BlueGreen.PostPromotionAnalysisRun, st, w, &req, out)
+}
+
+// promotionAnalysis follows a blue-green analysis: Successful lets the
+// promotion go on; Failed or Error aborts the update; Inconclusive pauses
+// until promote accepts it (the promote request is then used up); anything
+// else waits, and a promote request meanwhile is ignored with an event, so
+// nobody believes the analysis was skipped.
+func promotionAnalysis(a *v1alpha1.RolloutAnalysis, kind, suffix string, slot **v1alpha1.RunStatus, st *v1alpha1.RolloutStatus, w *world, req *requests, out *outcome) bool {
+	phase, err := out.follow(w, st, a, kind, runName(w.ro, st, suffix), slot)
+	run := *slot
+	switch {
+	case err != nil:
+		out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonInvalidSpec
+		out.message = fmt.Sprintf("%s analysis: %v", kind, err)
+		return false
+	case phase == v1alpha1.AnalysisPhaseSuccessful:
+		removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
+		return true
+	case failed(phase):
+		out.abortFor = runFailure(run)
+		return false
+	case phase == v1alpha1.AnalysisPhaseInconclusive && req.promote:
+		req.promote = false
+		removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
+		return true
+	case phase == v1alpha1.AnalysisPhaseInconclusive:
+		addPause(st, v1alpha1.PauseReasonInconclusiveAnalysis, w.now)
+		out.reason = v1alpha1.ReasonInconclusiveAnalysis
+		out.message = fmt.Sprintf("AnalysisRun %s is inconclusive: %s; promote to continue, abort to roll back", run.Name, run.Message)
+		return false
+	}
+	if req.promote {
+		req.promote = false
+		out.events = append(out.events, Event{Reason: v1alpha1.ReasonRequestIgnored, Message: fmt.Sprintf("promote request ignored: %s analysis %s is %s; promote --full skips it", kind, run.Name, phase)})
+	}
+	out.waiting = true
+	out.reason = v1alpha1.ReasonProgressing
+	out.message = fmt.Sprintf("Waiting for %s analysis: AnalysisRun %s is %s", kind, run.Name, phase)
+	return false
 }
 
 // promoteNow decides whether a ready preview is promoted in this reconcile:

@@ -92,17 +92,3 @@ func TestSequenceBlueGreenAbort(t *testing.T) {
 	}
 	s.golden()
 }
-
-func TestSequenceBlueGreenPrePromotionAnalysisBlocks(t *testing.T) {
-	s := newSim(t, blueGreenRollout(2, v1alpha1.BlueGreenStrategy{
-		PrePromotionAnalysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "smoke"}}},
-	}))
-	s.until("Healthy", 10, healthyPhase)
-	s.setImage("web:2")
-	s.wait(10)
-	if got := s.activeAndPreview(); got[0] != "web:1" {
-		t.Fatalf("switched to %v without the pre-promotion analysis", got)
-	}
-	s.request(v1alpha1.PromoteAnnotation, "skip")
-	s.until("switched", 10, func(st v1alpha1.RolloutStatus) bool { return st.StableRS == st.CurrentPodHash })
-}

@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -79,8 +80,8 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 			reason:  v1alpha1.ReasonRolloutAborted,
 			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
 		}
-		if run := st.Canary.CurrentStepAnalysisRun; run != nil && (run.Phase == v1alpha1.AnalysisPhaseFailed || run.Phase == v1alpha1.AnalysisPhaseError) {
-			out.message += fmt.Sprintf(" (AnalysisRun %s %s: %s)", run.Name, run.Phase, run.Message)
+		if run := failedRun(st); run != nil {
+			out.message += " (" + runFailure(run) + ")"
 		}
 		switch {
 		case traffic > 0:
@@ -97,12 +98,20 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 	if st.PromoteFull {
 		st.CurrentStepIndex = ptr.To(int32(len(steps)))
 	}
-	out := runSteps(steps, st, w, req, now)
+	var bg stepResult
+	hold := backgroundAnalysis(c, st, w, req, &bg)
+	out := runSteps(steps, st, w, req, now, hold)
+	out.createRuns = append(bg.createRuns, out.createRuns...)
+	out.keepRuns = append(bg.keepRuns, out.keepRuns...)
+	if out.abortFor == "" {
+		out.abortFor = bg.abortFor
+	}
+	if bg.phase == v1alpha1.RolloutPhaseDegraded {
+		out.phase, out.reason, out.message = bg.phase, bg.reason, bg.message
+	}
 	if out.abortFor != "" {
 		// A failed analysis aborts in the reconcile that sees it.
-		st.Abort = true
-		st.AbortedAt = ptrTime(now)
-		st.PauseConditions = nil
+		abort(st, now)
 		aborted, err := canarySteps(ro, st, w, requests{}, now, targets)
 		failed := Event{Warning: true, Reason: v1alpha1.ReasonAnalysisRunFailed, Message: out.abortFor}
 		aborted.events = slices.Concat(out.events, []Event{failed}, aborted.events)
@@ -116,7 +125,7 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 	if w.routed {
 		traffic = min(traffic, servable(w, steps, idx))
 	}
-	if idx < len(steps) {
+	if idx < len(steps) || hold != "" {
 		canary, stable := w.split(out.weight)
 		if n, ok := canaryScale(steps, idx, w); ok {
 			canary = n
@@ -201,15 +210,13 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 type stepResult struct {
 	outcome
 	weight int32
-	// abortFor is why a failed analysis aborts the update.
-	abortFor string
 }
 
 // runSteps advances through the steps as far as the world allows now: a
 // setWeight step completes once the ReplicaSets have its sizes, a pause once
 // promoted or its duration has passed. It stops at the first step that must
-// wait.
-func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time) stepResult {
+// wait, and doesn't move while hold says why it must not (unless promoted).
+func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world, req requests, now time.Time, hold string) stepResult {
 	var res stepResult
 	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
 	res.weight = weightBefore(steps, idx)
@@ -217,6 +224,11 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 		res.events = append(res.events, Event{Reason: v1alpha1.ReasonStepCompleted, Message: fmt.Sprintf("Step %d/%d (%s) completed%s", idx+1, len(steps), kind, why)})
 		idx++
 		st.CurrentStepIndex = ptr.To(int32(idx))
+	}
+	if hold != "" && !req.promote {
+		// The background analysis holds the update where it is.
+		res.reason, res.message = v1alpha1.ReasonInconclusiveAnalysis, hold
+		return res
 	}
 	for idx < len(steps) {
 		step := steps[idx]
@@ -318,38 +330,63 @@ func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
 // AnalysisRun, then follows it. Successful completes the step; Failed or
 // Error asks for an abort; Inconclusive pauses until promoted.
 func analysisStep(a *v1alpha1.RolloutAnalysis, st *v1alpha1.RolloutStatus, w *world, idx int, res *stepResult) (done, stop bool) {
-	name := stepRunName(w.ro, st, idx)
-	run := w.runs[name]
-	if run == nil {
-		created, err := newRun(w.ro, st, a, w.templates, name)
-		if err != nil {
-			res.phase, res.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonInvalidSpec
-			res.message = fmt.Sprintf("Step %d (analysis): %v", idx+1, err)
-			return false, true
-		}
-		res.createRuns = append(res.createRuns, created)
-		st.Canary.CurrentStepAnalysisRun = &v1alpha1.RunStatus{Name: name, Phase: v1alpha1.AnalysisPhasePending}
-		res.reason, res.waiting = v1alpha1.ReasonProgressing, true
-		res.message = fmt.Sprintf("Step %d (analysis): started AnalysisRun %s", idx+1, name)
+	slot := &st.Canary.CurrentStepAnalysisRun
+	phase, err := res.follow(w, st, a, runOfStep, runName(w.ro, st, strconv.Itoa(idx)), slot)
+	if err != nil {
+		res.phase, res.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonInvalidSpec
+		res.message = fmt.Sprintf("Step %d (analysis): %v", idx+1, err)
 		return false, true
 	}
-	st.Canary.CurrentStepAnalysisRun = &v1alpha1.RunStatus{Name: name, Phase: run.Status.Phase, Message: run.Status.Message}
-	switch run.Status.Phase {
-	case v1alpha1.AnalysisPhaseSuccessful:
+	run := *slot
+	switch {
+	case phase == v1alpha1.AnalysisPhaseSuccessful:
 		removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
 		return true, false
-	case v1alpha1.AnalysisPhaseFailed, v1alpha1.AnalysisPhaseError:
-		res.abortFor = fmt.Sprintf("AnalysisRun %s %s: %s", name, run.Status.Phase, run.Status.Message)
+	case failed(phase):
+		res.abortFor = runFailure(run)
 		return false, true
-	case v1alpha1.AnalysisPhaseInconclusive:
+	case phase == v1alpha1.AnalysisPhaseInconclusive:
 		addPause(st, v1alpha1.PauseReasonInconclusiveAnalysis, w.now)
 		res.reason = v1alpha1.ReasonInconclusiveAnalysis
-		res.message = fmt.Sprintf("AnalysisRun %s is inconclusive: %s; promote to continue, abort to roll back", name, run.Status.Message)
+		res.message = fmt.Sprintf("AnalysisRun %s is inconclusive: %s; promote to continue, abort to roll back", run.Name, run.Message)
 		return false, true
 	}
 	res.reason, res.waiting = v1alpha1.ReasonProgressing, true
-	res.message = fmt.Sprintf("Step %d (analysis): AnalysisRun %s is %s", idx+1, name, run.Status.Phase)
+	res.message = fmt.Sprintf("Step %d/%d (analysis): AnalysisRun %s is %s", idx+1, len(w.ro.Spec.Strategy.Canary.Steps), run.Name, phase)
 	return false, true
+}
+
+// backgroundAnalysis runs the canary's background analysis from
+// startingStep on. Its run lasts for the rest of the update (plan
+// terminates it once the update is promoted). Failed or Error asks for an
+// abort; Inconclusive returns why the steps hold, until a promote accepts
+// the result — the analysis then starts over with a new run.
+func backgroundAnalysis(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *world, req requests, out *stepResult) (hold string) {
+	idx := ptr.Deref(st.CurrentStepIndex, 0)
+	if c.Analysis == nil || idx < ptr.Deref(c.Analysis.StartingStep, 0) {
+		return ""
+	}
+	slot := &st.Canary.CurrentBackgroundAnalysisRun
+	name := runName(w.ro, st, "bg")
+	if cur := *slot; cur != nil {
+		name = cur.Name
+		if cur.Phase == v1alpha1.AnalysisPhaseInconclusive && req.promote {
+			name = runName(w.ro, st, "bg-p"+shortHash(st.LastHandled.Promote))
+		}
+	}
+	phase, err := out.follow(w, st, &c.Analysis.RolloutAnalysis, runOfBackground, name, slot)
+	switch {
+	case err != nil:
+		out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonInvalidSpec
+		out.message = fmt.Sprintf("Background analysis: %v", err)
+		return out.message
+	case failed(phase):
+		out.abortFor = runFailure(*slot)
+	case phase == v1alpha1.AnalysisPhaseInconclusive:
+		addPause(st, v1alpha1.PauseReasonInconclusiveAnalysis, w.now)
+		return fmt.Sprintf("Background AnalysisRun %s is inconclusive: %s; promote to continue, abort to roll back", name, (*slot).Message)
+	}
+	return ""
 }
 
 // canaryScale is the canary size set by the last setCanaryScale step before

@@ -227,18 +227,11 @@ func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) 
 }
 
 // observeAnalysis reads the Rollout's AnalysisRuns and the templates its
-// analysis steps reference.
+// analyses reference.
 func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, in *Input) error {
-	c := ro.Spec.Strategy.Canary
-	if c == nil {
-		return nil
-	}
 	in.Templates = map[string]*v1alpha1.AnalysisTemplateSpec{}
-	for _, step := range c.Steps {
-		if step.Analysis == nil {
-			continue
-		}
-		for _, ref := range step.Analysis.Templates {
+	for _, a := range analysesOf(ro) {
+		for _, ref := range a.Templates {
 			key := templateKey(ref)
 			if _, done := in.Templates[key]; done {
 				continue
@@ -259,9 +252,6 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 				return fmt.Errorf("getting analysis template %s: %w", ref.TemplateName, err)
 			}
 		}
-	}
-	if len(in.Templates) == 0 {
-		return nil
 	}
 	var runs v1alpha1.AnalysisRunList
 	if err := r.Client.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{RolloutLabel: ro.Name}); err != nil {

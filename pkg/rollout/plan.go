@@ -58,6 +58,10 @@ type Plan struct {
 	Routes []traffic.ManagedRoute
 	// CreateRuns are AnalysisRuns to create.
 	CreateRuns []*v1alpha1.AnalysisRun
+	// TerminateRuns are unfinished AnalysisRuns no longer needed.
+	TerminateRuns []string
+	// DeleteRuns are finished AnalysisRuns beyond the history limits.
+	DeleteRuns []string
 	Status     v1alpha1.RolloutStatus
 	Events     []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
@@ -170,7 +174,6 @@ func plan(in Input) (Plan, error) {
 
 	if st.CurrentPodHash != w.hash {
 		p.Events = append(p.Events, startUpdate(ro, st, w))
-		p.Events = append(p.Events, unsupportedAnalysis(ro, st, w)...)
 		if e, ok := withinRollbackWindow(ro, st, w); ok {
 			st.PromoteFull = true
 			p.Events = append(p.Events, e)
@@ -218,28 +221,11 @@ func plan(in Input) (Plan, error) {
 	p.Events = append(p.Events, out.events...)
 	p.RequeueAfter = out.requeueAfter
 	p.CreateRuns = out.createRuns
+	p.TerminateRuns = staleRuns(in.AnalysisRuns, out.keepRuns)
+	p.DeleteRuns = runHistory(in.AnalysisRuns, out.keepRuns, ro.Spec.Analysis)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
-}
-
-// unsupportedAnalysis warns, once per update, about analyses this controller
-// version does not run yet and that do not block the update (background and
-// post-promotion analysis; pre-promotion analysis waits instead).
-func unsupportedAnalysis(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) []Event {
-	if st.StableRS == "" || w.hash == st.StableRS {
-		return nil
-	}
-	var which string
-	switch {
-	case ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.Analysis != nil:
-		which = "spec.strategy.canary.analysis"
-	case ro.Spec.Strategy.BlueGreen != nil && ro.Spec.Strategy.BlueGreen.PostPromotionAnalysis != nil:
-		which = "spec.strategy.blueGreen.postPromotionAnalysis"
-	default:
-		return nil
-	}
-	return []Event{{Warning: true, Reason: v1alpha1.ReasonAnalysisNotRun, Message: which + " is not run by this controller version yet; the update proceeds without it"}}
 }
 
 // withinRollbackWindow: going back to one of the last rollbackWindow.revisions
@@ -351,7 +337,7 @@ func startUpdate(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) Eve
 	st.AbortedAt = nil
 	st.PromoteFull = false
 	st.BlueGreen.ScaleUpPreviewCheckPoint = false
-	st.Canary.CurrentStepAnalysisRun = nil
+	clearRuns(st)
 	if st.StableRS == "" {
 		return Event{Reason: v1alpha1.ReasonNewReplicaSetCreated, Message: fmt.Sprintf("First revision %s: scaling to %d replicas", w.current.name, w.replicas)}
 	}

@@ -42,7 +42,7 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		} else {
 			st.Abort = false
 			st.AbortedAt = nil
-			st.Canary.CurrentStepAnalysisRun = nil
+			clearRuns(st)
 			if ro.Spec.Strategy.Canary != nil {
 				st.CurrentStepIndex = ptrInt32(0)
 			}
@@ -66,11 +66,7 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		if reason := why(true); reason != "" {
 			ignore("abort", reason)
 		} else {
-			st.Abort = true
-			st.AbortedAt = ptrTime(now)
-			st.PauseConditions = nil
-			st.PromoteFull = false
-			st.BlueGreen.ScaleUpPreviewCheckPoint = false
+			abort(st, now)
 			events = append(events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: "Update aborted on request: returning to the stable revision"})
 		}
 	}
@@ -91,6 +87,15 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		}
 	}
 	return req, events
+}
+
+// abort marks the update aborted: pauses and promotions in flight end.
+func abort(st *v1alpha1.RolloutStatus, now time.Time) {
+	st.Abort = true
+	st.AbortedAt = ptrTime(now)
+	st.PauseConditions = nil
+	st.PromoteFull = false
+	st.BlueGreen.ScaleUpPreviewCheckPoint = false
 }
 
 func ptrTime(t time.Time) *metav1.Time { mt := metav1.NewTime(t); return &mt }

@@ -48,6 +48,10 @@ type sim struct {
 	workload *appsv1.Deployment
 	// weight is the canary weight the routers carry (traffic routing).
 	weight int32
+	// runs are the AnalysisRuns the plans created; templates those the
+	// Rollout may reference (all exist unless a test removes one).
+	runs      map[string]*v1alpha1.AnalysisRun
+	templates map[string]*v1alpha1.AnalysisTemplateSpec
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -141,7 +145,10 @@ func (s *sim) sorted() []*appsv1.ReplicaSet {
 // tick runs one reconcile and one step of the world.
 func (s *sim) tick() Plan {
 	s.t.Helper()
-	in := Input{Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload, Now: s.now}
+	in := Input{
+		Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload,
+		AnalysisRuns: s.runs, Templates: s.templates, Now: s.now,
+	}
 	p, err := plan(in)
 	if err != nil {
 		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
@@ -204,6 +211,7 @@ func (s *sim) apply(p Plan) {
 	if w := p.TrafficWeight; w != nil {
 		s.weight = *w
 	}
+	s.applyRuns(p)
 	if n := p.WorkloadReplicas; n != nil {
 		s.say("deployment %s scaled to %d", s.workload.Name, *n)
 		s.workload.Spec.Replicas = ptr.To(*n)

@@ -28,6 +28,11 @@ type outcome struct {
 	waiting bool
 	// createRuns are AnalysisRuns to create.
 	createRuns []*v1alpha1.AnalysisRun
+	// abortFor is why a failed analysis aborts the update.
+	abortFor string
+	// keepRuns are the runs the update follows; other unfinished ones are
+	// terminated.
+	keepRuns []string
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

@@ -30,7 +30,6 @@ const (
 	ReasonRolloutHealthy           = "RolloutHealthy"
 	ReasonRolloutRestarted         = "RolloutRestarted"
 	ReasonAnalysisFailed           = "AnalysisFailed"
-	ReasonAnalysisNotRun           = "AnalysisNotRun"
 	ReasonAnalysisRunFailed        = "AnalysisRunFailed"
 	ReasonExperimentFailed         = "ExperimentFailed"
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"

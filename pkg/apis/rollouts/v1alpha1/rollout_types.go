@@ -104,6 +104,10 @@ type RolloutSpec struct {
 	// +optional
 	RollbackWindow *RollbackWindow `json:"rollbackWindow,omitempty"`
 
+	// Analysis bounds how many finished AnalysisRuns are kept.
+	// +optional
+	Analysis *AnalysisRunHistory `json:"analysis,omitempty"`
+
 	// Strategy is how an update is released.
 	Strategy RolloutStrategy `json:"strategy"`
 }
@@ -166,6 +170,22 @@ type PreferredAntiAffinity struct {
 
 // RequiredAntiAffinity is a hard anti-affinity.
 type RequiredAntiAffinity struct{}
+
+// AnalysisRunHistory bounds the finished AnalysisRuns a Rollout keeps; the
+// oldest beyond the limits are deleted.
+type AnalysisRunHistory struct {
+	// SuccessfulRunHistoryLimit is how many Successful runs are kept.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	SuccessfulRunHistoryLimit *int32 `json:"successfulRunHistoryLimit,omitempty"`
+	// UnsuccessfulRunHistoryLimit is how many Failed, Error or Inconclusive
+	// runs are kept.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	UnsuccessfulRunHistoryLimit *int32 `json:"unsuccessfulRunHistoryLimit,omitempty"`
+}
 
 // RolloutAnalysis names the templates and arguments of an AnalysisRun.
 type RolloutAnalysis struct {

@@ -16,14 +16,6 @@ import (
 // RolloutLabel marks the AnalysisRuns of a Rollout.
 const RolloutLabel = "rollouts.kubeseed.io/rollout"
 
-// templateKey names a referenced template; cluster-scoped ones are apart.
-func templateKey(ref v1alpha1.AnalysisTemplateRef) string {
-	if ref.ClusterScope {
-		return "cluster/" + ref.TemplateName
-	}
-	return ref.TemplateName
-}
-
 // AnalysisKindLabel says which analysis of a Rollout an AnalysisRun is.
 const AnalysisKindLabel = "rollouts.kubeseed.io/analysis"
 
@@ -109,23 +101,27 @@ func runFailure(rs *v1alpha1.RunStatus) string {
 	return fmt.Sprintf("AnalysisRun %s %s: %s", rs.Name, rs.Phase, rs.Message)
 }
 
-// failedRun is the run of the update that failed, if any, for the message
+// failedRun says which run of the update failed, if any, for the message
 // of an aborted Rollout.
-func failedRun(st *v1alpha1.RolloutStatus) *v1alpha1.RunStatus {
+func failedRun(st *v1alpha1.RolloutStatus) string {
 	for _, rs := range []*v1alpha1.RunStatus{
 		st.Canary.CurrentStepAnalysisRun, st.Canary.CurrentBackgroundAnalysisRun,
 		st.BlueGreen.PrePromotionAnalysisRun, st.BlueGreen.PostPromotionAnalysisRun,
 	} {
 		if rs != nil && failed(rs.Phase) {
-			return rs
+			return runFailure(rs)
 		}
 	}
-	return nil
+	if ex := st.Canary.CurrentExperiment; ex != nil && failed(ex.Phase) {
+		return fmt.Sprintf("Experiment %s %s: %s", ex.Name, ex.Phase, ex.Message)
+	}
+	return ""
 }
 
 // clearRuns forgets the runs of the update (a new update or a retry starts
 // fresh ones).
 func clearRuns(st *v1alpha1.RolloutStatus) {
+	st.Canary.CurrentExperiment = nil
 	st.Canary.CurrentStepAnalysisRun = nil
 	st.Canary.CurrentBackgroundAnalysisRun = nil
 	st.BlueGreen.PrePromotionAnalysisRun = nil
@@ -188,17 +184,9 @@ func runHistory(runs map[string]*v1alpha1.AnalysisRun, keep []string, h *v1alpha
 // Rollout references, with its args resolved: podTemplateHashValue from the
 // stable or current hash, fieldRef from the Rollout's metadata.
 func newRun(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, a *v1alpha1.RolloutAnalysis, templates map[string]*v1alpha1.AnalysisTemplateSpec, kind, name string) (*v1alpha1.AnalysisRun, error) {
-	var specs []v1alpha1.AnalysisTemplateSpec
-	for _, ref := range a.Templates {
-		t, ok := templates[templateKey(ref)]
-		if !ok || t == nil {
-			kind := "AnalysisTemplate"
-			if ref.ClusterScope {
-				kind = "ClusterAnalysisTemplate"
-			}
-			return nil, fmt.Errorf("%s %q was not found", kind, ref.TemplateName)
-		}
-		specs = append(specs, *t)
+	specs, err := analysis.TemplateSpecs(a.Templates, templates)
+	if err != nil {
+		return nil, err
 	}
 	spec, err := analysis.BuildRunSpec(specs, a.Args, func(_ string, from *v1alpha1.ArgValueFrom) (string, error) {
 		switch {
@@ -207,7 +195,7 @@ func newRun(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, a *v1alpha1.Rollou
 		case from.PodTemplateHashValue != nil:
 			return st.CurrentPodHash, nil
 		case from.FieldRef != nil:
-			return fieldOf(ro, from.FieldRef.FieldPath)
+			return analysis.FieldOf(ro, from.FieldRef.FieldPath)
 		}
 		return "", fmt.Errorf("unsupported valueFrom")
 	})
@@ -223,31 +211,4 @@ func newRun(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, a *v1alpha1.Rollou
 		},
 		Spec: spec,
 	}, nil
-}
-
-// fieldOf reads metadata.name, metadata.namespace, metadata.labels['k'] or
-// metadata.annotations['k'] of the Rollout.
-func fieldOf(ro *v1alpha1.Rollout, path string) (string, error) {
-	switch path {
-	case "metadata.name":
-		return ro.Name, nil
-	case "metadata.namespace":
-		return ro.Namespace, nil
-	}
-	if key, ok := mapKey(path, "metadata.labels"); ok {
-		return ro.Labels[key], nil
-	}
-	if key, ok := mapKey(path, "metadata.annotations"); ok {
-		return ro.Annotations[key], nil
-	}
-	return "", fmt.Errorf("fieldRef %q: only metadata.name, metadata.namespace, metadata.labels['k'] and metadata.annotations['k'] are supported", path)
-}
-
-// mapKey extracts k from field['k'].
-func mapKey(path, field string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, field+"['")
-	if !ok {
-		return "", false
-	}
-	return strings.CutSuffix(rest, "']")
 }

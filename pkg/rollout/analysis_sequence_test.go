@@ -54,6 +54,23 @@ func (s *sim) applyRuns(p Plan) {
 		delete(s.runs, name)
 		s.say("analysis: run %s deleted (history limit)", name)
 	}
+	if s.experiments == nil {
+		s.experiments = map[string]*v1alpha1.Experiment{}
+	}
+	for _, ex := range p.CreateExperiments {
+		if _, exists := s.experiments[ex.Name]; exists {
+			s.t.Fatalf("plan creates Experiment %s, which exists", ex.Name)
+		}
+		ex = ex.DeepCopy()
+		ex.Status.Phase = v1alpha1.AnalysisPhaseRunning
+		s.experiments[ex.Name] = ex
+		s.say("experiment: %s created", ex.Name)
+	}
+	for _, name := range p.TerminateExperiments {
+		ex := s.experiments[name]
+		ex.Spec.Terminate, ex.Status.Phase = true, v1alpha1.AnalysisPhaseSuccessful
+		s.say("experiment: %s terminated", name)
+	}
 }
 
 // finishRun gives the newest run of an analysis kind a phase, as its

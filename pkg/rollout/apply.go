@@ -86,11 +86,23 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("creating analysisrun %s: %w", run.Name, err)
 		}
 	}
+	for _, ex := range p.CreateExperiments {
+		logger.Info("Creating Experiment", "experiment", ex.Name)
+		if err := r.Client.Create(ctx, ex, client.FieldOwner(v1alpha1.FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating experiment %s: %w", ex.Name, err)
+		}
+	}
+	for _, name := range p.TerminateExperiments {
+		logger.Info("Terminating Experiment", "experiment", name)
+		ex := &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
+		if err := r.terminate(ctx, ex); err != nil {
+			return fmt.Errorf("terminating experiment %s: %w", name, err)
+		}
+	}
 	for _, name := range p.TerminateRuns {
 		logger.Info("Terminating AnalysisRun", "analysisRun", name)
 		run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
-		patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"terminate":true}}`))
-		if err := r.Client.Patch(ctx, run, patch, client.FieldOwner(v1alpha1.FieldManager)); client.IgnoreNotFound(err) != nil {
+		if err := r.terminate(ctx, run); err != nil {
 			return fmt.Errorf("terminating analysisrun %s: %w", name, err)
 		}
 	}
@@ -281,4 +293,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
 	return nil
+}
+
+// terminate sets spec.terminate of an AnalysisRun or Experiment; one
+// already gone is fine.
+func (r *Reconciler) terminate(ctx context.Context, obj client.Object) error {
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"terminate":true}}`))
+	return client.IgnoreNotFound(r.Client.Patch(ctx, obj, patch, client.FieldOwner(v1alpha1.FieldManager)))
 }

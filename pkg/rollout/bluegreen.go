@@ -49,8 +49,8 @@ func blueGreenSteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		keepDelayed(&out, w, now, targets)
 		out.phase, out.reason = v1alpha1.RolloutPhaseDegraded, v1alpha1.ReasonRolloutAborted
 		out.message = fmt.Sprintf("Update to %s aborted: the active Service stays on %s", w.current.name, stableName(w))
-		if run := failedRun(st); run != nil {
-			out.message += " (" + runFailure(run) + ")"
+		if why := failedRun(st); why != "" {
+			out.message += " (" + why + ")"
 		}
 		return out, nil
 	}

@@ -80,8 +80,8 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 			reason:  v1alpha1.ReasonRolloutAborted,
 			message: fmt.Sprintf("Update to %s aborted: all replicas back on the stable revision %s", w.current.name, stableName(w)),
 		}
-		if run := failedRun(st); run != nil {
-			out.message += " (" + runFailure(run) + ")"
+		if why := failedRun(st); why != "" {
+			out.message += " (" + why + ")"
 		}
 		switch {
 		case traffic > 0:
@@ -242,6 +242,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			req.promote = false
 			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
 			removePause(st, v1alpha1.PauseReasonInconclusiveAnalysis)
+			removePause(st, v1alpha1.PauseReasonInconclusiveExperiment)
 			if kind == v1alpha1.StepSetWeight {
 				res.weight = *step.SetWeight
 			}
@@ -297,10 +298,13 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 				complete(kind, ": analysis passed")
 			}
 		case v1alpha1.StepExperiment:
-			res.reason = v1alpha1.ReasonProgressing
-			res.waiting = true
-			res.message = fmt.Sprintf("Step %d/%d (%s): waiting; this controller version does not run %s steps yet (promote skips it)", idx+1, len(steps), kind, kind)
-			return res
+			done, stop := experimentStep(step.Experiment, st, w, idx, &res)
+			if stop {
+				return res
+			}
+			if done {
+				complete(kind, ": experiment succeeded")
+			}
 		default:
 			res.reason, res.message = v1alpha1.ReasonInvalidSpec, fmt.Sprintf("step %d: unknown kind %q", idx, kind)
 			return res

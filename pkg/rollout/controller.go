@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/pkg/traffic/istio"
@@ -118,6 +119,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		For(&v1alpha1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
 		Owns(&v1alpha1.AnalysisRun{}).
+		Owns(&v1alpha1.Experiment{}).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(serviceIndex))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(workloadIndex))).
 		// Stable Ingresses are followed; canary Ingresses are owned.
@@ -231,26 +233,8 @@ func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) 
 func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, in *Input) error {
 	in.Templates = map[string]*v1alpha1.AnalysisTemplateSpec{}
 	for _, a := range analysesOf(ro) {
-		for _, ref := range a.Templates {
-			key := templateKey(ref)
-			if _, done := in.Templates[key]; done {
-				continue
-			}
-			var err error
-			if ref.ClusterScope {
-				var t v1alpha1.ClusterAnalysisTemplate
-				if err = r.Client.Get(ctx, types.NamespacedName{Name: ref.TemplateName}, &t); err == nil {
-					in.Templates[key] = &t.Spec
-				}
-			} else {
-				var t v1alpha1.AnalysisTemplate
-				if err = r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, &t); err == nil {
-					in.Templates[key] = &t.Spec
-				}
-			}
-			if err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("getting analysis template %s: %w", ref.TemplateName, err)
-			}
+		if err := analysis.FetchTemplates(ctx, r.Client, ro.Namespace, a.Templates, in.Templates); err != nil {
+			return err
 		}
 	}
 	var runs v1alpha1.AnalysisRunList
@@ -261,6 +245,16 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 	for i := range runs.Items {
 		if owner := metav1.GetControllerOf(&runs.Items[i]); owner != nil && owner.UID == ro.UID {
 			in.AnalysisRuns[runs.Items[i].Name] = &runs.Items[i]
+		}
+	}
+	var exps v1alpha1.ExperimentList
+	if err := r.Client.List(ctx, &exps, client.InNamespace(ro.Namespace), client.MatchingLabels{RolloutLabel: ro.Name}); err != nil {
+		return fmt.Errorf("listing experiments: %w", err)
+	}
+	in.Experiments = map[string]*v1alpha1.Experiment{}
+	for i := range exps.Items {
+		if owner := metav1.GetControllerOf(&exps.Items[i]); owner != nil && owner.UID == ro.UID {
+			in.Experiments[exps.Items[i].Name] = &exps.Items[i]
 		}
 	}
 	return nil

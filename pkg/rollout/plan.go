@@ -30,9 +30,12 @@ type Input struct {
 	TrafficInvalid string
 	// AnalysisRuns owned by the Rollout, by name.
 	AnalysisRuns map[string]*v1alpha1.AnalysisRun
-	// Templates the Rollout references, by templateKey; a missing one is nil.
+	// Templates the Rollout references, by analysis.TemplateKey; a missing
+	// one is absent.
 	Templates map[string]*v1alpha1.AnalysisTemplateSpec
-	Now       time.Time
+	// Experiments owned by the Rollout, by name.
+	Experiments map[string]*v1alpha1.Experiment
+	Now         time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -62,8 +65,12 @@ type Plan struct {
 	TerminateRuns []string
 	// DeleteRuns are finished AnalysisRuns beyond the history limits.
 	DeleteRuns []string
-	Status     v1alpha1.RolloutStatus
-	Events     []Event
+	// CreateExperiments are Experiments to create; TerminateExperiments
+	// unfinished ones no longer needed.
+	CreateExperiments    []*v1alpha1.Experiment
+	TerminateExperiments []string
+	Status               v1alpha1.RolloutStatus
+	Events               []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 }
@@ -95,12 +102,13 @@ type Event struct {
 // world is the planner's view of the ReplicaSets: the current template's, the
 // stable one and the rest.
 type world struct {
-	ro        *v1alpha1.Rollout
-	now       time.Time
-	runs      map[string]*v1alpha1.AnalysisRun
-	templates map[string]*v1alpha1.AnalysisTemplateSpec
-	replicas  int32
-	limits    limits
+	ro          *v1alpha1.Rollout
+	now         time.Time
+	runs        map[string]*v1alpha1.AnalysisRun
+	templates   map[string]*v1alpha1.AnalysisTemplateSpec
+	experiments map[string]*v1alpha1.Experiment
+	replicas    int32
+	limits      limits
 	// routed: traffic goes through routers, weights out of maxWeight.
 	routed    bool
 	maxWeight int32
@@ -223,6 +231,8 @@ func plan(in Input) (Plan, error) {
 	p.CreateRuns = out.createRuns
 	p.TerminateRuns = staleRuns(in.AnalysisRuns, out.keepRuns)
 	p.DeleteRuns = runHistory(in.AnalysisRuns, out.keepRuns, ro.Spec.Analysis)
+	p.CreateExperiments = out.createExperiments
+	p.TerminateExperiments = staleExperiments(in.Experiments, out.keepRuns)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
@@ -276,7 +286,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, replicas: replicas}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)

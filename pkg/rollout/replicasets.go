@@ -27,6 +27,8 @@ type rsView struct {
 	// scaleDownAt is when a ReplicaSet kept after a switch or an abort is
 	// scaled down; nil when no delay is running.
 	scaleDownAt *time.Time
+	// template is the ReplicaSet's pod template (nil while planned).
+	template *corev1.PodTemplateSpec
 }
 
 // delayed reports whether the ReplicaSet is waiting out a scale-down delay.
@@ -44,6 +46,7 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 	}
 	return rsView{
 		scaleDownAt: scaleDownAt,
+		template:    &rs.Spec.Template,
 		name:        rs.Name,
 		hash:        rs.Labels[v1alpha1.PodTemplateHashLabel],
 		revision:    rev,

@@ -90,22 +90,3 @@ func TestTemplateHashIsStable(t *testing.T) {
 		t.Error("a new image does not change the hash")
 	}
 }
-
-func TestFieldOf(t *testing.T) {
-	ro := canaryRollout(1, "1", "0")
-	ro.Labels = map[string]string{"app": "web"}
-	ro.Annotations = map[string]string{"team": "shop"}
-	for path, want := range map[string]string{
-		"metadata.name": "web", "metadata.namespace": "default",
-		"metadata.labels['app']": "web", "metadata.annotations['team']": "shop",
-	} {
-		if got, err := fieldOf(ro, path); err != nil || got != want {
-			t.Errorf("fieldOf(%q) = %q, %v; want %q", path, got, err, want)
-		}
-	}
-	for _, bad := range []string{"spec.replicas", "metadata.labels[app]", "metadata.labels['app'"} {
-		if _, err := fieldOf(ro, bad); err == nil {
-			t.Errorf("fieldOf(%q) accepted", bad)
-		}
-	}
-}

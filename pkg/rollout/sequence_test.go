@@ -50,8 +50,9 @@ type sim struct {
 	weight int32
 	// runs are the AnalysisRuns the plans created; templates those the
 	// Rollout may reference (all exist unless a test removes one).
-	runs      map[string]*v1alpha1.AnalysisRun
-	templates map[string]*v1alpha1.AnalysisTemplateSpec
+	runs        map[string]*v1alpha1.AnalysisRun
+	templates   map[string]*v1alpha1.AnalysisTemplateSpec
+	experiments map[string]*v1alpha1.Experiment
 }
 
 func newSim(t *testing.T, ro *v1alpha1.Rollout) *sim {
@@ -147,7 +148,7 @@ func (s *sim) tick() Plan {
 	s.t.Helper()
 	in := Input{
 		Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload,
-		AnalysisRuns: s.runs, Templates: s.templates, Now: s.now,
+		AnalysisRuns: s.runs, Templates: s.templates, Experiments: s.experiments, Now: s.now,
 	}
 	p, err := plan(in)
 	if err != nil {

@@ -30,9 +30,11 @@ type outcome struct {
 	createRuns []*v1alpha1.AnalysisRun
 	// abortFor is why a failed analysis aborts the update.
 	abortFor string
-	// keepRuns are the runs the update follows; other unfinished ones are
-	// terminated.
+	// keepRuns are the runs and experiments the update follows; other
+	// unfinished ones are terminated.
 	keepRuns []string
+	// createExperiments are Experiments to create.
+	createExperiments []*v1alpha1.Experiment
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

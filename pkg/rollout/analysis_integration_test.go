@@ -41,7 +41,7 @@ func TestIntegrationAnalysisStep(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	createServices(t, ns, "web-stable", "web-canary")
-	playReplicaSets(t, ns)
+	env.PlayReplicaSets(t, ns)
 	tmpl := &v1alpha1.AnalysisTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: "rate", Namespace: ns},
 		Spec: v1alpha1.AnalysisTemplateSpec{

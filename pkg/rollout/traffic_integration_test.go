@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	istioapi "istio.io/api/networking/v1alpha3"
@@ -27,28 +26,6 @@ import (
 
 // playReplicaSets stands in for kube-controller-manager: every ReplicaSet in
 // ns reports all its pods available.
-func playReplicaSets(t *testing.T, ns string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		for ctx.Err() == nil {
-			var list appsv1.ReplicaSetList
-			if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err == nil {
-				for i := range list.Items {
-					rs := &list.Items[i]
-					n := ptr.Deref(rs.Spec.Replicas, 1)
-					if rs.Status.AvailableReplicas != n || rs.Status.Replicas != n {
-						rs.Status = appsv1.ReplicaSetStatus{Replicas: n, ReadyReplicas: n, AvailableReplicas: n, FullyLabeledReplicas: n, ObservedGeneration: rs.Generation}
-						_ = env.Client.Status().Update(ctx, rs)
-					}
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-}
-
 func routeWeights(t *testing.T, ns string) map[string]int32 {
 	t.Helper()
 	var hr gatewayv1.HTTPRoute
@@ -70,7 +47,7 @@ func TestIntegrationGatewayAPICanary(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	createServices(t, ns, "web-stable", "web-canary")
-	playReplicaSets(t, ns)
+	env.PlayReplicaSets(t, ns)
 	hr := &gatewayv1.HTTPRoute{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: gatewayv1.HTTPRouteSpec{
@@ -181,7 +158,7 @@ func TestIntegrationGatewayAPIManagedRoutes(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	createServices(t, ns, "web-stable", "web-canary")
-	playReplicaSets(t, ns)
+	env.PlayReplicaSets(t, ns)
 	hr := &gatewayv1.HTTPRoute{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
@@ -241,7 +218,7 @@ func TestIntegrationIstioCanary(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	createServices(t, ns, "web-stable", "web-canary")
-	playReplicaSets(t, ns)
+	env.PlayReplicaSets(t, ns)
 	vs := &istionetworkingv1.VirtualService{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: istioapi.VirtualService{Hosts: []string{"web.example"}, Http: []*istioapi.HTTPRoute{{

@@ -25,5 +25,6 @@ blue-green releases with traffic shifting and metric analysis.`,
 	root.SetErr(streams.ErrOut)
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(streams, flags))
+	root.AddCommand(newJudgeCommand(streams))
 	return root
 }

@@ -122,7 +122,7 @@ func (o *judgeOptions) run(streams genericiooptions.IOStreams) error {
 		fmt.Fprintf(&b, "Reason:          %s\n", res.Reason)
 	}
 	if res.Classification != judge.NoData && res.Classification != judge.NoDataFail {
-		fmt.Fprintf(&b, "Shift (%g%% CI): %s .. %s\n", 100*o.confidence, fmtNum(res.CILower), fmtNum(res.CIUpper))
+		fmt.Fprintf(&b, "Interval (%g%%):  %s .. %s\n", 100*o.confidence, fmtNum(res.CILower), fmtNum(res.CIUpper))
 		fmt.Fprintf(&b, "Estimate:        %s (Hodges–Lehmann), tolerance ±%s\n", fmtNum(res.Estimate), fmtNum(o.tolerance*abs(res.Estimate)))
 		fmt.Fprintf(&b, "Mean ratio:      %s (canary / baseline)\n", fmtNum(res.MeanRatio))
 		fmt.Fprintf(&b, "CLES:            %s (chance a canary value exceeds a baseline value)\n", fmtNum(res.CLES))

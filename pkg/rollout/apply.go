@@ -49,6 +49,10 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	case errors.Is(err, errRequeue):
 		logger.V(1).Info("Requeueing: cache behind the API server")
 		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The namespace is going away, and the Rollout with it.
+		logger.V(1).Info("Namespace is terminating: nothing to do", "error", err.Error())
+		return reconcile.Result{}, nil
 	case err != nil:
 		return reconcile.Result{}, err
 	}

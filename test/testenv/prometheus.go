@@ -2,20 +2,23 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // StartPrometheus runs bin/prometheus (built by make tools) scraping the
-// given host:port targets every second, and returns its address. It stops
-// with the test.
+// given host:port targets every second, and returns its address once every
+// target has been scraped (Prometheus reports ready seconds before its first
+// scrape; queries in between would see no data). It stops with the test.
 func StartPrometheus(t testing.TB, targets ...string) string {
 	t.Helper()
 	bin := filepath.Join(RepoRoot(), "bin", "prometheus")
@@ -70,7 +73,7 @@ scrape_configs:
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/-/ready", nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && scrapedAll(ctx, url, len(targets)) {
 				return url
 			}
 		}
@@ -81,4 +84,29 @@ scrape_configs:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// scrapedAll reports whether Prometheus has scraped n targets successfully.
+func scrapedAll(ctx context.Context, url string, n int) bool {
+	if n == 0 {
+		return true
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/v1/query?query=count(up%3D%3D1)", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Data struct {
+			Result []struct {
+				Value []any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return false
+	}
+	r := body.Data.Result
+	return len(r) == 1 && len(r[0].Value) == 2 && r[0].Value[1] == strconv.Itoa(n)
 }

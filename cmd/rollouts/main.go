@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -128,10 +129,16 @@ func managerOptions(o *options) manager.Options {
 		panic(err) // constant input
 	}
 	onlyManaged := labels.NewSelector().Add(*managed)
+	// Likewise the Job cache holds only the Jobs of AnalysisRuns.
+	ofRuns, err := labels.NewRequirement(analysis.AnalysisRunLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // constant input
+	}
 	cacheOpts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.ReplicaSet{}: {Label: onlyManaged},
 			&corev1.Pod{}:        {Label: onlyManaged},
+			&batchv1.Job{}:       {Label: labels.NewSelector().Add(*ofRuns)},
 		},
 	}
 	if o.namespace != "" {
@@ -163,7 +170,11 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
-	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
+	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("registering analysis metrics: %w", err)
+	}
+	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress, Metrics: analysisMetrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
 	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {

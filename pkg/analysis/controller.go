@@ -6,6 +6,7 @@ package analysis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,14 +30,27 @@ import (
 // Reconciler reconciles AnalysisRuns.
 type Reconciler struct {
 	Client client.Client
-	Clock  clock.PassiveClock
+	// APIReader reads past the cache: Secrets (never watched) and Jobs the
+	// cache has not seen yet. Defaults to the manager's API reader.
+	APIReader client.Reader
+	Clock     clock.PassiveClock
 	// PrometheusAddress is the default address of the prometheus provider.
 	PrometheusAddress string
 	// Providers measure metrics, by kind.
 	Providers Registry
+	// Metrics records the runs' phases and metric values; nil records
+	// nothing.
+	Metrics *Metrics
 
 	// compiled caches each run's conditions (compiled once per run).
-	compiled sync.Map // types.UID → map[string]*Conditions
+	compiled sync.Map // types.NamespacedName → compiledRun
+}
+
+// compiledRun is the compiled conditions of the run with that UID: a run
+// deleted and created again under its name compiles its own.
+type compiledRun struct {
+	uid   types.UID
+	conds map[string]*Conditions
 }
 
 // SetupWithManager registers the reconciler and its watches.
@@ -43,10 +58,16 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if r.Providers == nil {
+		prometheus := &Prometheus{Secrets: r.APIReader, DefaultAddress: r.PrometheusAddress, Now: r.Clock.Now}
 		r.Providers = Registry{
-			v1alpha1.ProviderWeb:        &Web{Secrets: mgr.GetAPIReader(), Now: r.Clock.Now},
-			v1alpha1.ProviderPrometheus: &Prometheus{Secrets: mgr.GetAPIReader(), DefaultAddress: r.PrometheusAddress, Now: r.Clock.Now},
+			v1alpha1.ProviderWeb:        &Web{Secrets: r.APIReader, Now: r.Clock.Now},
+			v1alpha1.ProviderPrometheus: prometheus,
+			v1alpha1.ProviderJob:        &Job{Client: r.Client, APIReader: r.APIReader, Now: r.Clock.Now},
+			v1alpha1.ProviderJudge:      &Judge{Prometheus: prometheus},
 		}
 	}
 	return builder.ControllerManagedBy(mgr).
@@ -56,26 +77,33 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		Complete(r)
 }
 
-// Reconcile measures what is due and records it.
+// Reconcile measures what is due and records it; once the run has ended it
+// stops what is still in flight and deletes the run when its ttlStrategy
+// says so.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var run v1alpha1.AnalysisRun
 	if err := r.Client.Get(ctx, req.NamespacedName, &run); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting analysisrun: %w", err)
 	}
-	if run.Status.Phase.Completed() {
-		r.compiled.Delete(run.UID)
-		return reconcile.Result{}, nil
-	}
 	st := run.Status.DeepCopy()
 	now := r.Clock.Now()
-	if st.StartedAt == nil {
-		st.StartedAt = &metav1.Time{Time: now}
+	var next time.Time
+	if !st.Phase.Completed() {
+		if st.StartedAt == nil {
+			st.StartedAt = &metav1.Time{Time: now}
+		}
+		next = r.measure(ctx, &run, st, now)
+		summarize(&run, st, now)
 	}
-	next := r.measure(ctx, &run, st, now)
-	summarize(&run, st, now)
+	var abortErr error
+	if st.Phase.Completed() {
+		r.compiled.Delete(req.NamespacedName)
+		abortErr = r.abortInFlight(ctx, &run, st, now)
+	}
 	if !equality.Semantic.DeepEqual(run.Status, *st) {
 		orig := run.DeepCopy()
 		run.Status = *st
@@ -83,10 +111,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, fmt.Errorf("patching analysisrun status: %w", err)
 		}
 	}
-	if st.Phase.Completed() || next.IsZero() {
+	r.Metrics.observe(&run)
+	switch {
+	case abortErr != nil:
+		return reconcile.Result{}, abortErr
+	case st.Phase.Completed():
+		return r.expire(ctx, &run, now)
+	case next.IsZero():
 		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{RequeueAfter: max(next.Sub(r.Clock.Now()), time.Millisecond)}, nil
+}
+
+// forget drops what the reconciler keeps about a run that is gone.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.compiled.Delete(key)
+	r.Metrics.forget(key)
 }
 
 // measure takes every due measurement and returns when the next one is due.
@@ -118,18 +158,12 @@ func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st 
 			next = earliest(next, due)
 			continue
 		}
-		kind, kerr := m.Provider.Kind()
-		provider, ok := r.Providers[kind]
-		switch {
-		case kerr != nil:
-			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, kerr.Error()
-			continue
-		case !ok:
-			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, fmt.Sprintf("provider %q is not supported by this controller version yet", kind)
+		provider, perr := r.provider(m)
+		if perr != nil {
+			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, perr.Error()
 			continue
 		}
-		log.FromContext(ctx).V(1).Info("Measuring", "analysisRun", run.Name, "metric", m.Name, "provider", kind)
-		Record(m, mr, conds[m.Name], provider.Measure(ctx, run, m), retention(run, m.Name))
+		Record(m, mr, conds[m.Name], r.take(ctx, run, m, mr, provider), retention(run, m.Name))
 		if !mr.Phase.Completed() {
 			if due, err := NextMeasurement(m, mr, st.StartedAt.Time); err == nil {
 				next = earliest(next, due)
@@ -139,17 +173,94 @@ func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st 
 	return next
 }
 
+// take measures a metric once, with the run's args substituted into a copy
+// of it and the values of Secrets hidden in what comes back, or looks at
+// its measurement in flight.
+func (r *Reconciler) take(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, mr *v1alpha1.MetricResult, provider Provider) Measured {
+	logger := log.FromContext(ctx).WithValues("analysisRun", run.Name, "metric", m.Name)
+	if in := inFlight(mr); in != nil {
+		resumer, ok := provider.(Resumer)
+		if !ok {
+			now := r.Clock.Now()
+			return Measured{Err: errors.New("the provider cannot resume the measurement in flight"), Started: now, Finished: now}
+		}
+		logger.V(1).Info("Checking the measurement in flight")
+		return resumer.Resume(ctx, run, m, in)
+	}
+	metric, secrets, err := r.withArgs(ctx, run, m)
+	if err != nil {
+		now := r.Clock.Now()
+		return Measured{Err: err, Started: now, Finished: now}
+	}
+	logger.V(1).Info("Measuring")
+	return redact(provider.Measure(ctx, run, metric), secrets)
+}
+
+// provider returns the provider of a metric; a kind this controller lacks is
+// an error, never measured by another.
+func (r *Reconciler) provider(m *v1alpha1.Metric) (Provider, error) {
+	kind, err := m.Provider.Kind()
+	if err != nil {
+		return nil, err
+	}
+	p, ok := r.Providers[kind]
+	if !ok {
+		return nil, fmt.Errorf("provider %q is not supported by this controller version yet", kind)
+	}
+	return p, nil
+}
+
+// abortInFlight stops the measurements still in flight once the run has
+// ended (terminated, or decided by another metric) and ends them as Errors
+// saying so. They are not counted: the run is over.
+func (r *Reconciler) abortInFlight(ctx context.Context, run *v1alpha1.AnalysisRun, st *v1alpha1.AnalysisRunStatus, now time.Time) error {
+	var errs []error
+	for i := range st.MetricResults {
+		mr := &st.MetricResults[i]
+		in := inFlight(mr)
+		if in == nil {
+			continue
+		}
+		if err := r.abort(ctx, run, mr.Name, in); err != nil {
+			errs = append(errs, fmt.Errorf("metric %s: %w", mr.Name, err))
+			continue
+		}
+		finished := metav1.NewMicroTime(now)
+		in.Phase, in.FinishedAt, in.Message = v1alpha1.AnalysisPhaseError, &finished, "Aborted: the run ended before the measurement finished"
+	}
+	return errors.Join(errs...)
+}
+
+// abort asks the provider of a metric to stop its measurement in flight.
+func (r *Reconciler) abort(ctx context.Context, run *v1alpha1.AnalysisRun, metric string, in *v1alpha1.Measurement) error {
+	for i := range run.Spec.Metrics {
+		if run.Spec.Metrics[i].Name != metric {
+			continue
+		}
+		// A provider that cannot resume, or that this controller lacks,
+		// started nothing that outlives a reconcile.
+		kind, _ := run.Spec.Metrics[i].Provider.Kind()
+		if resumer, ok := r.Providers[kind].(Resumer); ok {
+			log.FromContext(ctx).Info("Aborting the measurement in flight", "analysisRun", run.Name, "metric", metric)
+			return resumer.Abort(ctx, run, in)
+		}
+	}
+	return nil
+}
+
+// earliest is the earlier of two times; the zero time is no time.
 func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || b.Before(a) {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
 	}
 	return a
 }
 
-// conditions compiles the run's conditions once and keeps them by run UID.
+// conditions compiles the run's conditions once and keeps them by run.
 func (r *Reconciler) conditions(run *v1alpha1.AnalysisRun) (map[string]*Conditions, error) {
-	if v, ok := r.compiled.Load(run.UID); ok {
-		return v.(map[string]*Conditions), nil
+	key := client.ObjectKeyFromObject(run)
+	if v, ok := r.compiled.Load(key); ok && v.(compiledRun).uid == run.UID {
+		return v.(compiledRun).conds, nil
 	}
 	out := map[string]*Conditions{}
 	for _, m := range run.Spec.Metrics {
@@ -159,7 +270,7 @@ func (r *Reconciler) conditions(run *v1alpha1.AnalysisRun) (map[string]*Conditio
 		}
 		out[m.Name] = c
 	}
-	r.compiled.Store(run.UID, out)
+	r.compiled.Store(key, compiledRun{uid: run.UID, conds: out})
 	return out, nil
 }
 

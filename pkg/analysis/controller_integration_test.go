@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -65,8 +63,8 @@ func waitRun(t *testing.T, key client.ObjectKey, cond func(*v1alpha1.AnalysisRun
 
 // TestIntegrationAnalysisRun measures web metrics against an httptest
 // server through the real API server: a passing metric, a failing one that
-// fails the run with its value in the message, a dry-run failure that does
-// not decide, and a provider this version lacks.
+// fails the run with its value in the message, and a dry-run failure that
+// does not decide.
 func TestIntegrationAnalysisRun(t *testing.T) {
 	startReconciler(t)
 	var calls atomic.Int32
@@ -96,14 +94,7 @@ func TestIntegrationAnalysisRun(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: ns},
 		Spec:       v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{webMetric("rate", srv.URL+"/bad", "result >= 0.95", nil)}},
 	}
-	unsupported := &v1alpha1.AnalysisRun{
-		ObjectMeta: metav1.ObjectMeta{Name: "unsupported", Namespace: ns},
-		Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{{Name: "q", SuccessCondition: "result > 0",
-			Provider: v1alpha1.MetricProvider{Job: &v1alpha1.JobMetric{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
-				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
-			}}}}}}},
-	}
-	for _, run := range []*v1alpha1.AnalysisRun{good, bad, unsupported} {
+	for _, run := range []*v1alpha1.AnalysisRun{good, bad} {
 		if err := env.Client.Create(ctx, run); err != nil {
 			t.Fatal(err)
 		}
@@ -134,10 +125,5 @@ func TestIntegrationAnalysisRun(t *testing.T) {
 	}
 	if mr := got.Status.MetricResults[0]; mr.Count != 1 {
 		t.Errorf("a failing metric was measured %d times after failing", mr.Count)
-	}
-
-	got = waitRun(t, client.ObjectKeyFromObject(unsupported), func(r *v1alpha1.AnalysisRun) bool { return r.Status.Phase.Completed() })
-	if got.Status.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Status.Message, `provider "job" is not supported`) {
-		t.Errorf("unsupported provider: %s %q", got.Status.Phase, got.Status.Message)
 	}
 }

@@ -26,20 +26,40 @@ type Measured struct {
 	NoData bool
 	// Err is a failure to measure (unreachable, bad answer).
 	Err error
-	// Warning is shown with a measurement that has a verdict.
-	Warning string
-	// Started and Finished bound the measurement.
+	// Phase is set by providers that judge for themselves (a Job): Running
+	// while the measurement is in flight, then Successful, Failed or
+	// Inconclusive; the metric's conditions are not evaluated. Empty: the
+	// conditions judge Result.
+	Phase v1alpha1.AnalysisPhase
+	// Message is shown with the measurement (Prometheus warnings, a Job's
+	// outcome).
+	Message string
+	// Metadata is kept with the measurement (the Job's name).
+	Metadata map[string]string
+	// Started and Finished bound the measurement; Finished is unset while it
+	// is in flight.
 	Started, Finished time.Time
 }
 
 // Record judges a measurement and adds it to the metric's result: counters,
 // the measurement itself (the last limit ones are kept), and the metric's
 // phase. An empty result counts as noDataPolicy says: an Error (default),
-// Inconclusive, Failed, or nothing at all (Skip).
+// Inconclusive, Failed, or nothing at all (Skip). A measurement in flight
+// (Phase Running) is kept as the last one, without counting, until a later
+// Record of its outcome replaces it.
 func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, meas Measured, limit int) {
+	if inFlight(mr) != nil {
+		mr.Measurements = mr.Measurements[:len(mr.Measurements)-1]
+	}
+	if meas.Phase == v1alpha1.AnalysisPhaseRunning {
+		started := metav1.NewMicroTime(meas.Started)
+		keep(mr, v1alpha1.Measurement{Phase: meas.Phase, StartedAt: &started, Message: meas.Message, Metadata: meas.Metadata}, limit)
+		mr.Phase, mr.Message = v1alpha1.AnalysisPhaseRunning, meas.Message
+		return
+	}
 	phase, msg := judge(m, cond, meas)
 	if msg == "" {
-		msg = meas.Warning
+		msg = meas.Message
 	}
 	if phase == "" { // skipped
 		mr.Message = "The last measurement returned no data (noDataPolicy: Skip)"
@@ -66,27 +86,48 @@ func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, mea
 		}
 	}
 	started, finished := metav1.NewMicroTime(meas.Started), metav1.NewMicroTime(meas.Finished)
-	mr.Measurements = append(mr.Measurements, v1alpha1.Measurement{
-		Phase: phase, Value: meas.Value, StartedAt: &started, FinishedAt: &finished, Message: msg,
-	})
-	if limit <= 0 {
-		limit = defaultRetention
-	}
-	if n := len(mr.Measurements); n > limit {
-		mr.Measurements = append([]v1alpha1.Measurement(nil), mr.Measurements[n-limit:]...)
-	}
+	keep(mr, v1alpha1.Measurement{
+		Phase: phase, Value: meas.Value, StartedAt: &started, FinishedAt: &finished, Message: msg, Metadata: meas.Metadata,
+	}, limit)
 	mr.Phase, mr.Message = metricPhase(m, mr)
 	if msg != "" && mr.Phase != v1alpha1.AnalysisPhaseSuccessful {
 		mr.Message = msg
 	}
 }
 
+// keep appends a measurement and drops the oldest beyond limit.
+func keep(mr *v1alpha1.MetricResult, meas v1alpha1.Measurement, limit int) {
+	mr.Measurements = append(mr.Measurements, meas)
+	if limit <= 0 {
+		limit = defaultRetention
+	}
+	if n := len(mr.Measurements); n > limit {
+		mr.Measurements = append([]v1alpha1.Measurement(nil), mr.Measurements[n-limit:]...)
+	}
+}
+
+// inFlight returns the metric's measurement still in progress (a Job that
+// has not finished), or nil.
+func inFlight(mr *v1alpha1.MetricResult) *v1alpha1.Measurement {
+	if n := len(mr.Measurements); n > 0 && mr.Measurements[n-1].Phase == v1alpha1.AnalysisPhaseRunning {
+		return &mr.Measurements[n-1]
+	}
+	return nil
+}
+
 // judge turns a measurement into a phase and a message; "" means skipped.
 func judge(m *v1alpha1.Metric, cond *Conditions, meas Measured) (v1alpha1.AnalysisPhase, string) {
-	switch {
-	case meas.Err != nil:
+	if meas.Err != nil {
 		return v1alpha1.AnalysisPhaseError, meas.Err.Error()
-	case meas.NoData:
+	}
+	switch meas.Phase {
+	case "": // judged by the conditions below
+	case v1alpha1.AnalysisPhaseSuccessful, v1alpha1.AnalysisPhaseFailed, v1alpha1.AnalysisPhaseInconclusive:
+		return meas.Phase, meas.Message
+	default:
+		return v1alpha1.AnalysisPhaseError, fmt.Sprintf("a provider cannot end a measurement %s", meas.Phase)
+	}
+	if meas.NoData {
 		switch m.NoDataPolicy {
 		case v1alpha1.NoDataInconclusive:
 			return v1alpha1.AnalysisPhaseInconclusive, "No data"
@@ -130,11 +171,16 @@ func metricPhase(m *v1alpha1.Metric, mr *v1alpha1.MetricResult) (v1alpha1.Analys
 
 // NextMeasurement is when the metric is measured next: initialDelay after
 // the run started, then interval after the last measurement (an Error is
-// retried after interval, or 10 s without one).
+// retried after interval, or 10 s without one). While a measurement is in
+// flight no other is taken: the zero time says it is looked at on every
+// reconcile instead (a Job's changes trigger them) and needs no timer.
 func NextMeasurement(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, runStarted time.Time) (time.Time, error) {
 	if len(mr.Measurements) == 0 {
 		d, err := m.InitialDelay.Parse()
 		return runStarted.Add(d), err
+	}
+	if inFlight(mr) != nil {
+		return time.Time{}, nil
 	}
 	last := mr.Measurements[len(mr.Measurements)-1]
 	interval, err := m.Interval.Parse()

@@ -3,6 +3,7 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,63 @@ func TestNextMeasurement(t *testing.T) {
 	Record(once, mr, cond, measure('e', start), 0)
 	if got, _ := NextMeasurement(once, mr, start); !got.Equal(start.Add(time.Second + errorRetry)) {
 		t.Errorf("an error without interval retried at %s, want %s later", got, errorRetry)
+	}
+}
+
+// TestInFlight follows a measurement that outlives a reconcile (a Job): it
+// is kept as the last measurement without counting, nothing else is taken
+// meanwhile, and its outcome replaces it.
+func TestInFlight(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cond, _ := CompileConditions("", "")
+	m := &v1alpha1.Metric{Interval: "1m", Count: ptr.To[int32](2)}
+	mr := &v1alpha1.MetricResult{Name: "m", Phase: v1alpha1.AnalysisPhasePending}
+	running := Measured{Phase: v1alpha1.AnalysisPhaseRunning, Message: "Job j-1 is running", Metadata: map[string]string{jobNameKey: "j-1"}, Started: start}
+
+	Record(m, mr, cond, running, 0)
+	Record(m, mr, cond, running, 0) // looked at again, still running
+	if len(mr.Measurements) != 1 || mr.Count != 0 || mr.Phase != v1alpha1.AnalysisPhaseRunning || inFlight(mr) == nil {
+		t.Fatalf("in flight: %d measurements, count %d, phase %s", len(mr.Measurements), mr.Count, mr.Phase)
+	}
+	if in := inFlight(mr); in.FinishedAt != nil || in.Metadata[jobNameKey] != "j-1" {
+		t.Errorf("the measurement in flight is %+v", in)
+	}
+	if due, err := NextMeasurement(m, mr, start); err != nil || !due.IsZero() {
+		t.Errorf("a measurement in flight schedules the next at %s (%v); want none", due, err)
+	}
+
+	done := Measured{Phase: v1alpha1.AnalysisPhaseSuccessful, Message: "Job j-1 completed", Metadata: running.Metadata, Started: start, Finished: start.Add(time.Minute)}
+	Record(m, mr, cond, done, 0)
+	if len(mr.Measurements) != 1 || mr.Count != 1 || mr.Successful != 1 || mr.Measurements[0].Phase != v1alpha1.AnalysisPhaseSuccessful || mr.Measurements[0].Metadata[jobNameKey] != "j-1" {
+		t.Fatalf("after the outcome: %+v", mr)
+	}
+	if due, _ := NextMeasurement(m, mr, start); !due.Equal(start.Add(2 * time.Minute)) {
+		t.Errorf("next measurement at %s, want interval after the Job finished", due)
+	}
+
+	// The provider's own verdict is not judged by the conditions: a
+	// failure condition that would hold for any result does not apply.
+	strict, _ := CompileConditions("", "true")
+	Record(m, mr, strict, Measured{Phase: v1alpha1.AnalysisPhaseSuccessful, Started: start, Finished: start}, 0)
+	if mr.Phase != v1alpha1.AnalysisPhaseSuccessful || mr.Failed != 0 {
+		t.Errorf("a provider's Successful was judged again: %s, %d failed", mr.Phase, mr.Failed)
+	}
+
+	mr = &v1alpha1.MetricResult{Name: "m"}
+	Record(m, mr, cond, running, 0)
+	Record(m, mr, cond, Measured{Phase: v1alpha1.AnalysisPhaseFailed, Message: "Job j-1 failed: BackoffLimitExceeded", Started: start, Finished: start}, 0)
+	if mr.Phase != v1alpha1.AnalysisPhaseFailed || mr.Message != "Job j-1 failed: BackoffLimitExceeded" || len(mr.Measurements) != 1 {
+		t.Errorf("a failed Job: phase %s message %q, %d measurements", mr.Phase, mr.Message, len(mr.Measurements))
+	}
+
+	mr = &v1alpha1.MetricResult{Name: "m"}
+	Record(m, mr, cond, Measured{Phase: v1alpha1.AnalysisPhaseInconclusive, Started: start, Finished: start}, 0)
+	if mr.Inconclusive != 1 || mr.Phase != v1alpha1.AnalysisPhaseInconclusive {
+		t.Errorf("a provider's Inconclusive: %+v", mr)
+	}
+	mr = &v1alpha1.MetricResult{Name: "m"}
+	Record(m, mr, cond, Measured{Phase: v1alpha1.AnalysisPhasePending, Started: start, Finished: start}, 0)
+	if mr.Error != 1 || !strings.Contains(mr.Measurements[0].Message, "cannot end a measurement Pending") {
+		t.Errorf("a provider phase that is no outcome: %+v", mr)
 	}
 }

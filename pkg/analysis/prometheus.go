@@ -45,7 +45,7 @@ func (p *Prometheus) Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *
 		meas.Value = string(text)
 	}
 	if len(warnings) > 0 {
-		meas.Warning = "Prometheus warnings: " + strings.Join(warnings, "; ")
+		meas.Message = "Prometheus warnings: " + strings.Join(warnings, "; ")
 	}
 	return meas
 }
@@ -72,19 +72,11 @@ func (p *Prometheus) query(ctx context.Context, run *v1alpha1.AnalysisRun, spec 
 		r, err := numbers(v)
 		return r, warnings, err
 	}
-	start, err := spec.Range.Start.Parse()
+	window, err := rangeOf(*spec.Range, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("prometheus: range: %w", err)
 	}
-	end, err := spec.Range.End.Parse()
-	if err != nil {
-		return nil, nil, err
-	}
-	step, err := spec.Range.Step.Parse()
-	if err != nil || step <= 0 {
-		return nil, nil, fmt.Errorf("prometheus: range.step must be a positive duration")
-	}
-	v, warnings, _, err := api.QueryRange(ctx, spec.Query, promv1.Range{Start: now.Add(-start), End: now.Add(-end), Step: step})
+	v, warnings, _, err := api.QueryRange(ctx, spec.Query, window)
 	if err != nil {
 		return nil, warnings, fmt.Errorf("prometheus: %w", err)
 	}

@@ -10,9 +10,21 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// Provider measures one metric of a run once.
+// Provider measures one metric of a run once. run.Status is the status the
+// reconcile started from: it holds the metric's earlier measurements, not
+// this one.
 type Provider interface {
 	Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) Measured
+}
+
+// Resumer is a Provider whose measurements outlive a reconcile (a Job):
+// Measure starts one and returns it Running, Resume looks at it again on
+// later reconciles until it returns an outcome, and Abort stops it when the
+// run ends first.
+type Resumer interface {
+	Provider
+	Resume(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, in *v1alpha1.Measurement) Measured
+	Abort(ctx context.Context, run *v1alpha1.AnalysisRun, in *v1alpha1.Measurement) error
 }
 
 // Registry holds the providers the reconciler offers, by kind. A metric whose
@@ -23,7 +35,7 @@ type Registry map[v1alpha1.ProviderKind]Provider
 func secretValue(ctx context.Context, c client.Reader, namespace string, ref corev1.SecretKeySelector) (string, error) {
 	var s corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, &s); err != nil {
-		return "", fmt.Errorf("reading Secret %s: %w", ref.Name, err)
+		return "", fmt.Errorf("reading key %q of Secret %s: %w", ref.Key, ref.Name, err)
 	}
 	v, ok := s.Data[ref.Key]
 	if !ok {

@@ -20,8 +20,12 @@ type ArgResolver func(name string, from *v1alpha1.ArgValueFrom) (string, error)
 // metrics (names must be unique across templates), dry-run and retention
 // settings, and args — a template's default value, overridden by the
 // referrer's args — with every {{args.name}} in the metrics substituted. An
-// arg without a value, an arg the metrics use but nobody declares, and two
-// templates giving one arg different defaults are errors naming the arg.
+// arg from a Secret (valueFrom.secretKeyRef) stays a reference: it is kept in
+// the run's args and its placeholders in the metrics, for the AnalysisRun
+// reconciler to fill in at measurement time, so the value never enters the
+// run. An arg without a value, an arg the metrics use but nobody declares,
+// and two templates giving one arg different defaults are errors naming the
+// arg.
 func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.AnalysisArg, resolve ArgResolver) (v1alpha1.AnalysisRunSpec, error) {
 	var spec v1alpha1.AnalysisRunSpec
 	declared := map[string]v1alpha1.AnalysisArg{}
@@ -47,6 +51,7 @@ func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.Ana
 		declared[a.Name] = a
 	}
 	values := map[string]string{}
+	secret := map[string]bool{}
 	names := make([]string, 0, len(declared))
 	for name := range declared {
 		names = append(names, name)
@@ -58,9 +63,9 @@ func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.Ana
 		case a.Value != nil:
 			values[name] = *a.Value
 		case a.ValueFrom != nil && a.ValueFrom.SecretKeyRef != nil:
-			// Secret values stay out of the run's spec; providers read
-			// secrets themselves (headers, credentials).
-			return spec, fmt.Errorf("arg %q: valueFrom.secretKeyRef is not supported in args yet; use the provider's Secret references", name)
+			secret[name] = true
+			spec.Args = append(spec.Args, v1alpha1.AnalysisArg{Name: name, ValueFrom: &v1alpha1.ArgValueFrom{SecretKeyRef: a.ValueFrom.SecretKeyRef.DeepCopy()}})
+			continue
 		case a.ValueFrom != nil:
 			v, err := resolve(name, a.ValueFrom)
 			if err != nil {
@@ -73,7 +78,7 @@ func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.Ana
 		spec.Args = append(spec.Args, v1alpha1.AnalysisArg{Name: name, Value: ptrString(values[name])})
 	}
 	for i := range spec.Metrics {
-		m, err := substitute(spec.Metrics[i], values)
+		m, err := substitute(spec.Metrics[i], values, secret)
 		if err != nil {
 			return spec, err
 		}
@@ -88,8 +93,9 @@ func sameDefault(a, b v1alpha1.AnalysisArg) bool {
 	return string(x) == string(y)
 }
 
-// substitute replaces {{args.name}} everywhere in a metric.
-func substitute(m v1alpha1.Metric, values map[string]string) (v1alpha1.Metric, error) {
+// substitute replaces {{args.name}} everywhere in a metric with values;
+// the placeholders of the args in later are left for later.
+func substitute(m v1alpha1.Metric, values map[string]string, later map[string]bool) (v1alpha1.Metric, error) {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return m, err
@@ -99,7 +105,9 @@ func substitute(m v1alpha1.Metric, values map[string]string) (v1alpha1.Metric, e
 		name := argRef.FindStringSubmatch(ref)[1]
 		v, ok := values[name]
 		if !ok {
-			missing = append(missing, name)
+			if !later[name] {
+				missing = append(missing, name)
+			}
 			return ref
 		}
 		quoted, _ := json.Marshal(v) // escape for the JSON string it lands in

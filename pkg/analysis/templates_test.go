@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
@@ -89,5 +90,51 @@ func TestBuildRunSpecErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), r.want) {
 			t.Errorf("%s: got %v, want an error containing %q", r.name, err, r.want)
 		}
+	}
+}
+
+// TestBuildRunSpecSecretArgs: an arg from a Secret stays a reference in the
+// run — its valueFrom in the args, its placeholders in the metrics — for the
+// reconciler to fill in when measuring; args nobody declares still fail.
+func TestBuildRunSpecSecretArgs(t *testing.T) {
+	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "api"}, Key: "token"}
+	tmpl := v1alpha1.AnalysisTemplateSpec{
+		Args: []v1alpha1.AnalysisArg{{Name: "token", ValueFrom: &v1alpha1.ArgValueFrom{SecretKeyRef: ref}}, {Name: "service"}},
+		Metrics: []v1alpha1.Metric{{Name: "health", Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{
+			URL:     "http://{{args.service}}/health?token={{ args.token }}",
+			Headers: []v1alpha1.Header{{Key: "Authorization", Value: ptr.To("Bearer {{args.token}}")}},
+		}}}},
+	}
+	spec, err := BuildRunSpec([]v1alpha1.AnalysisTemplateSpec{tmpl}, []v1alpha1.AnalysisArg{{Name: "service", Value: ptr.To("web")}}, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := spec.Metrics[0].Provider.Web
+	if web.URL != "http://web/health?token={{ args.token }}" || *web.Headers[0].Value != "Bearer {{args.token}}" {
+		t.Errorf("url %q header %q: want the service filled in and the token left as a placeholder", web.URL, *web.Headers[0].Value)
+	}
+	want := []v1alpha1.AnalysisArg{
+		{Name: "service", Value: ptr.To("web")},
+		{Name: "token", ValueFrom: &v1alpha1.ArgValueFrom{SecretKeyRef: ref}},
+	}
+	if diff := cmp.Diff(want, spec.Args); diff != "" {
+		t.Errorf("args (-want +got):\n%s", diff)
+	}
+
+	// The referrer may also pass a Secret for a template's arg.
+	tmpl.Args[0] = v1alpha1.AnalysisArg{Name: "token"}
+	spec, err = BuildRunSpec([]v1alpha1.AnalysisTemplateSpec{tmpl}, []v1alpha1.AnalysisArg{
+		{Name: "service", Value: ptr.To("web")},
+		{Name: "token", ValueFrom: &v1alpha1.ArgValueFrom{SecretKeyRef: ref}},
+	}, hashes)
+	if err != nil || spec.Args[1].ValueFrom == nil || spec.Args[1].Value != nil {
+		t.Errorf("a Secret arg from the referrer: %v %+v", err, spec.Args)
+	}
+
+	tmpl.Metrics[0].Provider.Web.URL += "&also={{args.undeclared}}"
+	if _, err := BuildRunSpec([]v1alpha1.AnalysisTemplateSpec{tmpl}, []v1alpha1.AnalysisArg{
+		{Name: "service", Value: ptr.To("web")}, {Name: "token", ValueFrom: &v1alpha1.ArgValueFrom{SecretKeyRef: ref}},
+	}, hashes); err == nil || !strings.Contains(err.Error(), `unknown arg "undeclared"`) {
+		t.Errorf("an undeclared arg next to a Secret one: %v", err)
 	}
 }

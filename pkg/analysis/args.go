@@ -1,0 +1,87 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+)
+
+// withArgs returns the metric a provider is given: a copy with the run's
+// args substituted. Args from Secrets are read now, from the run's
+// namespace, and their values returned too, for redact; the run itself
+// keeps only the placeholders, so no value from a Secret is ever stored in
+// it.
+func (r *Reconciler) withArgs(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) (*v1alpha1.Metric, []string, error) {
+	used, err := argsUsed(m)
+	if err != nil || len(used) == 0 {
+		return m, nil, err
+	}
+	values := map[string]string{}
+	var secrets []string
+	for _, a := range run.Spec.Args {
+		if !used[a.Name] {
+			continue
+		}
+		switch {
+		case a.Value != nil:
+			values[a.Name] = *a.Value
+		case a.ValueFrom != nil && a.ValueFrom.SecretKeyRef != nil:
+			v, err := secretValue(ctx, r.APIReader, run.Namespace, *a.ValueFrom.SecretKeyRef)
+			if err != nil {
+				return nil, nil, fmt.Errorf("arg %q: %w", a.Name, err)
+			}
+			values[a.Name] = v
+			secrets = append(secrets, v)
+		default:
+			return nil, nil, fmt.Errorf("arg %q: an AnalysisRun's args take a value or valueFrom.secretKeyRef", a.Name)
+		}
+	}
+	out, err := substitute(*m, values, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &out, secrets, nil
+}
+
+// argsUsed names the args a metric's placeholders refer to.
+func argsUsed(m *v1alpha1.Metric) (map[string]bool, error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, ref := range argRef.FindAllStringSubmatch(string(raw), -1) {
+		used[ref[1]] = true
+	}
+	return used, nil
+}
+
+// redact hides secret values in what a measurement shows — its error,
+// message and value — as written, and as they appear escaped in a URL or in
+// JSON (an error quoting the URL a secret went into, an answer echoing it).
+func redact(meas Measured, secrets []string) Measured {
+	var pairs []string
+	for _, s := range secrets {
+		quoted, _ := json.Marshal(s)
+		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), strings.Trim(string(quoted), `"`)} {
+			if form != "" {
+				pairs = append(pairs, form, "<redacted>")
+			}
+		}
+	}
+	if len(pairs) == 0 {
+		return meas
+	}
+	hide := strings.NewReplacer(pairs...)
+	if meas.Err != nil {
+		meas.Err = errors.New(hide.Replace(meas.Err.Error()))
+	}
+	meas.Message = hide.Replace(meas.Message)
+	meas.Value = hide.Replace(meas.Value)
+	return meas
+}

@@ -92,8 +92,8 @@ func (p *Plan) after(d time.Duration) {
 // start and the duration counts; the Experiment ends Successful when the
 // duration has passed or its required analyses succeeded, and with the
 // worst analysis phase when one fails. After the end its runs are
-// terminated, its Services deleted and its ReplicaSets scaled to 0 once
-// scaleDownDelaySeconds have passed.
+// terminated, and once scaleDownDelaySeconds have passed its Services are
+// deleted and its ReplicaSets scaled to 0.
 func plan(in Input) Plan {
 	ex := in.Experiment
 	st := ex.Status.DeepCopy()
@@ -282,8 +282,9 @@ func requiredDone(ex *v1alpha1.Experiment, st *v1alpha1.ExperimentStatus) (int, 
 	return n, done
 }
 
-// wrapUp cleans up after the end: unfinished runs are terminated, Services
-// deleted, and ReplicaSets scaled to 0 after scaleDownDelaySeconds.
+// wrapUp cleans up after the end: unfinished runs are terminated, and after
+// scaleDownDelaySeconds the Services are deleted and the ReplicaSets scaled
+// to 0.
 func (p *Plan) wrapUp(in Input, st *v1alpha1.ExperimentStatus, endedAt time.Time) {
 	for _, name := range slices.Sorted(maps.Keys(in.AnalysisRuns)) {
 		run := in.AnalysisRuns[name]
@@ -291,11 +292,17 @@ func (p *Plan) wrapUp(in Input, st *v1alpha1.ExperimentStatus, endedAt time.Time
 			p.TerminateRuns = append(p.TerminateRuns, run.Name)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
-		p.DeleteServices = append(p.DeleteServices, in.Services[name].Name)
-	}
 	delay := time.Duration(ptr.Deref(in.Experiment.Spec.ScaleDownDelaySeconds, 30)) * time.Second
 	left := endedAt.Add(delay).Sub(in.Now)
+	if left <= 0 {
+		// The Services go with the pods: a router may still send the
+		// templates traffic until their owner takes it back.
+		for _, name := range slices.Sorted(maps.Keys(in.Services)) {
+			p.DeleteServices = append(p.DeleteServices, in.Services[name].Name)
+		}
+	} else if len(in.Services) > 0 {
+		p.after(left)
+	}
 	code := v1alpha1.TemplateStatusSuccessful
 	switch st.Phase {
 	case v1alpha1.AnalysisPhaseFailed, v1alpha1.AnalysisPhaseInconclusive:

@@ -178,14 +178,14 @@ func TestTemplatesComeUpThenAnalysesStart(t *testing.T) {
 		t.Errorf("template statuses %+v", ts)
 	}
 
-	// The duration passes: Successful, the run is terminated, the Service
-	// goes, and the ReplicaSets are scaled down after the delay.
+	// The duration passes: Successful, the run is terminated, and after the
+	// delay the Service goes and the ReplicaSets are scaled down.
 	w.until("Successful", 40, w.phase(v1alpha1.AnalysisPhaseSuccessful))
 	if got := w.ex.Status.AvailableAt.Sub(start); got != time.Second {
 		t.Errorf("availableAt %s after start", got)
 	}
-	if !w.runs["judge"].Spec.Terminate || len(w.services) != 0 {
-		t.Fatalf("after the end: run terminated %v, services %d", w.runs["judge"].Spec.Terminate, len(w.services))
+	if !w.runs["judge"].Spec.Terminate || len(w.services) != 1 {
+		t.Fatalf("after the end: run terminated %v, services %d (kept until the scale-down)", w.runs["judge"].Spec.Terminate, len(w.services))
 	}
 	if ptr.Deref(w.rss["baseline"].Spec.Replicas, 0) != 2 {
 		t.Fatal("scaled down before scaleDownDelaySeconds")
@@ -193,6 +193,9 @@ func TestTemplatesComeUpThenAnalysesStart(t *testing.T) {
 	w.until("scaled down", 31, func() bool {
 		return ptr.Deref(w.rss["baseline"].Spec.Replicas, 0) == 0 && ptr.Deref(w.rss["canary"].Spec.Replicas, 0) == 0
 	})
+	if len(w.services) != 0 {
+		t.Fatal("the Service outlived the scale-down")
+	}
 	if w.ex.Status.TemplateStatuses[0].Status != v1alpha1.TemplateStatusSuccessful {
 		t.Errorf("template status after success: %s", w.ex.Status.TemplateStatuses[0].Status)
 	}

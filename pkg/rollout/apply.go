@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
 )
 
 // errRequeue asks for another reconcile without logging an error: the cache
@@ -193,9 +194,10 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout
 		return err
 	}
 	verified := true
+	weights := traffic.Weights{Canary: *p.TrafficWeight, Extra: p.TrafficExtra}
 	for _, rt := range routers {
-		log.FromContext(ctx).V(1).Info("Setting traffic weight", "router", rt.Name(), "weight", *p.TrafficWeight)
-		if err := rt.SetWeight(ctx, ro, *p.TrafficWeight); err != nil {
+		log.FromContext(ctx).V(1).Info("Setting traffic weight", "router", rt.Name(), "weight", weights.Canary, "extra", len(weights.Extra))
+		if err := rt.SetWeight(ctx, ro, weights); err != nil {
 			if apierrors.IsConflict(err) {
 				return errRequeue
 			}
@@ -207,7 +209,7 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout
 			}
 			return fmt.Errorf("router %s: managed routes: %w", rt.Name(), err)
 		}
-		ok, err := rt.Verify(ctx, ro, *p.TrafficWeight)
+		ok, err := rt.Verify(ctx, ro, weights)
 		if err != nil {
 			return fmt.Errorf("router %s: verifying: %w", rt.Name(), err)
 		}

@@ -136,6 +136,10 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		targets[w.hash] = canary
 		targets[stableHash(w)] = stable
 		st.Canary.Weights = canaryWeights(st, w, traffic)
+		for _, d := range out.extra {
+			st.Canary.Weights.Additional = append(st.Canary.Weights.Additional, d)
+			st.Canary.Weights.Stable.Weight = max(st.Canary.Weights.Stable.Weight-d.Weight, 0)
+		}
 		keepDelayed(&out.outcome, w, now, targets)
 		return out.outcome, nil
 	}

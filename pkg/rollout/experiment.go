@@ -53,9 +53,29 @@ func experimentStep(e *v1alpha1.RolloutExperimentStep, st *v1alpha1.RolloutStatu
 		res.message = fmt.Sprintf("Experiment %s is inconclusive: %s; promote to continue, abort to roll back", name, cur.Message)
 		return false, true
 	}
+	if w.routed && ex.Status.AvailableAt != nil {
+		res.extra = experimentTraffic(e, ex)
+	}
 	res.reason, res.waiting = v1alpha1.ReasonProgressing, true
 	res.message = fmt.Sprintf("Step %d/%d (experiment): Experiment %s is %s", idx+1, len(w.ro.Spec.Strategy.Canary.Steps), name, phase)
 	return false, true
+}
+
+// experimentTraffic is the traffic the step's weighted templates take once
+// their Services front available pods.
+func experimentTraffic(e *v1alpha1.RolloutExperimentStep, ex *v1alpha1.Experiment) []v1alpha1.WeightDestination {
+	var out []v1alpha1.WeightDestination
+	for _, t := range e.Templates {
+		if ptr.Deref(t.Weight, 0) == 0 {
+			continue
+		}
+		for _, ts := range ex.Status.TemplateStatuses {
+			if ts.Name == t.Name && ts.ServiceName != "" && ts.Status == v1alpha1.TemplateStatusRunning {
+				out = append(out, v1alpha1.WeightDestination{Weight: *t.Weight, PodTemplateHash: ts.PodTemplateHash, ServiceName: ts.ServiceName})
+			}
+		}
+	}
+	return out
 }
 
 // newExperiment builds the Experiment of a step: each template copies the
@@ -74,8 +94,10 @@ func newExperiment(w *world, st *v1alpha1.RolloutStatus, e *v1alpha1.RolloutExpe
 		Spec: v1alpha1.ExperimentSpec{Duration: e.Duration},
 	}
 	for _, t := range e.Templates {
-		if t.Weight != nil {
-			return nil, fmt.Errorf("template %s: traffic weights for experiment templates are not supported by this controller version yet", t.Name)
+		service := t.Service.DeepCopy()
+		if ptr.Deref(t.Weight, 0) > 0 && service == nil {
+			// Traffic reaches a template through its Service.
+			service = &v1alpha1.TemplateService{}
 		}
 		var src *corev1.PodTemplateSpec
 		switch t.SpecRef {
@@ -105,7 +127,7 @@ func newExperiment(w *world, st *v1alpha1.RolloutStatus, e *v1alpha1.RolloutExpe
 		}
 		ex.Spec.Templates = append(ex.Spec.Templates, v1alpha1.ExperimentTemplate{
 			Name: t.Name, Replicas: ptr.To(ptr.Deref(t.Replicas, 1)), MinReadySeconds: ro.Spec.MinReadySeconds,
-			Selector: selector, Template: *tmpl, Service: t.Service.DeepCopy(),
+			Selector: selector, Template: *tmpl, Service: service,
 		})
 	}
 	for _, a := range e.Analyses {

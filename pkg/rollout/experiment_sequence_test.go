@@ -4,9 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
 )
 
 func experimentStepOf() v1alpha1.CanaryStep {
@@ -116,4 +119,47 @@ func TestSequenceExperimentInconclusivePauses(t *testing.T) {
 	}
 	s.request(v1alpha1.PromoteAnnotation, "accept")
 	s.until("Healthy on web:2", 20, func(st v1alpha1.RolloutStatus) bool { return healthyPhase(st) && st.StableRS == st.CurrentPodHash })
+}
+
+// TestSequenceWeightedExperiment: with traffic routing, the experiment's
+// weighted templates get their share once available (taken from the
+// stable's), and the routers are told to drop them when the step ends.
+func TestSequenceWeightedExperiment(t *testing.T) {
+	step := experimentStepOf()
+	step.Experiment.Templates[0].Weight = ptr.To[int32](5)
+	step.Experiment.Templates[1].Weight = ptr.To[int32](5)
+	s := newSim(t, routedRollout(4, setWeight(20), step, pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("experiment started", 10, func(st v1alpha1.RolloutStatus) bool { return st.Canary.CurrentExperiment != nil })
+	ex := s.experiments[s.ro.Status.Canary.CurrentExperiment.Name]
+	if ex.Spec.Templates[0].Service == nil {
+		t.Fatal("a weighted template without a Service")
+	}
+	if p := s.tick(); len(p.TrafficExtra) != 0 {
+		t.Fatalf("traffic to templates that are not available: %+v", p.TrafficExtra)
+	}
+	// The Experiment's templates come up.
+	ex.Status.AvailableAt = ptr.To(metav1.NewTime(s.now))
+	ex.Status.TemplateStatuses = []v1alpha1.TemplateStatus{
+		{Name: "baseline", Status: v1alpha1.TemplateStatusRunning, ServiceName: "exp-baseline", PodTemplateHash: "b1"},
+		{Name: "canary", Status: v1alpha1.TemplateStatusRunning, ServiceName: "exp-canary", PodTemplateHash: "c1"},
+	}
+	p := s.tick()
+	want := []traffic.Destination{{Service: "exp-baseline", Weight: 5}, {Service: "exp-canary", Weight: 5}}
+	if diff := cmp.Diff(want, p.TrafficExtra); diff != "" || ptr.Deref(p.TrafficWeight, -1) != 20 {
+		t.Fatalf("during the experiment: weight %v, extra (-want +got):\n%s", ptr.Deref(p.TrafficWeight, -1), diff)
+	}
+	if w := s.ro.Status.Canary.Weights; w.Stable.Weight != 70 || len(w.Additional) != 2 || w.Additional[1].PodTemplateHash != "c1" {
+		t.Fatalf("status weights %+v", w)
+	}
+	s.finishExperiment(v1alpha1.AnalysisPhaseSuccessful)
+	p = s.tick()
+	want = []traffic.Destination{{Service: "exp-baseline"}, {Service: "exp-canary"}}
+	if diff := cmp.Diff(want, p.TrafficExtra); diff != "" {
+		t.Fatalf("after the experiment, extra (-want +got):\n%s", diff)
+	}
+	if w := s.ro.Status.Canary.Weights; w.Stable.Weight != 80 || len(w.Additional) != 0 {
+		t.Fatalf("status weights after the experiment %+v", w)
+	}
 }

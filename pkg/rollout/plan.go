@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -56,6 +57,9 @@ type Plan struct {
 	// TrafficWeight is the canary weight the routers must carry; nil without
 	// traffic routing (or while paused).
 	TrafficWeight *int32
+	// TrafficExtra are the experiment destinations beside the canary; those
+	// at weight 0 must be removed.
+	TrafficExtra []traffic.Destination
 	// Routes are the managed header and mirror routes the routers must carry
 	// (with TrafficWeight; empty removes them all).
 	Routes []traffic.ManagedRoute
@@ -214,6 +218,7 @@ func plan(in Input) (Plan, error) {
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 		if w.routed && st.Canary.Weights != nil {
 			p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
+			p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
 			if st.StableRS != w.hash && !st.Abort {
 				p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
 			}
@@ -236,6 +241,24 @@ func plan(in Input) (Plan, error) {
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
+}
+
+// extraTraffic lists the experiment destinations the routers must carry
+// now, and, at weight 0, those they carried before and must drop.
+func extraTraffic(before, now *v1alpha1.TrafficWeights) []traffic.Destination {
+	var out []traffic.Destination
+	for _, d := range now.Additional {
+		out = append(out, traffic.Destination{Service: d.ServiceName, Weight: d.Weight})
+	}
+	if before == nil {
+		return out
+	}
+	for _, d := range before.Additional {
+		if !slices.ContainsFunc(out, func(x traffic.Destination) bool { return x.Service == d.ServiceName }) {
+			out = append(out, traffic.Destination{Service: d.ServiceName})
+		}
+	}
+	return out
 }
 
 // withinRollbackWindow: going back to one of the last rollbackWindow.revisions

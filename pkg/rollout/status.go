@@ -35,6 +35,9 @@ type outcome struct {
 	keepRuns []string
 	// createExperiments are Experiments to create.
 	createExperiments []*v1alpha1.Experiment
+	// extra are the traffic destinations of a running experiment's
+	// templates.
+	extra []v1alpha1.WeightDestination
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

@@ -16,9 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/experiments"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
 	"github.com/kubeseed/rollouts/pkg/traffic/istio"
@@ -304,5 +307,63 @@ func TestIntegrationIstioCanary(t *testing.T) {
 	}
 	if got := canarySvc.Spec.Selector[v1alpha1.PodTemplateHashLabel]; got != cur.Status.StableRS {
 		t.Errorf("after abort the canary Service selects %q, want the stable hash %q", got, cur.Status.StableRS)
+	}
+}
+
+// TestIntegrationGatewayAPIExperimentWeights: an experiment step's weighted
+// templates get backendRefs in a real HTTPRoute while the Experiment runs,
+// taken from the stable's share, and lose them when the step ends.
+func TestIntegrationGatewayAPIExperimentWeights(t *testing.T) {
+	env.StartManager(t, func(mgr manager.Manager, opts controller.Options) error {
+		if err := (&Reconciler{Client: mgr.GetClient(), Routers: traffic.Registry{"gatewayAPI": gatewayapi.New}}).SetupWithManager(mgr, opts); err != nil {
+			return err
+		}
+		return (&experiments.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, opts)
+	})
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	createServices(t, ns, "web-stable", "web-canary")
+	env.PlayReplicaSets(t, ns)
+	hr := &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}},
+			Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+				BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web-stable", Port: ptr.To[gatewayv1.PortNumber](80)},
+			}}}}},
+		},
+	}
+	if err := env.Client.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	step := v1alpha1.CanaryStep{Experiment: &v1alpha1.RolloutExperimentStep{
+		Duration: "4s",
+		Templates: []v1alpha1.RolloutExperimentTemplate{
+			{Name: "baseline", SpecRef: v1alpha1.SpecRefStable, Weight: ptr.To[int32](5)},
+			{Name: "canary", SpecRef: v1alpha1.SpecRefCanary, Weight: ptr.To[int32](5)},
+		},
+	}}
+	ro := routedRollout(4, setWeight(20), step, pause(""))
+	ro.Namespace, ro.UID, ro.Generation = ns, "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ro)
+	waitRollout(t, key, "Healthy", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.RolloutPhaseHealthy })
+	setImageOf(t, key, "web:2")
+	running := waitRollout(t, key, "experiment taking traffic", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Canary.Weights != nil && len(r.Status.Canary.Weights.Additional) == 2 && ptr.Deref(r.Status.Canary.Weights.Verified, false)
+	})
+	exName := running.Status.Canary.CurrentExperiment.Name
+	want := map[string]int32{"web-stable": 70, "web-canary": 20, exName + "-baseline": 5, exName + "-canary": 5}
+	if got := routeWeights(t, ns); !cmp.Equal(got, want) {
+		t.Errorf("weights during the experiment %v, want %v", got, want)
+	}
+	waitRollout(t, key, "paused after the experiment", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.RolloutPhasePaused && ptr.Deref(r.Status.CurrentStepIndex, 0) == 2
+	})
+	// The removal is written in the reconcile that completes the step.
+	if got, want := routeWeights(t, ns), map[string]int32{"web-stable": 80, "web-canary": 20}; !cmp.Equal(got, want) {
+		t.Errorf("weights after the experiment %v, want %v", got, want)
 	}
 }

@@ -21,14 +21,59 @@ type Router interface {
 	// Validate checks that the objects the Rollout names exist and route to
 	// its stable Service. A problem the user must fix is an *InvalidError.
 	Validate(ctx context.Context, ro *v1alpha1.Rollout) error
-	// SetWeight sends weight (out of maxTrafficWeight) to the canary Service
-	// and the rest to the stable Service.
-	SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error
-	// Verify reads the objects back and reports whether they carry weight.
-	Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error)
+	// SetWeight sends w.Canary (out of maxTrafficWeight) to the canary
+	// Service, each extra destination its weight, and the rest to the stable
+	// Service. A router that cannot split traffic further than two ways
+	// returns an *InvalidError for extra destinations.
+	SetWeight(ctx context.Context, ro *v1alpha1.Rollout, w Weights) error
+	// Verify reads the objects back and reports whether they carry w.
+	Verify(ctx context.Context, ro *v1alpha1.Rollout, w Weights) (bool, error)
 	// SetManagedRoutes makes the objects carry exactly these managed routes,
 	// in this order, above the user's own; nil removes every one it added.
 	SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, routes []ManagedRoute) error
+}
+
+// Weights is the split a router carries. Extra destinations (experiment
+// templates) get their weights beside the canary's; one with weight 0 was
+// routed to before and must be removed.
+type Weights struct {
+	Canary int32
+	Extra  []Destination
+}
+
+// Destination is an extra Service taking a share of the traffic.
+type Destination struct {
+	Service string
+	Weight  int32
+}
+
+// Stable is what is left for the stable Service out of total.
+func (w Weights) Stable(total int32) int32 {
+	stable := total - w.Canary
+	for _, d := range w.Extra {
+		stable -= d.Weight
+	}
+	return max(stable, 0)
+}
+
+// HasExtra reports whether any extra destination takes traffic or must be
+// removed.
+func (w Weights) HasExtra() bool { return len(w.Extra) > 0 }
+
+// WeightedExperiment returns the first experiment template of the Rollout's
+// steps that asks for traffic, as "step N template T", or "".
+func WeightedExperiment(ro *v1alpha1.Rollout) string {
+	for i, s := range ro.Spec.Strategy.Canary.Steps {
+		if s.Experiment == nil {
+			continue
+		}
+		for _, t := range s.Experiment.Templates {
+			if t.Weight != nil && *t.Weight > 0 {
+				return fmt.Sprintf("step %d template %q", i, t.Name)
+			}
+		}
+	}
+	return ""
 }
 
 // InvalidError is a problem with the Rollout or the objects it names that

@@ -46,6 +46,7 @@ type backendList struct {
 	len    func() int
 	ref    func(i int) *gatewayv1.BackendRef
 	insert func(at int, ref gatewayv1.BackendRef)
+	remove func(at int)
 }
 
 // userRules views the user's rules of a route (the managed ones are left
@@ -69,6 +70,7 @@ func userRules[R, B any](rules []R, name func(*R) *gatewayv1.SectionName, refs f
 			insert: func(at int, ref gatewayv1.BackendRef) {
 				*list = slices.Insert(*list, at, beside(&(*list)[at-1], ref))
 			},
+			remove: func(at int) { *list = slices.Delete(*list, at, at+1) },
 		})
 	}
 	return out
@@ -141,7 +143,7 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	}
 	stable := ro.Spec.Strategy.Canary.StableService
 	for _, rt := range routes {
-		if _, found := setWeights(rt, ro.Namespace, stable, ro.Spec.Strategy.Canary.CanaryService, 0, 100, true); !found {
+		if _, found := setWeights(rt, ro.Namespace, stable, ro.Spec.Strategy.Canary.CanaryService, traffic.Weights{}, 100, true); !found {
 			return traffic.Invalid("%s %q has no backendRef to the stable Service %q", rt.kind, rt.obj.GetName(), stable)
 		}
 	}
@@ -149,7 +151,7 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 }
 
 // SetWeight implements traffic.Router.
-func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
+func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) error {
 	routes, err := r.routes(ctx, r.client, ro)
 	if err != nil {
 		return err
@@ -170,7 +172,7 @@ func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int
 }
 
 // Verify implements traffic.Router.
-func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
+func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) (bool, error) {
 	routes, err := r.routes(ctx, r.live, ro)
 	if err != nil {
 		return false, err
@@ -184,49 +186,74 @@ func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32)
 	return true, nil
 }
 
-// setWeights gives every backendRef to the stable Service the weight
-// total-weight and the canary backendRef beside it the weight, adding that
-// canary backendRef after the stable one when the rule has none. It reports
-// whether anything changed (or, with dryRun, would change) and whether any
-// stable backendRef was found.
-func setWeights(rt route, namespace, stable, canary string, weight, total int32, dryRun bool) (changed, found bool) {
+// setWeights gives the first backendRef to the stable Service in every rule
+// what w leaves it, the canary backendRef beside it w.Canary, and each extra
+// destination its weight, adding the backendRefs a rule lacks after the
+// stable one (and removing those of extra destinations whose weight is 0).
+// It reports whether anything changed (or, with dryRun, would change) and
+// whether any stable backendRef was found.
+func setWeights(rt route, namespace, stable, canary string, w traffic.Weights, total int32, dryRun bool) (changed, found bool) {
 	for _, rule := range rt.rules() {
-		var stableAt []int
-		canaryAt := -1
-		for i := range rule.len() {
-			switch ref := rule.ref(i); {
-			case isService(ref, namespace, stable):
-				stableAt = append(stableAt, i)
-			case isService(ref, namespace, canary):
-				canaryAt = i
-			}
-		}
-		if len(stableAt) == 0 {
+		stableAt := rule.find(namespace, stable)
+		if stableAt < 0 {
 			continue
 		}
 		found = true
-		set := func(ref *gatewayv1.BackendRef, w int32) {
-			if ptr.Deref(ref.Weight, 1) != w {
+		dests := append([]traffic.Destination{{Service: canary, Weight: w.Canary}}, w.Extra...)
+		if setWeight(rule.ref(stableAt), w.Stable(total), dryRun) {
+			changed = true
+		}
+		// Destinations go after the stable backendRef, in order.
+		at := stableAt + 1
+		for i, d := range dests {
+			idx := rule.find(namespace, d.Service)
+			switch {
+			case idx >= 0 && i > 0 && d.Weight == 0:
 				changed = true
 				if !dryRun {
-					ref.Weight = ptr.To(w)
+					rule.remove(idx)
 				}
+			case idx >= 0:
+				if setWeight(rule.ref(idx), d.Weight, dryRun) {
+					changed = true
+				}
+				at = max(at, idx+1)
+			case i > 0 && d.Weight == 0:
+				// An extra destination already gone.
+			default:
+				changed = true
+				if !dryRun {
+					ref := rule.ref(stableAt).DeepCopy()
+					ref.Name = gatewayv1.ObjectName(d.Service)
+					ref.Weight = ptr.To(d.Weight)
+					rule.insert(at, *ref)
+				}
+				at++
 			}
-		}
-		set(rule.ref(stableAt[0]), total-weight)
-		if canaryAt >= 0 {
-			set(rule.ref(canaryAt), weight)
-			continue
-		}
-		changed = true
-		if !dryRun {
-			ref := rule.ref(stableAt[0]).DeepCopy()
-			ref.Name = gatewayv1.ObjectName(canary)
-			ref.Weight = ptr.To(weight)
-			rule.insert(stableAt[0]+1, *ref)
 		}
 	}
 	return changed, found
+}
+
+// setWeight sets a backendRef's weight and reports whether it changed.
+func setWeight(ref *gatewayv1.BackendRef, w int32, dryRun bool) bool {
+	if ptr.Deref(ref.Weight, 1) == w {
+		return false
+	}
+	if !dryRun {
+		ref.Weight = ptr.To(w)
+	}
+	return true
+}
+
+// find returns the index of the first backendRef to the named Service, or -1.
+func (l backendList) find(namespace, service string) int {
+	for i := range l.len() {
+		if isService(l.ref(i), namespace, service) {
+			return i
+		}
+	}
+	return -1
 }
 
 // isService reports whether ref points at the named Service in namespace.

@@ -83,10 +83,10 @@ func TestUserRouteSurvivesAWholeRollout(t *testing.T) {
 	r, c := newRouter(userRoute(), grpc())
 	ro := rollout()
 	for _, w := range []int32{0, 20, 50, 100, 0} {
-		if err := r.SetWeight(ctx, ro, w); err != nil {
+		if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: w}); err != nil {
 			t.Fatal(err)
 		}
-		ok, err := r.Verify(ctx, ro, w)
+		ok, err := r.Verify(ctx, ro, traffic.Weights{Canary: w})
 		if err != nil || !ok {
 			t.Fatalf("weight %d not verified: %v %v", w, ok, err)
 		}
@@ -118,7 +118,7 @@ func TestVerifyNoticesADrift(t *testing.T) {
 	ctx := context.Background()
 	r, c := newRouter(userRoute(), grpc())
 	ro := rollout()
-	if err := r.SetWeight(ctx, ro, 30); err != nil {
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
 		t.Fatal(err)
 	}
 	var hr gatewayv1.HTTPRoute
@@ -129,13 +129,13 @@ func TestVerifyNoticesADrift(t *testing.T) {
 	if err := c.Update(ctx, &hr); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := r.Verify(ctx, ro, 30); err != nil || ok {
+	if ok, err := r.Verify(ctx, ro, traffic.Weights{Canary: 30}); err != nil || ok {
 		t.Fatalf("a changed weight was verified: %v %v", ok, err)
 	}
-	if err := r.SetWeight(ctx, ro, 30); err != nil {
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := r.Verify(ctx, ro, 30); !ok {
+	if ok, _ := r.Verify(ctx, ro, traffic.Weights{Canary: 30}); !ok {
 		t.Error("the next SetWeight did not correct the drift")
 	}
 }
@@ -163,5 +163,59 @@ func TestValidate(t *testing.T) {
 		case row.want != "" && (err == nil || !traffic.IsInvalid(err) || !strings.Contains(err.Error(), row.want)):
 			t.Errorf("%s: got %v, want an invalid-spec error containing %q", row.name, err, row.want)
 		}
+	}
+}
+
+// TestExperimentDestinations: experiment templates get backendRefs beside
+// the canary's, with their weights taken from the stable; at 0 they go, and
+// the route is the user's again but for the parts we own.
+func TestExperimentDestinations(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(userRoute(), grpc())
+	ro := rollout()
+	with := traffic.Weights{Canary: 10, Extra: []traffic.Destination{{Service: "web-exp-baseline", Weight: 5}, {Service: "web-exp-canary", Weight: 5}}}
+	for range 2 { // the second write changes nothing
+		if err := r.SetWeight(ctx, ro, with); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := r.Verify(ctx, ro, with); err != nil || !ok {
+		t.Fatalf("not verified: %v %v", ok, err)
+	}
+	var got gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := userRoute()
+	rule := &want.Spec.Rules[0]
+	filters := rule.BackendRefs[0].Filters
+	rule.BackendRefs[0].Weight = ptr.To[int32](80)
+	rule.BackendRefs = append(rule.BackendRefs,
+		gatewayv1.HTTPBackendRef{BackendRef: backend("web-canary", ptr.To[int32](10)), Filters: filters},
+		gatewayv1.HTTPBackendRef{BackendRef: backend("web-exp-baseline", ptr.To[int32](5)), Filters: filters},
+		gatewayv1.HTTPBackendRef{BackendRef: backend("web-exp-canary", ptr.To[int32](5)), Filters: filters})
+	if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+		t.Errorf("with experiment destinations (-want +got):\n%s", diff)
+	}
+
+	without := traffic.Weights{Canary: 10, Extra: []traffic.Destination{{Service: "web-exp-baseline"}, {Service: "web-exp-canary"}}}
+	if ok, _ := r.Verify(ctx, ro, without); ok {
+		t.Fatal("verified the removal before it happened")
+	}
+	if err := r.SetWeight(ctx, ro, without); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want = userRoute()
+	rule = &want.Spec.Rules[0]
+	rule.BackendRefs[0].Weight = ptr.To[int32](90)
+	rule.BackendRefs = append(rule.BackendRefs, gatewayv1.HTTPBackendRef{BackendRef: backend("web-canary", ptr.To[int32](10)), Filters: filters})
+	if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+		t.Errorf("after removing them (-want +got):\n%s", diff)
+	}
+	if ok, err := r.Verify(ctx, ro, without); err != nil || !ok {
+		t.Fatalf("removal not verified: %v %v", ok, err)
 	}
 }

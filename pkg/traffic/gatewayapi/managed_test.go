@@ -64,7 +64,7 @@ func TestManagedRoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Weights still work next to managed rules and never touch them.
-		if err := r.SetWeight(ctx, ro, 30); err != nil {
+		if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
 			t.Fatal(err)
 		}
 		want := userRoute()

@@ -62,35 +62,48 @@ func refs(cfg *v1alpha1.IstioTrafficRouting) []v1alpha1.IstioVirtualService {
 
 // weighted is one list of weighted destinations: an HTTP, TLS or TCP route.
 type weighted struct {
-	n         int
+	len       func() int
 	dest      func(i int) *istioapi.Destination
 	weight    func(i int) int32
 	setWeight func(i int, w int32)
 	add       func(d *istioapi.Destination, w int32)
+	remove    func(i int)
 }
 
 func httpWeighted(rt *istioapi.HTTPRoute) weighted {
 	return weighted{
-		n:         len(rt.Route),
+		len:       func() int { return len(rt.Route) },
 		dest:      func(i int) *istioapi.Destination { return rt.Route[i].Destination },
 		weight:    func(i int) int32 { return rt.Route[i].Weight },
 		setWeight: func(i int, w int32) { rt.Route[i].Weight = w },
 		add: func(d *istioapi.Destination, w int32) {
 			rt.Route = append(rt.Route, &istioapi.HTTPRouteDestination{Destination: d, Weight: w})
 		},
+		remove: func(i int) { rt.Route = slices.Delete(rt.Route, i, i+1) },
 	}
 }
 
 func l4Weighted(route *[]*istioapi.RouteDestination) weighted {
 	return weighted{
-		n:         len(*route),
+		len:       func() int { return len(*route) },
 		dest:      func(i int) *istioapi.Destination { return (*route)[i].Destination },
 		weight:    func(i int) int32 { return (*route)[i].Weight },
 		setWeight: func(i int, w int32) { (*route)[i].Weight = w },
 		add: func(d *istioapi.Destination, w int32) {
 			*route = append(*route, &istioapi.RouteDestination{Destination: d, Weight: w})
 		},
+		remove: func(i int) { *route = slices.Delete(*route, i, i+1) },
 	}
+}
+
+// find returns the index of the first destination match accepts, or -1.
+func (w weighted) find(match func(d *istioapi.Destination) bool) int {
+	for i := range w.len() {
+		if match(w.dest(i)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // selected returns the routes of vs the Rollout names, as weighted lists. A
@@ -146,10 +159,13 @@ func containsAll(have, want []string) bool {
 }
 
 // split tells the stable and canary destinations apart and makes a canary
-// destination from a stable one.
+// destination from a stable one. With a host-level split, service and
+// toService do the same for the Services of extra destinations.
 type split struct {
 	stable, canary func(d *istioapi.Destination) bool
 	toCanary       func(d *istioapi.Destination) *istioapi.Destination
+	service        func(name string) func(d *istioapi.Destination) bool
+	toService      func(d *istioapi.Destination, name string) *istioapi.Destination
 }
 
 func splitOf(ro *v1alpha1.Rollout) split {
@@ -163,17 +179,21 @@ func splitOf(ro *v1alpha1.Rollout) split {
 			},
 		}
 	}
-	return split{
-		stable: func(d *istioapi.Destination) bool { return d != nil && isHost(d.Host, c.StableService, ro.Namespace) },
-		canary: func(d *istioapi.Destination) bool { return d != nil && isHost(d.Host, c.CanaryService, ro.Namespace) },
-		toCanary: func(d *istioapi.Destination) *istioapi.Destination {
-			host := c.CanaryService
+	s := split{
+		service: func(name string) func(d *istioapi.Destination) bool {
+			return func(d *istioapi.Destination) bool { return d != nil && isHost(d.Host, name, ro.Namespace) }
+		},
+		toService: func(d *istioapi.Destination, name string) *istioapi.Destination {
+			host := name
 			if rest, ok := strings.CutPrefix(d.Host, c.StableService+"."); ok {
 				host += "." + rest // keep the stable host's form (svc.ns.svc.cluster.local)
 			}
 			return &istioapi.Destination{Host: host, Subset: d.Subset, Port: d.Port}
 		},
 	}
+	s.stable, s.canary = s.service(c.StableService), s.service(c.CanaryService)
+	s.toCanary = func(d *istioapi.Destination) *istioapi.Destination { return s.toService(d, c.CanaryService) }
+	return s
 }
 
 // isHost: host names the Service svc of namespace ns, short or qualified.
@@ -189,20 +209,13 @@ func isHost(host, svc, ns string) bool {
 	return false
 }
 
-// setWeights gives the stable destination 100-pct and the canary pct
-// (adding a canary destination beside the stable one when missing). It
-// reports whether anything changed (or would, with dryRun) and whether a
-// stable destination was found.
-func setWeights(w weighted, s split, pct int32, dryRun bool) (changed, found bool) {
-	stableAt, canaryAt := -1, -1
-	for i := range w.n {
-		switch d := w.dest(i); {
-		case s.stable(d) && stableAt < 0:
-			stableAt = i
-		case s.canary(d):
-			canaryAt = i
-		}
-	}
+// setWeights gives the stable destination what pct leaves it, the canary
+// pct.Canary (adding a canary destination beside the stable one when
+// missing), and each extra Service its share (adding it, or removing it at
+// 0). It reports whether anything changed (or would, with dryRun) and
+// whether a stable destination was found.
+func setWeights(w weighted, s split, pct traffic.Weights, dryRun bool) (changed, found bool) {
+	stableAt := w.find(s.stable)
 	if stableAt < 0 {
 		return false, false
 	}
@@ -214,21 +227,42 @@ func setWeights(w weighted, s split, pct int32, dryRun bool) (changed, found boo
 			}
 		}
 	}
-	set(stableAt, 100-pct)
-	if canaryAt >= 0 {
-		set(canaryAt, pct)
-		return changed, true
+	set(stableAt, pct.Stable(100))
+	if canaryAt := w.find(s.canary); canaryAt >= 0 {
+		set(canaryAt, pct.Canary)
+	} else {
+		changed = true
+		if !dryRun {
+			w.add(s.toCanary(w.dest(stableAt)), pct.Canary)
+		}
 	}
-	if !dryRun {
-		w.add(s.toCanary(w.dest(stableAt)), pct)
+	for _, d := range pct.Extra {
+		switch at := w.find(s.service(d.Service)); {
+		case at >= 0 && d.Weight == 0:
+			changed = true
+			if !dryRun {
+				w.remove(at)
+			}
+		case at >= 0:
+			set(at, d.Weight)
+		case d.Weight > 0:
+			changed = true
+			if !dryRun {
+				w.add(s.toService(w.dest(stableAt), d.Service), d.Weight)
+			}
+		}
 	}
-	return true, true
+	return changed, true
 }
 
-// percent converts a weight out of maxTrafficWeight to Istio's percentage.
-func percent(ro *v1alpha1.Rollout, weight int32) int32 {
-	total := max(ro.Spec.Strategy.Canary.TrafficRouting.MaxTrafficWeight, 1)
-	return int32(int64(weight) * 100 / int64(total))
+// percent converts weights out of maxTrafficWeight to Istio's percentages.
+func percent(ro *v1alpha1.Rollout, w traffic.Weights) traffic.Weights {
+	total := int64(max(ro.Spec.Strategy.Canary.TrafficRouting.MaxTrafficWeight, 1))
+	out := traffic.Weights{Canary: int32(int64(w.Canary) * 100 / total)}
+	for _, d := range w.Extra {
+		out.Extra = append(out.Extra, traffic.Destination{Service: d.Service, Weight: int32(int64(d.Weight) * 100 / total)})
+	}
+	return out
 }
 
 func (r *Router) get(ctx context.Context, reader client.Reader, ro *v1alpha1.Rollout, kind, name string, obj client.Object) error {
@@ -277,6 +311,9 @@ func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn
 // Validate implements traffic.Router.
 func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if dr := config(ro).DestinationRule; dr != nil {
+		if which := traffic.WeightedExperiment(ro); which != "" {
+			return traffic.Invalid("experiment %s has a weight: that needs a host-level split, not the subset-level one of DestinationRule %q", which, dr.Name)
+		}
 		obj := &istionetworkingv1.DestinationRule{}
 		if err := r.get(ctx, r.client, ro, "DestinationRule", dr.Name, obj); err != nil {
 			return err
@@ -290,7 +327,7 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	s := splitOf(ro)
 	return r.each(ctx, ro, true, func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {
 		for _, w := range routes {
-			if _, found := setWeights(w, s, 0, true); !found {
+			if _, found := setWeights(w, s, traffic.Weights{}, true); !found {
 				return false, traffic.Invalid("a route of VirtualService %q has no destination for the stable %s", vs.Name, stableWhat(ro))
 			}
 		}
@@ -307,7 +344,10 @@ func stableWhat(ro *v1alpha1.Rollout) string {
 
 // SetWeight implements traffic.Router. With a DestinationRule it first points
 // the stable and canary subsets at the hashes in ro.Status.
-func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
+func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) error {
+	if dr := config(ro).DestinationRule; dr != nil && weight.HasExtra() {
+		return traffic.Invalid("experiment templates cannot take traffic with a subset-level split (DestinationRule %q): use a host-level split", dr.Name)
+	}
 	if err := r.syncSubsets(ctx, ro); err != nil {
 		return err
 	}
@@ -323,7 +363,7 @@ func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int
 }
 
 // Verify implements traffic.Router.
-func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
+func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) (bool, error) {
 	s, pct := splitOf(ro), percent(ro, weight)
 	ok := true
 	err := r.each(ctx, ro, true, func(_ *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {

@@ -72,10 +72,10 @@ func TestHostLevelSplit(t *testing.T) {
 	r, c := newRouter(virtualService("web-stable.shop.svc.cluster.local", ""))
 	ro := rollout(false)
 	for _, w := range []int32{0, 20, 100, 0} {
-		if err := r.SetWeight(ctx, ro, w); err != nil {
+		if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: w}); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := r.Verify(ctx, ro, w); err != nil || !ok {
+		if ok, err := r.Verify(ctx, ro, traffic.Weights{Canary: w}); err != nil || !ok {
 			t.Fatalf("weight %d not verified: %v %v", w, ok, err)
 		}
 		var got istionetworkingv1.VirtualService
@@ -103,7 +103,7 @@ func TestSubsetLevelSplit(t *testing.T) {
 	}
 	r, c := newRouter(virtualService("web", "stable"), drObj)
 	ro := rollout(true)
-	if err := r.SetWeight(ctx, ro, 30); err != nil {
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
 		t.Fatal(err)
 	}
 	var gotDR istionetworkingv1.DestinationRule
@@ -192,5 +192,56 @@ func TestValidate(t *testing.T) {
 		case row.want != "" && (err == nil || !traffic.IsInvalid(err) || !strings.Contains(err.Error(), row.want)):
 			t.Errorf("%s: got %v, want an invalid-spec error containing %q", row.name, err, row.want)
 		}
+	}
+}
+
+// TestExperimentDestinations: with a host-level split, experiment templates'
+// Services get destinations of their own (in the stable host's form) and
+// are removed at 0; a subset-level split refuses them.
+func TestExperimentDestinations(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(virtualService("web-stable.shop.svc.cluster.local", ""))
+	ro := rollout(false)
+	with := traffic.Weights{Canary: 10, Extra: []traffic.Destination{{Service: "exp-baseline", Weight: 5}, {Service: "exp-canary", Weight: 5}}}
+	if err := r.SetWeight(ctx, ro, with); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.Verify(ctx, ro, with); err != nil || !ok {
+		t.Fatalf("not verified: %v %v", ok, err)
+	}
+	var got istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	wantRoute := []*istioapi.HTTPRouteDestination{
+		{Destination: dest("web-stable.shop.svc.cluster.local", ""), Weight: 80},
+		{Destination: dest("web-canary.shop.svc.cluster.local", ""), Weight: 10},
+		{Destination: dest("exp-baseline.shop.svc.cluster.local", ""), Weight: 5},
+		{Destination: dest("exp-canary.shop.svc.cluster.local", ""), Weight: 5},
+	}
+	if diff := cmp.Diff(wantRoute, got.Spec.Http[1].Route, protocmp.Transform()); diff != "" {
+		t.Errorf("HTTP route with experiments (-want +got):\n%s", diff)
+	}
+	without := traffic.Weights{Canary: 10, Extra: []traffic.Destination{{Service: "exp-baseline"}, {Service: "exp-canary"}}}
+	if err := r.SetWeight(ctx, ro, without); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if tcp := got.Spec.Tcp[0].Route; len(tcp) != 2 || tcp[0].Weight != 90 || tcp[1].Weight != 10 {
+		t.Errorf("TCP route after removal: %v", tcp)
+	}
+	if got.Spec.Http[1].Route[0].Weight != 90 || len(got.Spec.Http[1].Route) != 2 {
+		t.Errorf("HTTP route after removal: %v", got.Spec.Http[1].Route)
+	}
+
+	drObj := &istionetworkingv1.DestinationRule{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec:       istioapi.DestinationRule{Host: "web", Subsets: []*istioapi.Subset{{Name: "stable"}, {Name: "canary"}}},
+	}
+	r, _ = newRouter(virtualService("web", "stable"), drObj)
+	if err := r.SetWeight(ctx, rollout(true), with); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "host-level") {
+		t.Errorf("subset-level split with experiment destinations: %v", err)
 	}
 }

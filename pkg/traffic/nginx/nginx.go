@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -111,6 +112,9 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 			return traffic.Invalid("setMirrorRoute %q: the nginx router cannot mirror traffic", s.SetMirrorRoute.Name)
 		}
 	}
+	if which := traffic.WeightedExperiment(ro); which != "" {
+		return traffic.Invalid("experiment %s has a weight: NGINX canary Ingresses route to one canary Service only", which)
+	}
 	_, err := r.stables(ctx, ro)
 	return err
 }
@@ -200,19 +204,22 @@ func desired(ro *v1alpha1.Rollout, stable *networkingv1.Ingress, p string) *netw
 }
 
 // SetWeight implements traffic.Router.
-func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight int32) error {
-	w := strconv.Itoa(int(weight))
+func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) error {
+	if slices.ContainsFunc(weight.Extra, func(d traffic.Destination) bool { return d.Weight > 0 }) {
+		return traffic.Invalid("NGINX canary Ingresses route to one canary Service only: experiment templates cannot take traffic")
+	}
+	w := strconv.Itoa(int(weight.Canary))
 	return r.sync(ctx, ro, edit{"canary-weight": &w})
 }
 
 // Verify implements traffic.Router.
-func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight int32) (bool, error) {
+func (r *Router) Verify(ctx context.Context, ro *v1alpha1.Rollout, weight traffic.Weights) (bool, error) {
 	for _, name := range StableIngresses(ro) {
 		var ing networkingv1.Ingress
 		if err := r.live.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &ing); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
-		if ing.Annotations[prefix(ro)+"/canary-weight"] != strconv.Itoa(int(weight)) {
+		if ing.Annotations[prefix(ro)+"/canary-weight"] != strconv.Itoa(int(weight.Canary)) {
 			return false, nil
 		}
 	}

@@ -86,14 +86,14 @@ func TestCanaryIngressThroughARollout(t *testing.T) {
 		do   func() error
 		want map[string]string
 	}{
-		{"weight 20", func() error { return r.SetWeight(ctx, ro, 20) }, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "20"})},
+		{"weight 20", func() error { return r.SetWeight(ctx, ro, traffic.Weights{Canary: 20}) }, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "20"})},
 		{"header route", func() error {
 			return r.SetManagedRoutes(ctx, ro, []traffic.ManagedRoute{{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "X-Canary", HeaderValue: v1alpha1.StringMatch{Exact: "yes"}}}}})
 		}, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "20", "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary", "nginx.ingress.kubernetes.io/canary-by-header-value": "yes"})},
-		{"weight 100 keeps the header", func() error { return r.SetWeight(ctx, ro, 100) },
+		{"weight 100 keeps the header", func() error { return r.SetWeight(ctx, ro, traffic.Weights{Canary: 100}) },
 			with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "100", "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary", "nginx.ingress.kubernetes.io/canary-by-header-value": "yes"})},
 		{"routes removed", func() error { return r.SetManagedRoutes(ctx, ro, nil) }, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "100"})},
-		{"back to 0", func() error { return r.SetWeight(ctx, ro, 0) }, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "0"})},
+		{"back to 0", func() error { return r.SetWeight(ctx, ro, traffic.Weights{Canary: 0}) }, with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "0"})},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
@@ -110,7 +110,7 @@ func TestCanaryIngressThroughARollout(t *testing.T) {
 			t.Errorf("%s: canary Ingress not owned by the Rollout: %+v", s.name, ref)
 		}
 	}
-	if ok, err := r.Verify(ctx, ro, 0); err != nil || !ok {
+	if ok, err := r.Verify(ctx, ro, traffic.Weights{Canary: 0}); err != nil || !ok {
 		t.Errorf("weight 0 not verified: %v %v", ok, err)
 	}
 	// The stable Ingress is never written.

@@ -17,7 +17,7 @@ KUBECONFIG_FILE := $(BIN)/kubeconfig
 TEST_FLAGS ?=
 # Integration and e2e tests sit behind build tags so `go test ./...` stays a
 # fast, cluster-free unit run.
-TEST_TAGS := integration,e2e
+TEST_TAGS := integration,e2e,bench
 
 CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
 ENVTEST_TOOLS := etcd kube-apiserver prometheus
@@ -104,3 +104,15 @@ clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 .PHONY: test-e2e
 test-e2e: tools build ## End-to-end tests on a local kwok cluster.
 	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/...
+
+##@ Benchmarks
+
+# BENCH_TIME is go test -benchtime: iterations of each benchmark (abort
+# trials, batches of AnalysisRuns).
+BENCH_TIME ?= 5x
+
+.PHONY: bench
+bench: ## Benchmarks against a real kube-apiserver (envtest); results in bin/bench/results.{json,md}.
+	@./test/tools/install.sh etcd kube-apiserver
+	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/...
+	@cat $(BIN)/bench/results.md

@@ -44,6 +44,35 @@ type Reconciler struct {
 
 	// compiled caches each run's conditions (compiled once per run).
 	compiled sync.Map // types.NamespacedName → compiledRun
+	// recorded remembers, per run, how many measurements the last status
+	// write held, so that a reconcile reading an older copy from the cache
+	// waits for it instead of measuring again.
+	recorded sync.Map // types.NamespacedName → recordedRun
+}
+
+// recordedRun is how many measurements the last write for the run with
+// that UID held.
+type recordedRun struct {
+	uid   types.UID
+	count int32
+}
+
+// staleRetry is how soon a reconcile that read an outdated run looks again;
+// the watch event of the last write usually comes first.
+const staleRetry = 50 * time.Millisecond
+
+// recordedCount is how many measurements a status holds, in flight or done:
+// it never decreases as a run goes on.
+func recordedCount(st *v1alpha1.AnalysisRunStatus) int32 {
+	var n int32
+	for i := range st.MetricResults {
+		mr := &st.MetricResults[i]
+		n += mr.Count + mr.Error
+		if inFlight(mr) != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // compiledRun is the compiled conditions of the run with that UID: a run
@@ -89,6 +118,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, fmt.Errorf("getting analysisrun: %w", err)
 	}
+	if last, ok := r.recorded.Load(req.NamespacedName); ok {
+		if l := last.(recordedRun); l.uid == run.UID && recordedCount(&run.Status) < l.count && !run.Status.Phase.Completed() {
+			return reconcile.Result{RequeueAfter: staleRetry}, nil
+		}
+	}
 	st := run.Status.DeepCopy()
 	now := r.Clock.Now()
 	var next time.Time
@@ -107,9 +141,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !equality.Semantic.DeepEqual(run.Status, *st) {
 		orig := run.DeepCopy()
 		run.Status = *st
-		if err := r.Client.Status().Patch(ctx, &run, client.MergeFrom(orig), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		// The lock makes a write based on an outdated copy fail rather than
+		// overwrite measurements recorded since.
+		patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+		if err := r.Client.Status().Patch(ctx, &run, patch, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: staleRetry}, nil
+			}
 			return reconcile.Result{}, fmt.Errorf("patching analysisrun status: %w", err)
 		}
+		r.recorded.Store(req.NamespacedName, recordedRun{uid: run.UID, count: recordedCount(st)})
 	}
 	r.Metrics.observe(&run)
 	switch {
@@ -126,6 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // forget drops what the reconciler keeps about a run that is gone.
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.compiled.Delete(key)
+	r.recorded.Delete(key)
 	r.Metrics.forget(key)
 }
 

@@ -26,5 +26,17 @@ blue-green releases with traffic shifting and metric analysis.`,
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(streams, flags))
 	root.AddCommand(newJudgeCommand(streams))
+	root.AddCommand(
+		newListCommand(streams, flags),
+		newPromoteCommand(streams, flags),
+		newAbortCommand(streams, flags),
+		newRetryCommand(streams, flags),
+		newPauseCommand(streams, flags, true),
+		newPauseCommand(streams, flags, false),
+		newRestartCommand(streams, flags),
+		newSetCommand(streams, flags),
+		newUndoCommand(streams, flags),
+		newStatusCommand(streams, flags),
+	)
 	return root
 }

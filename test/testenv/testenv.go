@@ -144,6 +144,18 @@ func Start() (*Env, error) {
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
 
+// Kubeconfig writes a kubeconfig for the control plane into a temporary
+// directory of the test and returns its path, for tools that take one (the
+// kubectl plugin).
+func (e *Env) Kubeconfig(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, e.env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Namespace creates a namespace with a random name for one test, so tests can
 // run in parallel against one control plane, and deletes it afterwards.
 func (e *Env) Namespace(t testing.TB) string {

@@ -37,6 +37,7 @@ blue-green releases with traffic shifting and metric analysis.`,
 		newSetCommand(streams, flags),
 		newUndoCommand(streams, flags),
 		newStatusCommand(streams, flags),
+		newGetCommand(streams, flags),
 	)
 	return root
 }

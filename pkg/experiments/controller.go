@@ -84,14 +84,14 @@ func (r *Reconciler) observe(ctx context.Context, ex *v1alpha1.Experiment) (Inpu
 		ref := metav1.GetControllerOf(o)
 		return ref != nil && ref.UID == ex.UID
 	}
-	sel := client.MatchingLabels{ExperimentLabel: ex.Name}
+	sel := client.MatchingLabels{v1alpha1.ExperimentLabel: ex.Name}
 	var rss appsv1.ReplicaSetList
 	if err := r.Client.List(ctx, &rss, client.InNamespace(ex.Namespace), sel); err != nil {
 		return in, fmt.Errorf("listing replicasets: %w", err)
 	}
 	for i := range rss.Items {
 		if rs := &rss.Items[i]; owned(rs) {
-			in.ReplicaSets[rs.Labels[TemplateLabel]] = rs
+			in.ReplicaSets[rs.Labels[v1alpha1.ExperimentTemplateLabel]] = rs
 		}
 	}
 	var svcs corev1.ServiceList
@@ -100,7 +100,7 @@ func (r *Reconciler) observe(ctx context.Context, ex *v1alpha1.Experiment) (Inpu
 	}
 	for i := range svcs.Items {
 		if svc := &svcs.Items[i]; owned(svc) {
-			in.Services[svc.Labels[TemplateLabel]] = svc
+			in.Services[svc.Labels[v1alpha1.ExperimentTemplateLabel]] = svc
 		}
 	}
 	var runs v1alpha1.AnalysisRunList
@@ -109,7 +109,7 @@ func (r *Reconciler) observe(ctx context.Context, ex *v1alpha1.Experiment) (Inpu
 	}
 	for i := range runs.Items {
 		if run := &runs.Items[i]; owned(run) {
-			in.AnalysisRuns[run.Labels[AnalysisLabel]] = run
+			in.AnalysisRuns[run.Labels[v1alpha1.ExperimentAnalysisLabel]] = run
 		}
 	}
 	for _, a := range ex.Spec.Analyses {

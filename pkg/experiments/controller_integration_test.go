@@ -141,7 +141,7 @@ func TestIntegrationExperiment(t *testing.T) {
 		var svc corev1.Service
 		gone := apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "good-canary"}, &svc))
 		var list appsv1.ReplicaSetList
-		if err := env.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{ExperimentLabel: "good"}); err != nil {
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.ExperimentLabel: "good"}); err != nil {
 			return false, err
 		}
 		for _, rs := range list.Items {

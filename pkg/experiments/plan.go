@@ -21,13 +21,6 @@ import (
 	"github.com/kubeseed/rollouts/pkg/hash"
 )
 
-// Labels on the objects an Experiment owns.
-const (
-	ExperimentLabel = "rollouts.kubeseed.io/experiment"
-	TemplateLabel   = "rollouts.kubeseed.io/experiment-template"
-	AnalysisLabel   = "rollouts.kubeseed.io/experiment-analysis"
-)
-
 // ConditionCompleted is set once the Experiment has ended; its
 // lastTransitionTime is when, which starts the scale-down delay.
 const ConditionCompleted = "Completed"
@@ -408,7 +401,7 @@ func ownerRef(ex *v1alpha1.Experiment) []metav1.OwnerReference {
 }
 
 func ownedLabels(ex *v1alpha1.Experiment, extra map[string]string) map[string]string {
-	out := map[string]string{ExperimentLabel: ex.Name}
+	out := map[string]string{v1alpha1.ExperimentLabel: ex.Name}
 	maps.Copy(out, extra)
 	return out
 }
@@ -416,7 +409,7 @@ func ownedLabels(ex *v1alpha1.Experiment, extra map[string]string) map[string]st
 func newReplicaSet(ex *v1alpha1.Experiment, t *v1alpha1.ExperimentTemplate, podHash string, replicas int32) *appsv1.ReplicaSet {
 	tmpl := t.Template.DeepCopy()
 	tmpl.Labels = ownedLabels(ex, tmpl.Labels)
-	tmpl.Labels[TemplateLabel] = t.Name
+	tmpl.Labels[v1alpha1.ExperimentTemplateLabel] = t.Name
 	tmpl.Labels[v1alpha1.PodTemplateHashLabel] = podHash
 	selector := t.Selector.DeepCopy()
 	if selector.MatchLabels == nil {
@@ -448,7 +441,7 @@ func newService(ex *v1alpha1.Experiment, t *v1alpha1.ExperimentTemplate, podHash
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            serviceName(ex, t),
 			Namespace:       ex.Namespace,
-			Labels:          ownedLabels(ex, map[string]string{TemplateLabel: t.Name}),
+			Labels:          ownedLabels(ex, map[string]string{v1alpha1.ExperimentTemplateLabel: t.Name}),
 			OwnerReferences: ownerRef(ex),
 		},
 		Spec: corev1.ServiceSpec{Selector: selector},
@@ -516,7 +509,7 @@ func newRun(ex *v1alpha1.Experiment, a *v1alpha1.ExperimentAnalysis, templates m
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            runName(ex, a.Name),
 			Namespace:       ex.Namespace,
-			Labels:          ownedLabels(ex, map[string]string{AnalysisLabel: a.Name}),
+			Labels:          ownedLabels(ex, map[string]string{v1alpha1.ExperimentAnalysisLabel: a.Name}),
 			OwnerReferences: ownerRef(ex),
 		},
 		Spec: spec,

@@ -77,15 +77,15 @@ func (w *world) tick() Plan {
 	w.t.Helper()
 	p := plan(Input{Experiment: w.ex.DeepCopy(), ReplicaSets: w.rss, Services: w.services, AnalysisRuns: w.runs, Templates: w.templates, Now: w.now})
 	for _, rs := range p.CreateReplicaSets {
-		w.rss[rs.Labels[TemplateLabel]] = rs.DeepCopy()
+		w.rss[rs.Labels[v1alpha1.ExperimentTemplateLabel]] = rs.DeepCopy()
 	}
 	for _, svc := range p.CreateServices {
-		w.services[svc.Labels[TemplateLabel]] = svc.DeepCopy()
+		w.services[svc.Labels[v1alpha1.ExperimentTemplateLabel]] = svc.DeepCopy()
 	}
 	for _, run := range p.CreateRuns {
 		run = run.DeepCopy()
 		run.Status.Phase = v1alpha1.AnalysisPhaseRunning
-		w.runs[run.Labels[AnalysisLabel]] = run
+		w.runs[run.Labels[v1alpha1.ExperimentAnalysisLabel]] = run
 	}
 	for _, name := range p.TerminateRuns {
 		for _, run := range w.runs {

@@ -13,13 +13,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// RolloutLabel marks the AnalysisRuns of a Rollout.
-const RolloutLabel = "rollouts.kubeseed.io/rollout"
-
-// AnalysisKindLabel says which analysis of a Rollout an AnalysisRun is.
-const AnalysisKindLabel = "rollouts.kubeseed.io/analysis"
-
-// The analyses a Rollout runs, as AnalysisKindLabel values.
+// The analyses a Rollout runs, as v1alpha1.AnalysisKindLabel values.
 const (
 	runOfStep          = "step"
 	runOfBackground    = "background"
@@ -206,7 +200,7 @@ func newRun(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, a *v1alpha1.Rollou
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            name,
 			Namespace:       ro.Namespace,
-			Labels:          map[string]string{RolloutLabel: ro.Name, AnalysisKindLabel: kind, v1alpha1.PodTemplateHashLabel: st.CurrentPodHash},
+			Labels:          map[string]string{v1alpha1.RolloutLabel: ro.Name, v1alpha1.AnalysisKindLabel: kind, v1alpha1.PodTemplateHashLabel: st.CurrentPodHash},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ro, v1alpha1.GroupVersion.WithKind("Rollout"))},
 		},
 		Spec: spec,

@@ -42,13 +42,13 @@ func (s *sim) applyRuns(p Plan) {
 		run.CreationTimestamp = metav1.NewTime(s.now)
 		run.Status.Phase = v1alpha1.AnalysisPhaseRunning
 		s.runs[run.Name] = run
-		s.say("analysis: %s run %s created", run.Labels[AnalysisKindLabel], run.Name)
+		s.say("analysis: %s run %s created", run.Labels[v1alpha1.AnalysisKindLabel], run.Name)
 	}
 	for _, name := range p.TerminateRuns {
 		run := s.runs[name]
 		run.Spec.Terminate = true
 		run.Status.Phase = v1alpha1.AnalysisPhaseSuccessful
-		s.say("analysis: %s run %s terminated", run.Labels[AnalysisKindLabel], name)
+		s.say("analysis: %s run %s terminated", run.Labels[v1alpha1.AnalysisKindLabel], name)
 	}
 	for _, name := range p.DeleteRuns {
 		delete(s.runs, name)
@@ -89,7 +89,7 @@ func (s *sim) finishRun(kind string, phase v1alpha1.AnalysisPhase) *v1alpha1.Ana
 func (s *sim) newestRun(kind string) *v1alpha1.AnalysisRun {
 	var newest *v1alpha1.AnalysisRun
 	for _, run := range s.runs {
-		if run.Labels[AnalysisKindLabel] == kind && (newest == nil || !run.CreationTimestamp.Before(&newest.CreationTimestamp)) {
+		if run.Labels[v1alpha1.AnalysisKindLabel] == kind && (newest == nil || !run.CreationTimestamp.Before(&newest.CreationTimestamp)) {
 			newest = run
 		}
 	}

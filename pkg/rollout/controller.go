@@ -238,7 +238,7 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 		}
 	}
 	var runs v1alpha1.AnalysisRunList
-	if err := r.Client.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{RolloutLabel: ro.Name}); err != nil {
+	if err := r.Client.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{v1alpha1.RolloutLabel: ro.Name}); err != nil {
 		return fmt.Errorf("listing analysis runs: %w", err)
 	}
 	in.AnalysisRuns = map[string]*v1alpha1.AnalysisRun{}
@@ -248,7 +248,7 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 		}
 	}
 	var exps v1alpha1.ExperimentList
-	if err := r.Client.List(ctx, &exps, client.InNamespace(ro.Namespace), client.MatchingLabels{RolloutLabel: ro.Name}); err != nil {
+	if err := r.Client.List(ctx, &exps, client.InNamespace(ro.Namespace), client.MatchingLabels{v1alpha1.RolloutLabel: ro.Name}); err != nil {
 		return fmt.Errorf("listing experiments: %w", err)
 	}
 	in.Experiments = map[string]*v1alpha1.Experiment{}

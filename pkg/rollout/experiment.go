@@ -88,7 +88,7 @@ func newExperiment(w *world, st *v1alpha1.RolloutStatus, e *v1alpha1.RolloutExpe
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            name,
 			Namespace:       ro.Namespace,
-			Labels:          map[string]string{RolloutLabel: ro.Name, v1alpha1.PodTemplateHashLabel: st.CurrentPodHash},
+			Labels:          map[string]string{v1alpha1.RolloutLabel: ro.Name, v1alpha1.PodTemplateHashLabel: st.CurrentPodHash},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ro, v1alpha1.GroupVersion.WithKind("Rollout"))},
 		},
 		Spec: v1alpha1.ExperimentSpec{Duration: e.Duration},

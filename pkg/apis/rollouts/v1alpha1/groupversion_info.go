@@ -44,6 +44,17 @@ const (
 	// PodTemplateHashLabel carries the template hash on ReplicaSets, their pods
 	// and the selectors of the Services the controller manages.
 	PodTemplateHashLabel = "rollouts.kubeseed.io/pod-template-hash"
+	// RolloutLabel names the Rollout an AnalysisRun or Experiment belongs to.
+	RolloutLabel = "rollouts.kubeseed.io/rollout"
+	// AnalysisKindLabel says which analysis of a Rollout an AnalysisRun is:
+	// step, background, prePromotion or postPromotion.
+	AnalysisKindLabel = "rollouts.kubeseed.io/analysis"
+	// ExperimentLabel names the Experiment a ReplicaSet, Service or
+	// AnalysisRun belongs to; ExperimentTemplateLabel and
+	// ExperimentAnalysisLabel the template or analysis it serves.
+	ExperimentLabel         = "rollouts.kubeseed.io/experiment"
+	ExperimentTemplateLabel = "rollouts.kubeseed.io/experiment-template"
+	ExperimentAnalysisLabel = "rollouts.kubeseed.io/experiment-analysis"
 
 	// PromoteAnnotation asks to leave the current pause or skip the current step.
 	PromoteAnnotation = "rollouts.kubeseed.io/promote"

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
-	"github.com/kubeseed/rollouts/test/testenv"
 )
 
 // maxErrorRate is what the analysis tolerates; failingShare is the share of
@@ -70,24 +69,12 @@ const (
 // namespace.
 func TestAnalysis(t *testing.T) {
 	t.Parallel()
-	exp := startTrafficExporter(t)
-	prom := testenv.StartPrometheus(t, exp.addr)
-	t.Run("CanaryStepPasses", func(t *testing.T) {
-		t.Parallel()
-		canaryStepPasses(t, exp, prom)
-	})
-	t.Run("CanaryStepFailsMidway", func(t *testing.T) {
-		t.Parallel()
-		canaryStepFailsMidway(t, exp, prom)
-	})
-	t.Run("BlueGreenPrePromotionFails", func(t *testing.T) {
-		t.Parallel()
-		blueGreenPrePromotionFails(t, exp, prom)
-	})
-	t.Run("CanaryBackgroundFailsWhilePaused", func(t *testing.T) {
-		t.Parallel()
-		canaryBackgroundFailsWhilePaused(t, exp, prom)
-	})
+	withTraffic(t,
+		trafficCase{"CanaryStepPasses", canaryStepPasses},
+		trafficCase{"CanaryStepFailsMidway", canaryStepFailsMidway},
+		trafficCase{"BlueGreenPrePromotionFails", blueGreenPrePromotionFails},
+		trafficCase{"CanaryBackgroundFailsWhilePaused", canaryBackgroundFailsWhilePaused},
+	)
 }
 
 // canaryStepPasses: the analysis step holds the update at 20 % while it

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/testenv"
 )
 
 const (
@@ -29,6 +31,11 @@ const (
 	trafficTick = 100 * time.Millisecond
 	// requestsPerTick is the size of that batch (100 requests/s per pod).
 	requestsPerTick = 10
+	// latencySpread is the standard deviation of the latency a pod
+	// reports, as a share of its image's mean.
+	latencySpread = 0.1
+	// latencySeed seeds the latency noise.
+	latencySeed = 6
 )
 
 // trafficExporter stands in for the application the simulated pods don't
@@ -36,16 +43,24 @@ const (
 // requests, a share of them with 500 as the test sets per image, and counts
 // them in demo_http_requests_total{namespace, pod, pod_template_hash,
 // version, code} — the series an instrumented app would expose to a
-// Prometheus that adds pod labels. Series of pods that are gone disappear.
+// Prometheus that adds pod labels. For images given a latency, each pod
+// also reports in demo_latency_seconds{namespace, pod, pod_template_hash,
+// version} a value drawn anew every tick around that mean. Series of pods
+// that are gone disappear.
 type trafficExporter struct {
 	// addr is host:port of the /metrics endpoint.
 	addr     string
 	pods     cache.Cache
 	requests *prometheus.CounterVec
+	latency  *prometheus.GaugeVec
 
 	mu sync.Mutex
 	// errorShare is, per served namespace, the share of 500s per image.
 	errorShare map[string]map[string]float64
+	// meanLatency is, per served namespace, the mean latency in seconds
+	// per image; images without one report no latency.
+	meanLatency map[string]map[string]float64
+	noise       *rand.Rand
 	// live are the pods that have series, by namespace/name.
 	live map[string]prometheus.Labels
 }
@@ -75,11 +90,17 @@ func startTrafficExporter(t *testing.T) *trafficExporter {
 			Name: "demo_http_requests_total",
 			Help: "HTTP requests answered by the simulated pods, by answer code.",
 		}, []string{"namespace", "pod", "pod_template_hash", "version", "code"}),
-		errorShare: map[string]map[string]float64{},
-		live:       map[string]prometheus.Labels{},
+		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "demo_latency_seconds",
+			Help: "Latency the simulated pods report, drawn every tick around their image's mean.",
+		}, []string{"namespace", "pod", "pod_template_hash", "version"}),
+		errorShare:  map[string]map[string]float64{},
+		meanLatency: map[string]map[string]float64{},
+		noise:       rand.New(rand.NewPCG(latencySeed, latencySeed)),
+		live:        map[string]prometheus.Labels{},
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(e.requests)
+	reg.MustRegister(e.requests, e.latency)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -136,10 +157,12 @@ func (e *trafficExporter) serve(t *testing.T, ns string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.errorShare[ns] = map[string]float64{}
+	e.meanLatency[ns] = map[string]float64{}
 	t.Cleanup(func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		delete(e.errorShare, ns)
+		delete(e.meanLatency, ns)
 	})
 }
 
@@ -149,6 +172,15 @@ func (e *trafficExporter) setErrorShare(ns, image string, share float64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.errorShare[ns][image] = share
+}
+
+// setLatency makes the pods of image in ns report latencies normally
+// distributed around mean seconds, with a standard deviation of
+// latencySpread × mean, from the next tick on.
+func (e *trafficExporter) setLatency(ns, image string, mean float64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.meanLatency[ns][image] = mean
 }
 
 func (e *trafficExporter) serveRequests(ctx context.Context) {
@@ -180,10 +212,14 @@ func (e *trafficExporter) serveRequests(ctx context.Context) {
 		// initialises its counters, so a ratio of them is never empty.
 		e.requests.With(withCode(labels, "500")).Add(float64(failed))
 		e.requests.With(withCode(labels, "200")).Add(float64(requestsPerTick - failed))
+		if mean, ok := e.meanLatency[p.Namespace][image]; ok {
+			e.latency.With(labels).Set(mean * (1 + latencySpread*e.noise.NormFloat64()))
+		}
 	}
 	for key, labels := range e.live {
 		if !seen[key] {
 			e.requests.DeletePartialMatch(labels)
+			e.latency.Delete(labels)
 			delete(e.live, key)
 		}
 	}
@@ -208,4 +244,25 @@ func withCode(labels prometheus.Labels, code string) prometheus.Labels {
 		out[k] = v
 	}
 	return out
+}
+
+// trafficCase is a subtest that needs the traffic exporter and a Prometheus
+// scraping it (its address is the third argument).
+type trafficCase struct {
+	name string
+	run  func(t *testing.T, exp *trafficExporter, prometheus string)
+}
+
+// withTraffic starts one exporter and one Prometheus for the cases and runs
+// them as parallel subtests; series carry each case's namespace.
+func withTraffic(t *testing.T, cases ...trafficCase) {
+	t.Helper()
+	exp := startTrafficExporter(t)
+	prom := testenv.StartPrometheus(t, exp.addr)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, exp, prom)
+		})
+	}
 }

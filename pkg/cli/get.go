@@ -39,23 +39,53 @@ whenever the Rollout or anything it owns changes.`,
 		},
 	}
 	ro.Flags().BoolVarP(&watchIt, "watch", "w", false, "Redraw on every change.")
-	get.AddCommand(ro)
+	var watchExp bool
+	exp := &cobra.Command{
+		Use:     "experiment NAME",
+		Aliases: []string{"exp", "experiments"},
+		Short:   "An Experiment: its templates with their ReplicaSets and pods, and its AnalysisRuns",
+		Example: `  kubectl rollouts get experiment checkout-6f9c7d-2`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return getExperiment(cmd.Context(), streams.Out, flags, args[0], watchExp, isTerminal(streams.Out))
+		},
+	}
+	exp.Flags().BoolVarP(&watchExp, "watch", "w", false, "Redraw on every change.")
+	get.AddCommand(ro, exp)
 	return get
 }
 
 func getRollout(ctx context.Context, out io.Writer, flags *genericclioptions.ConfigFlags, name string, follow, tty bool) error {
+	return show(ctx, out, flags, follow, tty, func(s *session, b *strings.Builder, st style) error {
+		f, err := s.gather(ctx, name)
+		if err != nil {
+			return err
+		}
+		return render(b, f, st, humanAge(time.Now()))
+	})
+}
+
+func getExperiment(ctx context.Context, out io.Writer, flags *genericclioptions.ConfigFlags, name string, follow, tty bool) error {
+	return show(ctx, out, flags, follow, tty, func(s *session, b *strings.Builder, st style) error {
+		ex, f, err := s.gatherExperiment(ctx, name)
+		if err != nil {
+			return err
+		}
+		return renderExperiment(b, ex, f, st, humanAge(time.Now()))
+	})
+}
+
+// show draws once, or — with follow — again on every change in the
+// namespace of the kinds the trees show.
+func show(ctx context.Context, out io.Writer, flags *genericclioptions.ConfigFlags, follow, tty bool, drawTo func(*session, *strings.Builder, style) error) error {
 	s, err := newSession(flags)
 	if err != nil {
 		return err
 	}
 	st := style{fancy: tty}
 	draw := func() error {
-		f, err := s.gather(ctx, name)
-		if err != nil {
-			return err
-		}
 		var b strings.Builder
-		if err := render(&b, f, st, humanAge(time.Now())); err != nil {
+		if err := drawTo(s, &b, st); err != nil {
 			return err
 		}
 		frame := b.String()

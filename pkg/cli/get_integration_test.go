@@ -272,3 +272,58 @@ func TestIntegrationGetWatchRedrawsOnATerminal(t *testing.T) {
 		t.Errorf("get -w ended with %v", err)
 	}
 }
+
+func TestIntegrationGetExperiment(t *testing.T) {
+	p := newPlugin(t)
+	w := world{t: t, ns: p.ns}
+	labels := map[string]string{"app": "cmp", "track": "canary"}
+	ex := &v1alpha1.Experiment{
+		ObjectMeta: metav1.ObjectMeta{Name: "cmp"},
+		Spec: v1alpha1.ExperimentSpec{Duration: "10m", Templates: []v1alpha1.ExperimentTemplate{{
+			Name: "canary", Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:2"}}}},
+		}}},
+	}
+	w.create(ex, func() {
+		ex.Status = v1alpha1.ExperimentStatus{Phase: v1alpha1.AnalysisPhaseFailed, Message: "analysis judge (AnalysisRun cmp-judge) Failed: score 0",
+			TemplateStatuses: []v1alpha1.TemplateStatus{{Name: "canary", Status: v1alpha1.TemplateStatusFailed, AvailableReplicas: 1, PodTemplateHash: "e9", ServiceName: "cmp-canary"}}}
+	})
+	rsLabels := map[string]string{"app": "cmp", "track": "canary", v1alpha1.PodTemplateHashLabel: "e9", v1alpha1.ExperimentLabel: "cmp", v1alpha1.ExperimentTemplateLabel: "canary"}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "cmp-canary", Labels: rsLabels, OwnerReferences: owner(ex, "Experiment")},
+		Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: rsLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: rsLabels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:2"}}}}},
+	}
+	w.create(rs, func() { rs.Status = appsv1.ReplicaSetStatus{Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1} })
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "cmp-canary-x", Labels: rsLabels, OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:2"}}},
+	}
+	w.create(pod, func() {
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Ready: true, Image: "app:2"}}}
+	})
+	run := &v1alpha1.AnalysisRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "cmp-judge", OwnerReferences: owner(ex, "Experiment"),
+			Labels: map[string]string{v1alpha1.ExperimentLabel: "cmp", v1alpha1.ExperimentAnalysisLabel: "judge"}},
+		Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{{Name: "judge", Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{URL: "http://x"}}}}},
+	}
+	w.create(run, func() {
+		run.Status = v1alpha1.AnalysisRunStatus{Phase: v1alpha1.AnalysisPhaseFailed, MetricResults: []v1alpha1.MetricResult{{
+			Name: "judge", Phase: v1alpha1.AnalysisPhaseFailed, Measurements: []v1alpha1.Measurement{{Phase: v1alpha1.AnalysisPhaseFailed, Value: `{"score":0}`}},
+		}}}
+	})
+	s, err := newSession(configFlags(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, f, err := s.gatherExperiment(context.Background(), "cmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := renderExperiment(&b, got, f, style{}, func(metav1.Time) string { return "5m" }); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "experiment", strings.ReplaceAll(b.String(), p.ns, "NAMESPACE"))
+	p.fails(`experiment "nope" not found`, "get", "experiment", "nope")
+}

@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/utils/ptr"
@@ -128,12 +129,7 @@ func render(w io.Writer, f *family, st style, age func(metav1.Time) string) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	lines := strings.Split(b.String(), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " ")
-	}
-	_, err := io.WriteString(w, strings.Join(lines, "\n"))
-	return err
+	return writeTrimmed(w, b.String())
 }
 
 func header(b *strings.Builder, f *family, st style) {
@@ -268,7 +264,10 @@ func replicaSetNode(f *family, rs *appsv1.ReplicaSet, st style) node {
 	case rs.Status.AvailableReplicas >= spec && rs.Status.Replicas == spec:
 		status = "Healthy"
 	}
-	info := strings.Join(role(f.rollout, rs.Labels[v1alpha1.PodTemplateHashLabel]), ",")
+	var info string
+	if f.rollout != nil {
+		info = strings.Join(role(f.rollout, rs.Labels[v1alpha1.PodTemplateHashLabel]), ",")
+	}
 	if d := rs.Annotations[v1alpha1.ScaleDownDeadlineAnnotation]; d != "" {
 		info = strings.TrimPrefix(info+",delay:"+d, ",")
 	}
@@ -379,4 +378,105 @@ func humanAge(now time.Time) func(metav1.Time) string {
 		}
 		return duration.HumanDuration(now.Sub(t.Time))
 	}
+}
+
+// gatherExperiment reads an Experiment with its ReplicaSets, pods and runs.
+func (s *session) gatherExperiment(ctx context.Context, name string) (*v1alpha1.Experiment, *family, error) {
+	var ex v1alpha1.Experiment
+	if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: name}, &ex); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("experiment %q not found in namespace %q", name, s.namespace)
+		}
+		return nil, nil, fmt.Errorf("getting experiment %s: %w", name, err)
+	}
+	f := &family{}
+	in := client.InNamespace(ex.Namespace)
+	var rss appsv1.ReplicaSetList
+	if err := s.client.List(ctx, &rss, in, client.MatchingLabels{v1alpha1.ExperimentLabel: ex.Name}); err != nil {
+		return nil, nil, fmt.Errorf("listing replicasets: %w", err)
+	}
+	for i := range rss.Items {
+		if ownedBy(&rss.Items[i], &ex) {
+			f.replicaSets = append(f.replicaSets, &rss.Items[i])
+		}
+	}
+	var runs v1alpha1.AnalysisRunList
+	if err := s.client.List(ctx, &runs, in, client.MatchingLabels{v1alpha1.ExperimentLabel: ex.Name}); err != nil {
+		return nil, nil, fmt.Errorf("listing analysisruns: %w", err)
+	}
+	for i := range runs.Items {
+		if ownedBy(&runs.Items[i], &ex) {
+			f.runs = append(f.runs, &runs.Items[i])
+		}
+	}
+	var pods corev1.PodList
+	if err := s.client.List(ctx, &pods, in, client.MatchingLabels{v1alpha1.ExperimentLabel: ex.Name}); err != nil {
+		return nil, nil, fmt.Errorf("listing pods: %w", err)
+	}
+	for i := range pods.Items {
+		f.pods = append(f.pods, &pods.Items[i])
+	}
+	return &ex, f, nil
+}
+
+// renderExperiment writes an Experiment's header and tree: each template's
+// ReplicaSet with its pods, then the AnalysisRuns.
+func renderExperiment(w io.Writer, ex *v1alpha1.Experiment, f *family, st style, age func(metav1.Time) string) error {
+	var b strings.Builder
+	line := func(k, v string) { fmt.Fprintf(&b, "%-15s %s\n", k+":", v) }
+	phase := string(ex.Status.Phase)
+	if phase == "" {
+		phase = "Pending"
+	}
+	line("Name", ex.Name)
+	line("Namespace", ex.Namespace)
+	line("Status", st.status(phase))
+	if ex.Status.Message != "" {
+		line("Message", ex.Status.Message)
+	}
+	if ex.Spec.Duration != "" {
+		line("Duration", string(ex.Spec.Duration))
+	}
+	if at := ex.Status.AvailableAt; at != nil {
+		line("Available", at.UTC().Format(time.RFC3339))
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "NAME\tKIND\tSTATUS\tAGE\tINFO")
+	_, _ = fmt.Fprintf(tw, "%s\tExperiment\t%s\t%s\t\n", ex.Name, st.status(phase), age(ex.CreationTimestamp))
+	var nodes []node
+	for _, ts := range ex.Status.TemplateStatuses {
+		n := node{name: ts.Name, kind: "Template", status: st.status(templateWord(ts.Status)), created: ex.CreationTimestamp,
+			info: fmt.Sprintf("hash:%s,available:%d", ts.PodTemplateHash, ts.AvailableReplicas)}
+		if ts.ServiceName != "" {
+			n.info += ",service:" + ts.ServiceName
+		}
+		for _, rs := range f.replicaSets {
+			if rs.Labels[v1alpha1.ExperimentTemplateLabel] == ts.Name {
+				rn := replicaSetNode(f, rs, st)
+				n.children = append(n.children, rn)
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	for _, run := range f.runs {
+		r := runNode(run, st)
+		r.info = strings.TrimSpace(run.Labels[v1alpha1.ExperimentAnalysisLabel] + " " + r.info)
+		nodes = append(nodes, r)
+	}
+	writeNodes(tw, nodes, "", age)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeTrimmed(w, b.String())
+}
+
+// writeTrimmed writes text without trailing spaces on its lines.
+func writeTrimmed(w io.Writer, text string) error {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	return err
 }

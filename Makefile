@@ -40,18 +40,19 @@ build: ## Build bin/rollouts and bin/kubectl-rollouts.
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-rollouts ./cmd/kubectl-rollouts
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRDs (manifests/crds) with controller-gen.
+generate: ## Regenerate deepcopy code and CRDs (manifests/crds) with controller-gen, and the CLI reference (docs/cli).
 	@./test/tools/install.sh controller-gen
 	$(BIN)/controller-gen object paths=./pkg/apis/...
 	$(BIN)/controller-gen crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./pkg/apis/... output:crd:artifacts:config=manifests/crds
+	go run ./hack/gendocs docs/cli
 
 .PHONY: verify
 verify: generate ## Fail when generated files are stale or gofmt / go vet complain.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet -tags $(TEST_TAGS) ./...
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	@git diff --exit-code -- pkg/apis manifests/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- pkg/apis manifests/crds)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- pkg/apis manifests/crds; exit 1; }
+	@git diff --exit-code -- pkg/apis manifests/crds docs/cli || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- pkg/apis manifests/crds docs/cli)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- pkg/apis manifests/crds docs/cli; exit 1; }
 
 .PHONY: lint
 lint: ## Run golangci-lint (built from its module).

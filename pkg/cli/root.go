@@ -38,6 +38,7 @@ blue-green releases with traffic shifting and metric analysis.`,
 		newUndoCommand(streams, flags),
 		newStatusCommand(streams, flags),
 		newGetCommand(streams, flags),
+		newLintCommand(streams),
 	)
 	return root
 }

@@ -76,11 +76,11 @@ cluster-down: ## Stop and delete the local kwok cluster.
 ##@ Demo
 
 .PHONY: demo
-demo: tools build ## Start a local cluster, install the CRDs and controller, deploy an example.
+demo: tools build ## Local cluster, controller and Prometheus; a release the analysis promotes and one it aborts.
 	@./hack/demo.sh up
 
 .PHONY: demo-down
-demo-down: ## Stop the demo controller and cluster.
+demo-down: ## Stop the demo: controller, traffic simulator, Prometheus and cluster.
 	@./hack/demo.sh down
 
 ##@ Test

@@ -206,7 +206,8 @@ before it, at most max(maxUnavailable, 1) at a time, through the eviction API.`,
 			if err != nil {
 				return err
 			}
-			at := now().UTC().Truncate(time.Second)
+			// Rounded up: pods created earlier in the current second are replaced too.
+			at := now().UTC().Truncate(time.Second).Add(time.Second)
 			if err := s.patch(ctx, ro, map[string]any{"spec": map[string]any{"restartAt": at.Format(time.RFC3339)}}); err != nil {
 				return err
 			}

@@ -47,6 +47,18 @@ func newRequestCommand(streams genericiooptions.IOStreams, flags *genericcliopti
 }
 
 func sendRequest(ctx context.Context, out io.Writer, flags *genericclioptions.ConfigFlags, name, annotation string, check func(*v1alpha1.Rollout) string, done string) error {
+	return editRollout(ctx, out, flags, name, func(ro *v1alpha1.Rollout) (map[string]any, string, error) {
+		if why := check(ro); why != "" {
+			return nil, "", fmt.Errorf("rollout %q: %s", name, why)
+		}
+		token := now().UTC().Format(time.RFC3339Nano)
+		return map[string]any{"metadata": map[string]any{"annotations": map[string]string{annotation: token}}}, done, nil
+	})
+}
+
+// editRollout reads a Rollout, asks edit for the merge patch to apply (or
+// why not) and what to print, applies it and prints.
+func editRollout(ctx context.Context, out io.Writer, flags *genericclioptions.ConfigFlags, name string, edit func(*v1alpha1.Rollout) (map[string]any, string, error)) error {
 	s, err := newSession(flags)
 	if err != nil {
 		return err
@@ -55,11 +67,11 @@ func sendRequest(ctx context.Context, out io.Writer, flags *genericclioptions.Co
 	if err != nil {
 		return err
 	}
-	if why := check(ro); why != "" {
-		return fmt.Errorf("rollout %q: %s", name, why)
+	patch, done, err := edit(ro)
+	if err != nil {
+		return err
 	}
-	token := now().UTC().Format(time.RFC3339Nano)
-	if err := s.patch(ctx, ro, map[string]any{"metadata": map[string]any{"annotations": map[string]string{annotation: token}}}); err != nil {
+	if err := s.patch(ctx, ro, patch); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(out, "rollout %q %s\n", name, done)
@@ -166,23 +178,12 @@ is left with promote, not resume.)`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRollouts(flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := newSession(flags)
-			if err != nil {
-				return err
-			}
-			ro, err := s.rollout(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if ro.Spec.Paused == pause {
-				return fmt.Errorf("rollout %q is already %s", args[0], done)
-			}
-			if err := s.patch(ctx, ro, map[string]any{"spec": map[string]any{"paused": pause}}); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(streams.Out, "rollout %q %s\n", args[0], done)
-			return err
+			return editRollout(cmd.Context(), streams.Out, flags, args[0], func(ro *v1alpha1.Rollout) (map[string]any, string, error) {
+				if ro.Spec.Paused == pause {
+					return nil, "", fmt.Errorf("rollout %q is already %s", args[0], done)
+				}
+				return map[string]any{"spec": map[string]any{"paused": pause}}, done, nil
+			})
 		},
 	}
 }
@@ -197,22 +198,11 @@ before it, at most max(maxUnavailable, 1) at a time, through the eviction API.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRollouts(flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := newSession(flags)
-			if err != nil {
-				return err
-			}
-			ro, err := s.rollout(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			// Rounded up: pods created earlier in the current second are replaced too.
-			at := now().UTC().Truncate(time.Second).Add(time.Second)
-			if err := s.patch(ctx, ro, map[string]any{"spec": map[string]any{"restartAt": at.Format(time.RFC3339)}}); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(streams.Out, "rollout %q restarting pods created before %s\n", args[0], at.Format(time.RFC3339))
-			return err
+			return editRollout(cmd.Context(), streams.Out, flags, args[0], func(*v1alpha1.Rollout) (map[string]any, string, error) {
+				// Rounded up: pods created earlier in the current second are replaced too.
+				at := now().UTC().Truncate(time.Second).Add(time.Second).Format(time.RFC3339)
+				return map[string]any{"spec": map[string]any{"restartAt": at}}, "restarting pods created before " + at, nil
+			})
 		},
 	}
 }

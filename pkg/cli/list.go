@@ -141,8 +141,8 @@ func stepOf(ro *v1alpha1.Rollout) string {
 	return fmt.Sprintf("%d/%d", ptr.Deref(ro.Status.CurrentStepIndex, 0), len(c.Steps))
 }
 
-// setWeightOf is the weight the steps reached; actualWeightOf the weight
-// the canary gets now.
+// setWeightOf is the weight the steps reached (0 once the update is
+// aborted); actualWeightOf the weight the canary gets now.
 func setWeightOf(ro *v1alpha1.Rollout) string {
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
@@ -150,6 +150,9 @@ func setWeightOf(ro *v1alpha1.Rollout) string {
 	}
 	if !updating(ro) {
 		return "100"
+	}
+	if ro.Status.Abort {
+		return "0"
 	}
 	idx := int(ptr.Deref(ro.Status.CurrentStepIndex, 0))
 	for i := min(idx, len(c.Steps)) - 1; i >= 0; i-- {

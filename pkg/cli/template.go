@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/rollout"
 )
 
 func newSetCommand(streams genericiooptions.IOStreams, flags *genericclioptions.ConfigFlags) *cobra.Command {
@@ -166,10 +167,8 @@ func undo(ctx context.Context, streams genericiooptions.IOStreams, flags *generi
 	if target.Labels[v1alpha1.PodTemplateHashLabel] == ro.Status.CurrentPodHash {
 		return fmt.Errorf("rollout %q already runs revision %d", name, revision(target))
 	}
-	tmpl := target.Spec.Template.DeepCopy()
-	delete(tmpl.Labels, v1alpha1.PodTemplateHashLabel)
 	orig := ro.DeepCopy()
-	ro.Spec.Template = tmpl
+	ro.Spec.Template = rollout.RevisionTemplate(&target.Spec.Template)
 	if err := s.client.Patch(ctx, ro, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("patching rollout %s: %w", name, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
@@ -207,6 +209,42 @@ func TestSequenceAdoptionAndHistoryLimit(t *testing.T) {
 	s.wait(2)
 	if n := len(s.rss); n != 3 {
 		t.Errorf("%d ReplicaSets kept, want 3 (current + 2 history)", n)
+	}
+	s.golden()
+}
+
+// TestSequenceUndoToDefaultedTemplate puts a ReplicaSet's template back into
+// the Rollout, as `kubectl rollouts undo` does. The API server has defaulted
+// that template and the controller has added anti-affinity to it, so its hash
+// is not the ReplicaSet's: the Rollout must still go back to that ReplicaSet
+// rather than create a copy of it.
+func TestSequenceUndoToDefaultedTemplate(t *testing.T) {
+	ro := canaryRollout(4, "25%", "25%", setWeight(50), pause(""))
+	ro.Spec.Strategy.Canary.AntiAffinity = &v1alpha1.AntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &v1alpha1.RequiredAntiAffinity{}}
+	s := newSim(t, ro)
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	undo := func(image string) {
+		for _, rs := range s.rss {
+			for i := range rs.Spec.Template.Spec.Containers {
+				c := &rs.Spec.Template.Spec.Containers[i]
+				c.TerminationMessagePath, c.ImagePullPolicy = corev1.TerminationMessagePathDefault, corev1.PullIfNotPresent
+			}
+			if rs.Spec.Template.Spec.Containers[0].Image == image {
+				s.ro.Spec.Template = RevisionTemplate(&rs.Spec.Template)
+			}
+		}
+		s.ro.Generation++
+		s.say("user: undo to %s", image)
+	}
+	undo("web:1")
+	s.until("Healthy on web:1", 10, healthyPhase)
+	s.expectSizes(map[string]int32{"web:1": 4})
+	undo("web:2")
+	s.until("paused on web:2", 10, pausedPhase)
+	if len(s.rss) != 2 {
+		t.Errorf("%d ReplicaSets after undo, want the 2 revisions", len(s.rss))
 	}
 	s.golden()
 }

@@ -340,6 +340,13 @@ func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 		exists = exists || rs.hash == w.hash
 	}
 	if !exists {
+		// A template put back from a ReplicaSet (undo) carries the API
+		// server's defaults, so its hash is not the ReplicaSet's.
+		if h, ok := revisionOf(w.all, ro.Spec.Template); ok {
+			w.hash, exists = h, true
+		}
+	}
+	if !exists {
 		// Planned: created by the applier with the replicas the plan gives it.
 		w.all = append(w.all, rsView{name: replicaSetName(ro.Name, w.hash), hash: w.hash, revision: maxRevision(w.all) + 1, planned: true})
 	}

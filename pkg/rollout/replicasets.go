@@ -1,12 +1,14 @@
 package rollout
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -176,4 +178,50 @@ func applyAntiAffinity(aa *v1alpha1.AntiAffinity, stableHash string, spec *corev
 	if aa.RequiredDuringSchedulingIgnoredDuringExecution != nil {
 		paa.RequiredDuringSchedulingIgnoredDuringExecution = append(paa.RequiredDuringSchedulingIgnoredDuringExecution, term)
 	}
+}
+
+// RevisionTemplate is the pod template a Rollout holds for the revision the
+// ReplicaSet runs: the ReplicaSet's template without what the controller added
+// to it (the pod-template-hash label and the anti-affinity term against the
+// stable pods). The API server's defaults stay: a Rollout whose template is
+// exactly this is recognised as running that revision, which is how `undo`
+// goes back to a ReplicaSet instead of creating a copy of it.
+func RevisionTemplate(rs *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
+	tmpl := rs.DeepCopy()
+	delete(tmpl.Labels, v1alpha1.PodTemplateHashLabel)
+	a := tmpl.Spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil {
+		return tmpl
+	}
+	paa := a.PodAntiAffinity
+	paa.RequiredDuringSchedulingIgnoredDuringExecution = slices.DeleteFunc(paa.RequiredDuringSchedulingIgnoredDuringExecution, addedTerm)
+	paa.PreferredDuringSchedulingIgnoredDuringExecution = slices.DeleteFunc(paa.PreferredDuringSchedulingIgnoredDuringExecution,
+		func(t corev1.WeightedPodAffinityTerm) bool { return addedTerm(t.PodAffinityTerm) })
+	if len(paa.RequiredDuringSchedulingIgnoredDuringExecution) == 0 && len(paa.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		a.PodAntiAffinity = nil
+		if a.NodeAffinity == nil && a.PodAffinity == nil {
+			tmpl.Spec.Affinity = nil
+		}
+	}
+	return tmpl
+}
+
+// addedTerm reports whether an anti-affinity term is the one applyAntiAffinity
+// adds.
+func addedTerm(t corev1.PodAffinityTerm) bool {
+	s := t.LabelSelector
+	_, ok := s.MatchLabels[v1alpha1.PodTemplateHashLabel]
+	return ok && len(s.MatchLabels) == 1 && len(s.MatchExpressions) == 0 && t.TopologyKey == corev1.LabelHostname &&
+		len(t.Namespaces) == 0 && t.NamespaceSelector == nil && len(t.MatchLabelKeys) == 0 && len(t.MismatchLabelKeys) == 0
+}
+
+// revisionOf finds the ReplicaSet that runs the Rollout's template when none
+// carries its hash: one whose RevisionTemplate equals the template.
+func revisionOf(rss []rsView, tmpl *corev1.PodTemplateSpec) (string, bool) {
+	for _, rs := range rss {
+		if rs.template != nil && equality.Semantic.DeepEqual(RevisionTemplate(rs.template), tmpl) {
+			return rs.hash, true
+		}
+	}
+	return "", false
 }

@@ -151,7 +151,7 @@ func TestCLIUpdatePromoteAbortRetry(t *testing.T) {
 		!strings.HasPrefix(lastLine(r.stdout), "Degraded step 3/4, 0/4 updated, 4 available: Update to ") {
 		t.Errorf("status of an aborted update: want exit 1 and stderr %q; %s", want, r)
 	}
-	listShows(t, ns, "web Canary Degraded 3/4 50 0 4 4 0 4")
+	listShows(t, ns, "web Canary Degraded 3/4 0 0 4 4 0 4")
 	refuses(t, ns, `rollout "web": the update is aborted: retry it first`, "promote", "web")
 	refuses(t, ns, `rollout "web": the update is already aborted`, "abort", "web")
 
@@ -320,6 +320,54 @@ func restartDone(t *testing.T, ns string, at time.Time) {
 		done := ro.Status.RestartedAt
 		return done != nil && done.Time.Equal(at), fmt.Sprintf("restartedAt %v", done)
 	})
+}
+
+// TestCLIUndo goes back to earlier revisions. The ReplicaSets hold templates
+// the API server has defaulted; undo must bring back the ReplicaSet of the
+// revision, not create a copy of it beside it.
+func TestCLIUndo(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	waitFor(t, ns, "Healthy 2", "web:1 2/2")
+	succeeds(t, ns, "set", "image", "web", "web=web:2")
+	waitFor(t, ns, "Paused 1", "web:1 1/1, web:2 1/1")
+	succeeds(t, ns, "promote", "web", "--full")
+	waitFor(t, ns, "Healthy 2", "web:2 2/2")
+
+	// Back to revision 1, which is not the stable one: through the steps, on
+	// its old ReplicaSet, which becomes revision 3.
+	prints(t, ns, "rollout \"web\" rolled back to revision 1\n", "undo", "web")
+	waitFor(t, ns, "Paused 1", "web:1 1/1, web:2 1/1")
+	if got := replicaSetImages(t, ns); !slices.Equal(got, []string{"web:1", "web:2"}) {
+		t.Fatalf("after undo the ReplicaSets run %v, want one per revision", got)
+	}
+	if ro := getRollout(t, ns); ro.Status.CurrentPodHash != replicaSetHash(t, ns, "web:1") {
+		t.Errorf("the update runs %s, not the ReplicaSet of revision 1", ro.Status.CurrentPodHash)
+	}
+	listShows(t, ns, "web Canary Paused 1/2 50 50 2 2 1 2")
+
+	// Back again to the stable revision (2): no steps.
+	prints(t, ns, "rollout \"web\" rolled back to revision 2\n", "undo", "web")
+	waitFor(t, ns, "Healthy 2", "web:2 2/2")
+	if got := replicaSetImages(t, ns); !slices.Equal(got, []string{"web:1", "web:2"}) {
+		t.Errorf("after the second undo the ReplicaSets run %v", got)
+	}
+	prints(t, ns, "rollout \"web\" rolled back to revision 3\n", "undo", "web", "--to-revision", "3")
+	waitFor(t, ns, "Paused 1", "web:1 1/1, web:2 1/1")
+	refuses(t, ns, `rollout "web" has no revision 7 (revisions: 5, 4)`, "undo", "web", "--to-revision", "7")
+}
+
+// replicaSetHash is the pod-template-hash of the ReplicaSet running image.
+func replicaSetHash(t *testing.T, ns, image string) string {
+	t.Helper()
+	for _, rs := range replicaSetList(context.Background(), t, ns).Items {
+		if rs.Spec.Template.Spec.Containers[0].Image == image {
+			return rs.Labels[v1alpha1.PodTemplateHashLabel]
+		}
+	}
+	t.Fatalf("no ReplicaSet runs %s", image)
+	return ""
 }
 
 // TestCLIRefusesWrongContainerAndMissingRollout: requests that make no sense

@@ -108,12 +108,16 @@ test-e2e: tools build ## End-to-end tests on a local kwok cluster.
 
 ##@ Benchmarks
 
-# BENCH_TIME is go test -benchtime: iterations of each benchmark (abort
-# trials, batches of AnalysisRuns).
+# BENCH_TIME is go test -benchtime of the envtest benchmarks (batches of
+# AnalysisRuns). The scale benchmarks on the kwok cluster take BENCH_SCALE
+# (Rollout counts, default 100,1000,5000), BENCH_REPS (repetitions, default 3)
+# and BENCH_TRIALS (iterations of the latency scenarios, default 10).
 BENCH_TIME ?= 5x
 
 .PHONY: bench
-bench: ## Benchmarks against a real kube-apiserver (envtest); results in bin/bench/results.{json,md}.
-	@./test/tools/install.sh etcd kube-apiserver
-	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/...
-	@cat $(BIN)/bench/results.md
+bench: tools build ## Benchmarks: planner micro-benchmarks, envtest, and the controller at scale on a kwok cluster; results in bin/bench/.
+	@mkdir -p $(BIN)/bench
+	go test -run '^$$' -bench . -benchmem ./pkg/rollout/ | tee $(BIN)/bench/micro.txt
+	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/
+	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 180m ./test/bench/scale/
+	@cat $(BIN)/bench/results.md $(BIN)/bench/scale.md

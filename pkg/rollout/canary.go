@@ -90,6 +90,11 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 			// Traffic is back on the stable; the canary pods may linger
 			// for abortScaleDownDelaySeconds.
 			targets[w.hash] = abortedSize(&out, w.current, ptr.Deref(c.AbortScaleDownDelaySeconds, 30), now)
+		default:
+			// Without a router the canary pods take traffic as long as
+			// they exist: they go at once, not at the pace of the
+			// availability floor.
+			out.dropNow = w.hash
 		}
 		keepDelayed(&out, w, now, targets)
 		return out, nil

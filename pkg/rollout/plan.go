@@ -213,7 +213,7 @@ func plan(in Input) (Plan, error) {
 		return Plan{}, err
 	}
 	if !ro.Spec.Paused {
-		applyTargets(&p, ro, w, targets)
+		applyTargets(&p, ro, w, targets, out.dropNow)
 		p.Services = serviceChanges(in.Services, out.services)
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 		if w.routed && st.Canary.Weights != nil {
@@ -389,7 +389,7 @@ func startUpdate(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) Eve
 
 // applyTargets turns target sizes into scale changes within the limits, and
 // the creation of the current ReplicaSet when it doesn't exist yet.
-func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]int32) {
+func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]int32, dropNow string) {
 	// Scale-ups favour the current ReplicaSet, then the stable; scale-downs
 	// hit leftovers first, then the stable, then the current.
 	order := []*rsView{w.current}
@@ -400,6 +400,10 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 	sts := make([]scaleTarget, len(order))
 	for i, rs := range order {
 		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash]}
+		if rs.hash == dropNow && sts[i].target < rs.spec {
+			// As if already down: the others scale as though it were.
+			sts[i].spec, sts[i].available = sts[i].target, min(rs.available, sts[i].target)
+		}
 	}
 	next := rollingStep(w.replicas, w.limits, sts)
 	for i, rs := range order {

@@ -38,6 +38,9 @@ type outcome struct {
 	// extra are the traffic destinations of a running experiment's
 	// templates.
 	extra []v1alpha1.WeightDestination
+	// dropNow names a ReplicaSet scaled down to its target at once,
+	// whatever the availability floor (an aborted canary without router).
+	dropNow string
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

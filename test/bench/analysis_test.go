@@ -59,7 +59,7 @@ func benchmarkThroughput(b *testing.B, sc throughputScenario) {
 		opts.MaxConcurrentReconciles = sc.workers
 		return (&analysis.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, opts)
 	})
-	srv := newVerdictServer(b)
+	srv := NewVerdictServer(b)
 	var batches []batchSample
 	for b.Loop() {
 		b.StopTimer()
@@ -68,7 +68,7 @@ func benchmarkThroughput(b *testing.B, sc throughputScenario) {
 		c := newCache(b, ns)
 		on(b, c, &v1alpha1.AnalysisRun{}, w.observe)
 		stopCache := startCache(b, c)
-		connections, recs := srv.connections.Load(), reconciles(b, analysisController)
+		connections, recs := srv.Connections.Load(), reconciles(b, analysisController)
 		b.StartTimer()
 
 		start := time.Now()
@@ -83,11 +83,11 @@ func benchmarkThroughput(b *testing.B, sc throughputScenario) {
 			create:      createdAll.Sub(start),
 			reconciles:  sum(after) - sum(recs),
 			errors:      after["error"] - recs["error"],
-			connections: srv.connections.Load() - connections,
+			connections: srv.Connections.Load() - connections,
 		}
 		runs := batchRuns(b, ns, sc)
 		for i := range runs {
-			s.requests += int64(len(srv.requestsOf(runKey(ns, runs[i].Name))))
+			s.requests += int64(len(srv.RequestsOf(runKey(ns, runs[i].Name))))
 		}
 		s.firstMeasure, s.lag = measurementDelays(b, runs, sc, created)
 		if want := int64(sc.runs) * int64(sc.count); s.requests != want {
@@ -109,8 +109,8 @@ func benchmarkThroughput(b *testing.B, sc throughputScenario) {
 		b.StartTimer()
 	}
 	// A stale reconcile may measure a run again after its batch ended.
-	if total, want := srv.requests.Load(), int64(len(batches))*int64(sc.runs)*int64(sc.count); total != want {
-		over := srv.askedMoreThan(int(sc.count))
+	if total, want := srv.Requests.Load(), int64(len(batches))*int64(sc.runs)*int64(sc.count); total != want {
+		over := srv.AskedMoreThan(int(sc.count))
 		b.Errorf("the server answered %d requests in all, want %d: %d runs asked more than %d times, e.g. %v",
 			total, want, len(over), sc.count, over[:min(len(over), 5)])
 	}
@@ -187,7 +187,7 @@ func createRuns(b *testing.B, ns string, sc throughputScenario, endpoint string)
 				run := &v1alpha1.AnalysisRun{
 					ObjectMeta: metav1.ObjectMeta{Name: names[i], Namespace: ns},
 					Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{
-						verdictMetric(endpoint+"/?run="+url.QueryEscape(runKey(ns, names[i])), ptr.To(sc.count)),
+						VerdictMetric(endpoint+"/?run="+url.QueryEscape(runKey(ns, names[i])), ptr.To(sc.count)),
 					}},
 				}
 				sent[i] = time.Now()
@@ -229,7 +229,7 @@ func batchRuns(b *testing.B, ns string, sc throughputScenario) []v1alpha1.Analys
 // measurement started after it was due, in milliseconds.
 func measurementDelays(b *testing.B, runs []v1alpha1.AnalysisRun, sc throughputScenario, created map[string]time.Time) (first, lag []float64) {
 	b.Helper()
-	metric := verdictMetric("", nil)
+	metric := VerdictMetric("", nil)
 	interval, err := metric.Interval.Parse()
 	if err != nil {
 		b.Fatal(err)
@@ -257,13 +257,13 @@ func measurementDelays(b *testing.B, runs []v1alpha1.AnalysisRun, sc throughputS
 
 // extraRequests describes the runs the server answered more than count
 // times: when each request came, and the measurements the run recorded.
-func extraRequests(srv *verdictServer, runs []v1alpha1.AnalysisRun, count int32) string {
+func extraRequests(srv *VerdictServer, runs []v1alpha1.AnalysisRun, count int32) string {
 	const shown = 3
 	var out string
 	extra := 0
 	for i := range runs {
 		run := &runs[i]
-		reqs := srv.requestsOf(runKey(run.Namespace, run.Name))
+		reqs := srv.RequestsOf(runKey(run.Namespace, run.Name))
 		if len(reqs) <= int(count) {
 			continue
 		}
@@ -304,7 +304,7 @@ const clockFormat = "15:04:05.000"
 // otherwise.
 type batchWatch struct {
 	runs             int
-	finished, broken *mark
+	finished, broken *Mark
 
 	mu         sync.Mutex
 	successful map[string]bool
@@ -312,7 +312,7 @@ type batchWatch struct {
 }
 
 func newBatchWatch(runs int) *batchWatch {
-	return &batchWatch{runs: runs, finished: newMark(), broken: newMark(), successful: map[string]bool{}}
+	return &batchWatch{runs: runs, finished: NewMark(), broken: NewMark(), successful: map[string]bool{}}
 }
 
 func (w *batchWatch) observe(run *v1alpha1.AnalysisRun, at time.Time) {
@@ -322,13 +322,13 @@ func (w *batchWatch) observe(run *v1alpha1.AnalysisRun, at time.Time) {
 	case phase == v1alpha1.AnalysisPhaseSuccessful:
 		w.successful[run.Name] = true
 		if len(w.successful) == w.runs {
-			w.finished.set(at)
+			w.finished.Set(at)
 		}
 	case phase.Completed():
 		if w.brokenRun == "" {
 			w.brokenRun = fmt.Sprintf("%s ended %s: %s", run.Name, phase, run.Status.Message)
 		}
-		w.broken.set(at)
+		w.broken.Set(at)
 	}
 }
 

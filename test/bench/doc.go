@@ -4,8 +4,9 @@
 // test/testenv, and time what matters to users from watch events.
 //
 // `make bench` runs them and leaves the results in bin/bench/results.json
-// and bin/bench/results.md. Each benchmark is one scenario in its own file
-// (abort_test.go, analysis_test.go); a new scenario adds a file with a
-// Benchmark function that ends with publish. This file's package (results.go)
-// holds what every scenario shares and can be tested without a cluster.
+// and bin/bench/results.md; the controller binary at scale on a kwok cluster
+// is benchmarked by the subpackage scale (bin/bench/scale.{json,md}). Each
+// benchmark is one scenario in its own file; a new scenario adds a file with
+// a Benchmark function that ends with publish. The package's non-test files
+// (results.go, verdict.go) hold what every scenario shares.
 package bench

@@ -60,8 +60,8 @@ func (r *Report) Add(res Result) {
 	r.Results = append(r.Results, res)
 }
 
-// Write writes the report into dir as results.json and results.md.
-func (r *Report) Write(dir string) error {
+// Write writes the report into dir as NAME.json and NAME.md.
+func (r *Report) Write(dir, name string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -69,10 +69,10 @@ func (r *Report) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encoding the results: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing the results: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.Markdown()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(r.Markdown()), 0o644); err != nil {
 		return fmt.Errorf("writing the results: %w", err)
 	}
 	return nil
@@ -90,13 +90,19 @@ func (r *Report) Markdown() string {
 
 // Markdown renders a result's metrics and, when it has any, its samples.
 func (res Result) Markdown() string {
-	rows := make([][]string, len(res.Metrics))
-	for i, m := range res.Metrics {
-		rows[i] = []string{m.Unit, FormatValue(m.Value)}
+	var out string
+	if len(res.Metrics) > 0 {
+		rows := make([][]string, len(res.Metrics))
+		for i, m := range res.Metrics {
+			rows[i] = []string{m.Unit, FormatValue(m.Value)}
+		}
+		out = markdownTable([]string{"metric", "value"}, rows)
 	}
-	out := markdownTable([]string{"metric", "value"}, rows)
+	if len(res.Rows) > 0 && out != "" {
+		out += "\n"
+	}
 	if len(res.Rows) > 0 {
-		out += "\n" + markdownTable(res.Columns, res.Rows)
+		out += markdownTable(res.Columns, res.Rows)
 	}
 	if res.Load != "" {
 		out += "\nLoad average (1, 5, 15 min) at the end: " + res.Load + ".\n"

@@ -54,7 +54,7 @@ func TestReportWrite(t *testing.T) {
 	// A benchmark run again replaces its result.
 	r.Add(Result{Name: "BenchmarkA", Metrics: []Metric{{"x-ms", 12.25}}})
 	dir := t.TempDir()
-	if err := r.Write(dir); err != nil {
+	if err := r.Write(dir, "results"); err != nil {
 		t.Fatal(err)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "results.md"))

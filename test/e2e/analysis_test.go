@@ -83,9 +83,9 @@ func canaryStepPasses(t *testing.T, exp *trafficExporter, prom string) {
 	ns := namespace(t)
 	exp.serve(t, ns)
 	steps := fmt.Sprintf("[{setWeight: 20}, {analysis: %s}, {setWeight: 50}]", errorRateAnalysis)
-	cl.mustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 3)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 3)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 3", "web:1 5/5")
-	if runs := cl.mustKubectl(t, "", "-n", ns, "get", "ar", "-o", "name"); strings.TrimSpace(runs) != "" {
+	if runs := cl.MustKubectl(t, "", "-n", ns, "get", "ar", "-o", "name"); strings.TrimSpace(runs) != "" {
 		t.Errorf("the first deploy ran analysis: %s", runs)
 	}
 
@@ -140,7 +140,7 @@ func canaryStepFailsMidway(t *testing.T, exp *trafficExporter, prom string) {
 	exp.serve(t, ns)
 	steps := fmt.Sprintf("[{setWeight: 20}, {analysis: %s}, {setWeight: 50}]", errorRateAnalysis)
 	// Many measurements: the run must still be going when the canary breaks.
-	cl.mustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 30)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 30)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 3", "web:1 5/5")
 
 	setImage(t, ns, "web:2")
@@ -156,7 +156,7 @@ func canaryStepFailsMidway(t *testing.T, exp *trafficExporter, prom string) {
 	if got := stableAndCanary(t, ns); got != "web:1,web:1" {
 		t.Errorf("after the abort Services select %v, want both on web:1", got)
 	}
-	events := cl.mustKubectl(t, "", "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Rollout", "-o", "jsonpath={.items[*].reason}")
+	events := cl.MustKubectl(t, "", "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Rollout", "-o", "jsonpath={.items[*].reason}")
 	if !strings.Contains(events, v1alpha1.ReasonAnalysisRunFailed) {
 		t.Errorf("no %s event; events: %s", v1alpha1.ReasonAnalysisRunFailed, events)
 	}
@@ -196,7 +196,7 @@ spec:
 func blueGreenPrePromotionFails(t *testing.T, exp *trafficExporter, prom string) {
 	ns := namespace(t)
 	exp.serve(t, ns)
-	cl.mustKubectl(t, errorRateTemplate(prom, 30)+"---"+blueGreenAnalysisYAML, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, errorRateTemplate(prom, 30)+"---"+blueGreenAnalysisYAML, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy", "web:1 3/3")
 	stableHash := getRollout(t, ns).Status.StableRS
 	active := watchSelector(t, ns, "web-active")
@@ -234,7 +234,7 @@ func canaryBackgroundFailsWhilePaused(t *testing.T, exp *trafficExporter, prom s
 	// steps is the last field of spec.strategy.canary: add analysis after it.
 	rollout := canaryRolloutYAML(5, "[{setWeight: 20}, {pause: {}}]") +
 		"      analysis: {templates: [{templateName: error-rate}], startingStep: 1, args: " + errorRateArgs + "}\n"
-	cl.mustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 0)+"---"+rollout, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 0)+"---"+rollout, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 5/5")
 
 	setImage(t, ns, "web:2")
@@ -408,7 +408,7 @@ func conditionReason(ro *v1alpha1.Rollout, condition string) string {
 
 // kubectlJSON gets one object of ns as JSON into out.
 func kubectlJSON(ctx context.Context, ns string, out any, args ...string) error {
-	cmd := exec.CommandContext(ctx, cl.bin("kubectl"), append([]string{"--kubeconfig", cl.kubeconfig, "-n", ns, "get", "-o", "json"}, args...)...)
+	cmd := exec.CommandContext(ctx, cl.Bin("kubectl"), append([]string{"--kubeconfig", cl.Kubeconfig, "-n", ns, "get", "-o", "json"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
@@ -442,7 +442,7 @@ func getAnalysisRun(t *testing.T, ns, name string) *v1alpha1.AnalysisRun {
 func watchSelector(t *testing.T, ns, service string) func() []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, cl.bin("kubectl"), "--kubeconfig", cl.kubeconfig, "-n", ns, "get", "svc", service, "--watch",
+	cmd := exec.CommandContext(ctx, cl.Bin("kubectl"), "--kubeconfig", cl.Kubeconfig, "-n", ns, "get", "svc", service, "--watch",
 		"-o", `jsonpath={.spec.selector.rollouts\.kubeseed\.io/pod-template-hash}{"\n"}`)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

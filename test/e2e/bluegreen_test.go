@@ -40,7 +40,7 @@ spec:
 func TestBlueGreenManualPromotion(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, blueGreenYAML, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, blueGreenYAML, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy", "web:1 3/3")
 
 	setImage(t, ns, "web:2")
@@ -60,7 +60,7 @@ func TestBlueGreenManualPromotion(t *testing.T) {
 	})
 	// Healthy at once; the old ReplicaSet goes after scaleDownDelaySeconds.
 	waitFor(t, ns, "Healthy", "web:2 3/3")
-	deadline := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o", `jsonpath={.items[*].metadata.annotations.rollouts\.kubeseed\.io/scale-down-deadline}`)
+	deadline := cl.MustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o", `jsonpath={.items[*].metadata.annotations.rollouts\.kubeseed\.io/scale-down-deadline}`)
 	if strings.TrimSpace(deadline) == "" {
 		t.Error("the previous ReplicaSet has no scale-down deadline")
 	}

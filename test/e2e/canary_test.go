@@ -49,7 +49,7 @@ spec:
 // replicaSets returns "image spec/ready" of the Rollout's ReplicaSets with
 // at least one desired or existing pod, sorted.
 func replicaSets(ctx context.Context, ns string) (string, error) {
-	out, err := cl.kubectl(ctx, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
+	out, err := cl.Kubectl(ctx, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
 		`jsonpath={range .items[*]}{.spec.template.spec.containers[0].image} {.spec.replicas}/{.status.replicas}/{.status.readyReplicas}{"\n"}{end}`)
 	if err != nil {
 		return "", err
@@ -75,7 +75,7 @@ func replicaSets(ctx context.Context, ns string) (string, error) {
 }
 
 func rolloutStatus(ctx context.Context, ns string) string {
-	out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.phase} {.status.currentStepIndex}")
+	out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.phase} {.status.currentStepIndex}")
 	// Blue-green Rollouts have no step index.
 	return strings.TrimSpace(out)
 }
@@ -96,13 +96,13 @@ func waitFor(t *testing.T, ns, phaseAndStep, sizes string) {
 
 func request(t *testing.T, ns, kind, token string) {
 	t.Helper()
-	cl.mustKubectl(t, "", "-n", ns, "annotate", "--overwrite", "ro", "web", "rollouts.kubeseed.io/"+kind+"="+token)
+	cl.MustKubectl(t, "", "-n", ns, "annotate", "--overwrite", "ro", "web", "rollouts.kubeseed.io/"+kind+"="+token)
 }
 
 func setImage(t *testing.T, ns, image string) {
 	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"web","image":%q}]}}}}`, image)
-	cl.mustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", patch)
+	cl.MustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", patch)
 }
 
 // serviceImages returns the images the Services' selectors pick, by the
@@ -110,7 +110,7 @@ func setImage(t *testing.T, ns, image string) {
 func serviceImages(t *testing.T, ns string, services ...string) []string {
 	t.Helper()
 	hashes := map[string]string{}
-	out := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
+	out := cl.MustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o",
 		`jsonpath={range .items[*]}{.metadata.labels.rollouts\.kubeseed\.io/pod-template-hash} {.spec.template.spec.containers[0].image}{"\n"}{end}`)
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		if f := strings.Fields(l); len(f) == 2 {
@@ -119,7 +119,7 @@ func serviceImages(t *testing.T, ns string, services ...string) []string {
 	}
 	var got []string
 	for _, svc := range services {
-		h := cl.mustKubectl(t, "", "-n", ns, "get", "svc", svc, "-o", `jsonpath={.spec.selector.rollouts\.kubeseed\.io/pod-template-hash}`)
+		h := cl.MustKubectl(t, "", "-n", ns, "get", "svc", svc, "-o", `jsonpath={.spec.selector.rollouts\.kubeseed\.io/pod-template-hash}`)
 		got = append(got, hashes[strings.TrimSpace(h)])
 	}
 	return got
@@ -134,7 +134,7 @@ func stableAndCanary(t *testing.T, ns string) string {
 func TestCanaryPromoteAbortRetry(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(10, "[{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {duration: 5s}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(10, "[{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {duration: 5s}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 4", "web:1 10/10")
 
 	setImage(t, ns, "web:2")
@@ -150,7 +150,7 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 		t.Errorf("Services select %v, want both on web:2", got)
 	}
 	// The previous ReplicaSet is kept, scaled to 0, for undo.
-	out := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.spec.replicas} {end}`)
+	out := cl.MustKubectl(t, "", "-n", ns, "get", "rs", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.spec.replicas} {end}`)
 	if !strings.Contains(out, "web:1=0") {
 		t.Errorf("old ReplicaSet not scaled to 0: %s", out)
 	}
@@ -159,7 +159,7 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 	waitFor(t, ns, "Paused 1", "web:2 8/8, web:3 2/2")
 	request(t, ns, "abort", "a1")
 	waitFor(t, ns, "Degraded 1", "web:2 10/10")
-	cond := cl.mustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", `jsonpath={.status.conditions[?(@.type=="Degraded")].reason}`)
+	cond := cl.MustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", `jsonpath={.status.conditions[?(@.type=="Degraded")].reason}`)
 	if strings.TrimSpace(cond) != "RolloutAborted" {
 		t.Errorf("Degraded reason %q, want RolloutAborted", cond)
 	}
@@ -172,7 +172,7 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 	request(t, ns, "promote-full", "f1")
 	waitFor(t, ns, "Healthy 4", "web:3 10/10")
 
-	handled := cl.mustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", `jsonpath={.status.lastHandled}`)
+	handled := cl.MustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", `jsonpath={.status.lastHandled}`)
 	for _, want := range []string{`"promote":"p1"`, `"abort":"a1"`, `"retry":"r1"`, `"promoteFull":"f1"`} {
 		if !strings.Contains(handled, want) {
 			t.Errorf("status.lastHandled %s lacks %s", handled, want)
@@ -183,22 +183,22 @@ func TestCanaryPromoteAbortRetry(t *testing.T) {
 func TestMissingServiceIsInvalidSpecAndChangesNothing(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	eventually(t, 30*time.Second, "Degraded/InvalidSpec", func(ctx context.Context) (bool, string) {
-		out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o",
+		out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o",
 			`jsonpath={.status.phase}|{.status.conditions[?(@.type=="Degraded")].reason}|{.status.message}`)
 		return strings.HasPrefix(out, "Degraded|InvalidSpec|") && strings.Contains(out, `"web-canary"`), out
 	})
-	if out := cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-o", "name"); strings.TrimSpace(out) != "" {
+	if out := cl.MustKubectl(t, "", "-n", ns, "get", "rs", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("ReplicaSets were created for an invalid Rollout: %s", out)
 	}
-	events := cl.mustKubectl(t, "", "-n", ns, "get", "events", "-o", "jsonpath={.items[*].reason}")
+	events := cl.MustKubectl(t, "", "-n", ns, "get", "events", "-o", "jsonpath={.items[*].reason}")
 	if !strings.Contains(events, "InvalidSpec") {
 		t.Errorf("no InvalidSpec event; events: %s", events)
 	}
 
 	// Creating the Services fixes it.
-	cl.mustKubectl(t, canaryServices, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 3/3")
 }
 
@@ -207,24 +207,23 @@ func TestMissingServiceIsInvalidSpecAndChangesNothing(t *testing.T) {
 // same ReplicaSets. Not parallel: it replaces the shared controller.
 func TestControllerRestartMidRollout(t *testing.T) {
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}, {setWeight: 75}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}, {setWeight: 75}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 4", "web:1 4/4")
 	setImage(t, ns, "web:2")
 	waitFor(t, ns, "Paused 1", "web:1 3/3, web:2 1/1")
 	names := func() string {
-		return strings.TrimSpace(cl.mustKubectl(t, "", "-n", ns, "get", "rs", "-o", "jsonpath={.items[*].metadata.name}"))
+		return strings.TrimSpace(cl.MustKubectl(t, "", "-n", ns, "get", "rs", "-o", "jsonpath={.items[*].metadata.name}"))
 	}
 	before := names()
 
-	_ = ctl.cmd.Process.Kill()
-	if err := <-ctl.done; err == nil {
+	if err := ctl.Kill(); err == nil {
 		t.Fatal("the killed controller reported a clean exit")
 	}
-	kc, err := cl.impersonating(controllerNS)
+	kc, err := cl.Impersonating(controllerNS, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl, err = cl.startController("controller-restarted", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
+	ctl, err = cl.StartController("controller-restarted", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,11 +44,11 @@ func plugin(t *testing.T, ns string, args ...string) cliRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	all := append([]string{"--kubeconfig", cl.kubeconfig}, args...)
+	all := append([]string{"--kubeconfig", cl.Kubeconfig}, args...)
 	if ns != "" {
 		all = append(all, "-n", ns)
 	}
-	cmd := exec.CommandContext(ctx, cl.bin("kubectl-rollouts"), all...)
+	cmd := exec.CommandContext(ctx, cl.Bin("kubectl-rollouts"), all...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -107,7 +107,7 @@ func templateImage(t *testing.T, ns string) string {
 func TestCLIUpdatePromoteAbortRetry(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 4", "web:1 4/4")
 	if r := plugin(t, ns, "status", "web", "--timeout", "30s"); r.code != 0 || r.stderr != "" ||
 		!strings.HasPrefix(lastLine(r.stdout), "Healthy, 4/4 updated, 4 available: ") {
@@ -179,7 +179,7 @@ func TestCLIUpdatePromoteAbortRetry(t *testing.T) {
 func TestCLIPauseResume(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(4, "[{setWeight: 25}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 4/4")
 
 	prints(t, ns, "rollout \"web\" paused\n", "pause", "web")
@@ -213,7 +213,7 @@ func TestCLIPauseResume(t *testing.T) {
 func TestCLIRestart(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 3/3")
 	before := rolloutPods(t, ns)
 	var newest time.Time
@@ -256,12 +256,12 @@ func TestCLIRestart(t *testing.T) {
 func TestCLIRestartReplacesPodsOfTheCurrentSecond(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 2/2")
 	// Early in a second, make the ReplicaSet create a pod, then restart.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 	before := rolloutPods(t, ns).Items
-	cl.mustKubectl(t, "", "-n", ns, "delete", "pod", before[0].Name, "--wait=false")
+	cl.MustKubectl(t, "", "-n", ns, "delete", "pod", before[0].Name, "--wait=false")
 	var fresh corev1.Pod
 	eventually(t, 10*time.Second, "a replacement pod", func(ctx context.Context) (bool, string) {
 		var pods corev1.PodList
@@ -328,7 +328,7 @@ func restartDone(t *testing.T, ns string, at time.Time) {
 func TestCLIUndo(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 2/2")
 	succeeds(t, ns, "set", "image", "web", "web=web:2")
 	waitFor(t, ns, "Paused 1", "web:1 1/1, web:2 1/1")
@@ -375,7 +375,7 @@ func replicaSetHash(t *testing.T, ns, image string) string {
 func TestCLIRefusesWrongContainerAndMissingRollout(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 3/3")
 	generation := getRollout(t, ns).Generation
 

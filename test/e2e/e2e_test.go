@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
 
@@ -44,9 +45,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer cl.down()
+	defer cl.Down()
 	ctx := context.Background()
-	if _, err := cl.kubectl(ctx, "", "apply", "--server-side", "-k", "manifests"); err != nil {
+	if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-k", "manifests"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: installing manifests:", err)
 		return 1
 	}
@@ -58,32 +59,32 @@ func run(m *testing.M) int {
 		return 1
 	}
 	for _, p := range crds {
-		if _, err := cl.kubectl(ctx, "", "apply", "--server-side", "-f", p); err != nil {
+		if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-f", p); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: installing router CRDs:", err)
 			return 1
 		}
 	}
-	if _, err := cl.kubectl(ctx, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
+	if _, err := cl.Kubectl(ctx, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	kc, err := cl.impersonating(controllerNS)
+	kc, err := cl.Impersonating(controllerNS, controllerSA)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	ctl, err = cl.startController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
+	ctl, err = cl.StartController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	code := m.Run()
-	if err := ctl.stop(40 * time.Second); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: controller did not shut down cleanly: %v\n%s", err, ctl.log())
+	if err := ctl.Stop(40 * time.Second); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: controller did not shut down cleanly: %v\n%s", err, ctl.Log())
 		code = 1
 	}
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "e2e: controller log: %s\n", ctl.logPath)
+		fmt.Fprintf(os.Stderr, "e2e: controller log: %s\n", ctl.LogPath)
 	}
 	return code
 }
@@ -98,20 +99,20 @@ func namespace(t *testing.T) string {
 		name = name[:40]
 	}
 	name = strings.Trim(name, "-") + "-" + hex.EncodeToString(b)
-	cl.mustKubectl(t, "", "create", "namespace", name)
-	t.Cleanup(func() { _, _ = cl.kubectl(context.Background(), "", "delete", "namespace", name, "--wait=false") })
+	cl.MustKubectl(t, "", "create", "namespace", name)
+	t.Cleanup(func() { _, _ = cl.Kubectl(context.Background(), "", "delete", "namespace", name, "--wait=false") })
 	return name
 }
 
 func TestDeploymentPodsBecomeReadyOnSimulatedNodes(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, "", "-n", ns, "create", "deployment", "web", "--image=registry.example/web:1", "--replicas=3")
+	cl.MustKubectl(t, "", "-n", ns, "create", "deployment", "web", "--image=registry.example/web:1", "--replicas=3")
 	eventually(t, 60*time.Second, "3 ready pods", func(ctx context.Context) (bool, string) {
-		out, err := cl.kubectl(ctx, "", "-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}")
+		out, err := cl.Kubectl(ctx, "", "-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}")
 		return err == nil && strings.TrimSpace(out) == "3", "readyReplicas=" + out
 	})
-	out := cl.mustKubectl(t, "", "-n", ns, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{"\n"}{end}`)
+	out := cl.MustKubectl(t, "", "-n", ns, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{"\n"}{end}`)
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !strings.HasPrefix(line, "Running node-") {
 			t.Errorf("pod not running on a simulated node: %q", line)
@@ -123,12 +124,12 @@ func TestControllerProbesAndMetrics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, p := range []string{"/healthz", "/readyz"} {
-		code, body, err := httpGet(ctx, ctl.probes+p)
+		code, body, err := kwok.HTTPGet(ctx, ctl.Probes+p)
 		if err != nil || code != http.StatusOK {
 			t.Errorf("GET %s: %d %q %v", p, code, body, err)
 		}
 	}
-	code, body, err := httpGet(ctx, ctl.probes+"/nonexistent")
+	code, body, err := kwok.HTTPGet(ctx, ctl.Probes+"/nonexistent")
 	if err != nil || code == http.StatusOK {
 		t.Errorf("GET /nonexistent answered %d %q %v; want an error status", code, body, err)
 	}
@@ -137,7 +138,7 @@ func TestControllerProbesAndMetrics(t *testing.T) {
 	// which shows the watch works with the ServiceAccount's permissions.
 	ns := namespace(t)
 	before := reconcileCount(t, "rollout")
-	cl.mustKubectl(t, `
+	cl.MustKubectl(t, `
 apiVersion: rollouts.kubeseed.io/v1alpha1
 kind: Rollout
 metadata: {name: web}
@@ -154,10 +155,10 @@ spec:
 	})
 	info := `rollouts_info{name="web",namespace="` + ns + `",phase="Healthy",strategy="canary"} 1`
 	eventually(t, 30*time.Second, "rollouts_info for the Healthy rollout", func(ctx context.Context) (bool, string) {
-		_, body, err := httpGet(ctx, ctl.metrics+"/metrics")
+		_, body, err := kwok.HTTPGet(ctx, ctl.Metrics+"/metrics")
 		return err == nil && strings.Contains(body, info), "want " + info
 	})
-	_, metrics, err := httpGet(ctx, ctl.metrics+"/metrics")
+	_, metrics, err := kwok.HTTPGet(ctx, ctl.Metrics+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ spec:
 // summed over results.
 func reconcileCount(t *testing.T, controllerName string) int {
 	t.Helper()
-	_, body, err := httpGet(context.Background(), ctl.metrics+"/metrics")
+	_, body, err := kwok.HTTPGet(context.Background(), ctl.Metrics+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func lastLine(out string) string {
 
 func TestControllerHoldsTheLeaderLease(t *testing.T) {
 	t.Parallel()
-	out := cl.mustKubectl(t, "", "-n", controllerNS, "get", "lease", "rollouts-controller.rollouts.kubeseed.io", "-o", "jsonpath={.spec.holderIdentity}")
+	out := cl.MustKubectl(t, "", "-n", controllerNS, "get", "lease", "rollouts-controller.rollouts.kubeseed.io", "-o", "jsonpath={.spec.holderIdentity}")
 	if strings.TrimSpace(out) == "" {
 		t.Fatalf("lease has no holder")
 	}
@@ -209,7 +210,7 @@ func TestControllerHoldsTheLeaderLease(t *testing.T) {
 
 func TestControllerLogsAreJSONWithoutPermissionErrors(t *testing.T) {
 	t.Parallel()
-	log := ctl.log()
+	log := ctl.Log()
 	lines := strings.Split(strings.TrimSpace(log), "\n")
 	if len(lines) < 3 {
 		t.Fatalf("expected log lines, got %q", log)
@@ -268,7 +269,7 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		if r.ns != "" {
 			args = append(args, "-n", r.ns)
 		}
-		out, _ := cl.kubectl(context.Background(), "", args...) // can-i exits 1 for "no"
+		out, _ := cl.Kubectl(context.Background(), "", args...) // can-i exits 1 for "no"
 		got := lastLine(out) == "yes"
 		if got != r.want {
 			t.Errorf("can-i %s %s -n %q: got %q, want %v", r.verb, r.resource, r.ns, strings.TrimSpace(out), r.want)
@@ -283,11 +284,11 @@ func TestNamespacedMode(t *testing.T) {
 	ns := namespace(t)
 	// A user's own kustomization on top of the overlay, as the overlay's
 	// comment suggests, choosing the namespace.
-	dir := filepath.Join(cl.logDir, "overlay-"+ns)
+	dir := filepath.Join(cl.LogDir, "overlay-"+ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rel, err := filepath.Rel(dir, filepath.Join(cl.root, "manifests", "namespaced"))
+	rel, err := filepath.Rel(dir, filepath.Join(cl.Root, "manifests", "namespaced"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,34 +296,34 @@ func TestNamespacedMode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rendered, err := exec.Command(cl.bin("kubectl"), "kustomize", dir).CombinedOutput()
+	rendered, err := exec.Command(cl.Bin("kubectl"), "kustomize", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kustomize: %v\n%s", err, rendered)
 	}
 	if strings.Contains(string(rendered), "kind: ClusterRole") {
 		t.Fatalf("namespaced overlay renders cluster-wide RBAC:\n%s", rendered)
 	}
-	cl.mustKubectl(t, string(rendered), "apply", "--server-side", "-f", "-")
+	cl.MustKubectl(t, string(rendered), "apply", "--server-side", "-f", "-")
 
-	kc, err := cl.impersonating(ns)
+	kc, err := cl.Impersonating(ns, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsCtl, err := cl.startController("namespaced-"+ns, kc, "--namespace="+ns, "--leader-elect", "--leader-election-namespace="+ns)
+	nsCtl, err := cl.StartController("namespaced-"+ns, kc, "--namespace="+ns, "--leader-elect", "--leader-election-namespace="+ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = nsCtl.stop(40 * time.Second) })
+	t.Cleanup(func() { _ = nsCtl.Stop(40 * time.Second) })
 
 	as := fmt.Sprintf("--as=system:serviceaccount:%s:%s", ns, controllerSA)
-	if out, _ := cl.kubectl(context.Background(), "", "auth", "can-i", "list", "rollouts.rollouts.kubeseed.io", "-n", "default", as); lastLine(out) != "no" {
+	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "list", "rollouts.rollouts.kubeseed.io", "-n", "default", as); lastLine(out) != "no" {
 		t.Errorf("namespaced ServiceAccount may list rollouts in another namespace: %s", out)
 	}
-	if out, _ := cl.kubectl(context.Background(), "", "auth", "can-i", "patch", "rollouts.rollouts.kubeseed.io", "--subresource=status", "-n", ns, as); lastLine(out) != "yes" {
+	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "patch", "rollouts.rollouts.kubeseed.io", "--subresource=status", "-n", ns, as); lastLine(out) != "yes" {
 		t.Errorf("namespaced ServiceAccount may not patch rollout status in its namespace: %s", out)
 	}
-	if rbacDenied(nsCtl.log()) {
-		t.Errorf("permission errors in the namespaced controller's log:\n%s", nsCtl.log())
+	if rbacDenied(nsCtl.Log()) {
+		t.Errorf("permission errors in the namespaced controller's log:\n%s", nsCtl.Log())
 	}
 }
 
@@ -330,25 +331,25 @@ func TestNamespacedMode(t *testing.T) {
 // prompt exit that releases its Lease.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	kc, err := cl.impersonating(controllerNS)
+	kc, err := cl.Impersonating(controllerNS, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cl.startController("shutdown", kc)
+	c, err := cl.StartController("shutdown", kc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.stop(40 * time.Second); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.log())
+	if err := c.Stop(40 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.Log())
 	}
-	if !strings.Contains(c.log(), "Stopping and waiting for") {
-		t.Errorf("no orderly shutdown in the log:\n%s", c.log())
+	if !strings.Contains(c.Log(), "Stopping and waiting for") {
+		t.Errorf("no orderly shutdown in the log:\n%s", c.Log())
 	}
 }
 
 func TestPluginVersionFindsTheController(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command(cl.bin("kubectl-rollouts"), "--kubeconfig", cl.kubeconfig, "version").CombinedOutput()
+	out, err := exec.Command(cl.Bin("kubectl-rollouts"), "--kubeconfig", cl.Kubeconfig, "version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl-rollouts version: %v\n%s", err, out)
 	}

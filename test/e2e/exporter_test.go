@@ -32,7 +32,7 @@ func startTrafficExporter(t *testing.T) *trafficExporter {
 	// The pod cache logs through controller-runtime's logger, which
 	// otherwise complains that it was never set.
 	ctrllog.SetLogger(logr.Discard())
-	cfg, err := clientcmd.BuildConfigFromFlags("", cl.kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

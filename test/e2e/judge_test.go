@@ -135,7 +135,7 @@ func slowerCanaryAborts(t *testing.T, exp *trafficExporter, prom string) {
 	if got := stableAndCanary(t, ns); got != "web:1,web:1" {
 		t.Errorf("after the abort Services select %v, want both on web:1", got)
 	}
-	events := cl.mustKubectl(t, "", "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Rollout,reason="+v1alpha1.ReasonAnalysisRunFailed, "-o", "jsonpath={.items[*].message}")
+	events := cl.MustKubectl(t, "", "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Rollout,reason="+v1alpha1.ReasonAnalysisRunFailed, "-o", "jsonpath={.items[*].message}")
 	if !strings.Contains(events, ex.Name) {
 		t.Errorf("no %s event naming Experiment %s; messages: %q", v1alpha1.ReasonAnalysisRunFailed, ex.Name, events)
 	}
@@ -187,9 +187,9 @@ func startJudgedUpdate(t *testing.T, exp *trafficExporter, prom string, canaryLa
 	exp.serve(t, ns)
 	exp.setLatency(ns, "web:1", baseLatency)
 	exp.setLatency(ns, "web:2", canaryLatency)
-	cl.mustKubectl(t, canaryServices+"---"+judgeTemplate(prom)+"---"+canaryRolloutYAML(5, judgeSteps), "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+judgeTemplate(prom)+"---"+canaryRolloutYAML(5, judgeSteps), "-n", ns, "apply", "-f", "-")
 	waitForRollout(t, ns, "Healthy 3", "web:1 5/5")
-	if out := cl.mustKubectl(t, "", "-n", ns, "get", "exp", "-o", "name"); strings.TrimSpace(out) != "" {
+	if out := cl.MustKubectl(t, "", "-n", ns, "get", "exp", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("the first deploy ran an experiment: %s", out)
 	}
 

@@ -52,10 +52,10 @@ spec:
 func TestNginxCanary(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+nginxYAML, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, canaryServices+"---"+nginxYAML, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 3", "web:1 4/4")
 	annotations := func(ctx context.Context) string {
-		out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ingress", "web-web-canary", "-o",
+		out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ingress", "web-web-canary", "-o",
 			`jsonpath={.metadata.annotations.nginx\.ingress\.kubernetes\.io/canary-weight} {.metadata.annotations.nginx\.ingress\.kubernetes\.io/canary-by-header}`)
 		return strings.TrimSpace(out)
 	}
@@ -65,7 +65,7 @@ func TestNginxCanary(t *testing.T) {
 		a := annotations(ctx)
 		return a == "25 X-Beta", a
 	})
-	backend := cl.mustKubectl(t, "", "-n", ns, "get", "ingress", "web-web-canary", "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}")
+	backend := cl.MustKubectl(t, "", "-n", ns, "get", "ingress", "web-web-canary", "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}")
 	if strings.TrimSpace(backend) != "web-canary" {
 		t.Errorf("canary Ingress backend %q, want web-canary", backend)
 	}

@@ -15,7 +15,7 @@ import (
 func TestRestartAtHonoursPodDisruptionBudgets(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]")+`---
+	cl.MustKubectl(t, canaryServices+"---"+canaryRolloutYAML(3, "[{setWeight: 50}, {pause: {}}]")+`---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web}
@@ -25,26 +25,26 @@ spec:
 `, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 2", "web:1 3/3")
 	podNames := func() string {
-		return strings.TrimSpace(cl.mustKubectl(t, "", "-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"))
+		return strings.TrimSpace(cl.MustKubectl(t, "", "-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"))
 	}
 	before := podNames()
 	// Let the PDB controller compute disruptionsAllowed before restarting.
 	eventually(t, 30*time.Second, "PDB observed", func(ctx context.Context) (bool, string) {
-		out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}")
+		out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}")
 		return strings.TrimSpace(out) == "3", out
 	})
 
 	// RFC 3339 in the API has whole seconds: round up so the pods are older.
 	now := time.Now().UTC().Add(time.Second).Truncate(time.Second).Format(time.RFC3339)
-	cl.mustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", `{"spec":{"restartAt":"`+now+`"}}`)
+	cl.MustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", `{"spec":{"restartAt":"`+now+`"}}`)
 	time.Sleep(4 * time.Second)
 	if got := podNames(); got != before {
 		t.Fatalf("pods were replaced although the PDB allows no disruption: %q -> %q", before, got)
 	}
 
-	cl.mustKubectl(t, "", "-n", ns, "patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":2}}`)
+	cl.MustKubectl(t, "", "-n", ns, "patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":2}}`)
 	eventually(t, 90*time.Second, "restart done", func(ctx context.Context) (bool, string) {
-		out, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.restartedAt}")
+		out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.restartedAt}")
 		return strings.TrimSpace(out) != "", "restartedAt=" + out
 	})
 	after := podNames()

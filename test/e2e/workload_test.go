@@ -14,7 +14,7 @@ import (
 func TestWorkloadRefTakesOverADeployment(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	cl.mustKubectl(t, `
+	cl.MustKubectl(t, `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: legacy}
@@ -36,11 +36,11 @@ spec:
       steps: [{setWeight: 50}, {pause: {}}]
 `, "-n", ns, "apply", "-f", "-")
 	eventually(t, 60*time.Second, "Rollout Healthy and Deployment at 0", func(ctx context.Context) (bool, string) {
-		ro, _ := cl.kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.phase} {.status.availableReplicas}")
-		d, _ := cl.kubectl(ctx, "", "-n", ns, "get", "deploy", "legacy", "-o", "jsonpath={.spec.replicas}")
+		ro, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.phase} {.status.availableReplicas}")
+		d, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "deploy", "legacy", "-o", "jsonpath={.spec.replicas}")
 		return strings.TrimSpace(ro) == "Healthy 3" && strings.TrimSpace(d) == "0", "rollout " + ro + ", deployment " + d
 	})
-	sel := cl.mustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.selector}")
+	sel := cl.MustKubectl(t, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.selector}")
 	if strings.TrimSpace(sel) != "app=web" {
 		t.Errorf("status.selector %q, want the Deployment's selector app=web", sel)
 	}

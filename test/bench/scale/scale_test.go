@@ -1,0 +1,425 @@
+//go:build bench
+
+package scale
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/bench"
+	"github.com/kubeseed/rollouts/test/kwok"
+)
+
+const (
+	// phaseTimeout bounds one phase; settle is how long the controller is
+	// left alone after the last Rollout is Healthy before its settled RSS,
+	// CPU and requests are read (so trailing work counts).
+	phaseTimeout = 20 * time.Minute
+	settle       = 10 * time.Second
+	// writers is how many requests the load generator has in flight.
+	writers = 64
+)
+
+// BenchmarkScale is scenario A: N Rollouts (2 replicas, canary steps
+// setWeight 50 and pause 1s, no traffic routing) created at once until all
+// are Healthy, then all updated at once until all are Healthy on the new
+// revision. Each repetition runs a fresh controller in a fresh namespace.
+func BenchmarkScale(b *testing.B) {
+	for _, n := range scales() {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			reps := envInt("BENCH_REPS", 3)
+			var create, update []phase
+			for b.Loop() {
+				for rep := range reps {
+					c, u := scaleRun(b, n, rep)
+					create, update = append(create, c), append(update, u)
+				}
+			}
+			publish(b, phaseResult(fmt.Sprintf("scale N=%d create", n), create))
+			publish(b, phaseResult(fmt.Sprintf("scale N=%d update", n), update))
+			summary(b)
+		})
+	}
+}
+
+// phase is what one phase of one repetition measured.
+type phase struct {
+	n          int
+	wall       time.Duration
+	requests   map[string]float64 // by method
+	cpu        time.Duration      // controller
+	peak       int64              // VmHWM during the phase, bytes
+	settled    int64              // VmRSS after settling, bytes
+	planeCPU   time.Duration      // control plane
+	logErrors  int
+	firstError string
+}
+
+func (p phase) totalRequests() float64 {
+	var sum float64
+	for _, v := range p.requests {
+		sum += v
+	}
+	return sum
+}
+
+func scaleRun(b *testing.B, n, rep int) (create, update phase) {
+	b.Helper()
+	ns := fmt.Sprintf("scale-%d-%d", n, rep)
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		b.Fatal(err)
+	}
+	ctl := startController(b, fmt.Sprintf("controller-scale-%d-%d", n, rep))
+	plane, err := controlPlane(cl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := watchRollouts(b, ns)
+
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("app-%05d", i)
+	}
+	create = measure(b, ctl, plane, n, func() time.Time {
+		done := w.track(n, healthyOn("app:1"))
+		inParallel(b, names, func(name string) error { return k8s.Create(ctx, scaleRollout(ns, name)) })
+		return done.wait(b, w)
+	})
+	b.Logf("N=%d rep %d create: %s", n, rep, create)
+	update = measure(b, ctl, plane, n, func() time.Time {
+		done := w.track(n, healthyOn("app:2"))
+		patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`))
+		inParallel(b, names, func(name string) error {
+			return k8s.Patch(ctx, &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, patch)
+		})
+		return done.wait(b, w)
+	})
+	b.Logf("N=%d rep %d update: %s", n, rep, update)
+	if err := ctl.Stop(30 * time.Second); err != nil {
+		b.Errorf("controller did not stop cleanly: %v", err)
+	}
+	w.stop()
+	deleteNamespace(b, ns)
+	return create, update
+}
+
+func (p phase) String() string {
+	return fmt.Sprintf("wall %.1fs, %.1f requests/rollout %v, %.1f ms CPU/rollout, peak %d MB, settled %d MB, control plane %.1fs CPU, %d log errors",
+		p.wall.Seconds(), p.totalRequests()/float64(p.n), p.requests, bench.Millis(p.cpu)/float64(p.n), p.peak>>20, p.settled>>20, p.planeCPU.Seconds(), p.logErrors)
+}
+
+// measure runs one phase: run does the writes and returns the moment the
+// last Rollout was seen done. The controller's counters are read before,
+// and after it has been left alone for settle.
+func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() time.Time) phase {
+	b.Helper()
+	pid := ctl.Cmd.Process.Pid
+	if err := resetPeak(pid); err != nil {
+		b.Fatal(err)
+	}
+	cpu0, err1 := cpuTime(pid)
+	plane0, err2 := totalCPU(plane)
+	req0, err3 := apiRequests(ctl)
+	_, logStart, _ := logErrors(ctl, 0)
+	if err := firstErr(err1, err2, err3); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	end := run()
+	time.Sleep(settle)
+	cpu1, err1 := cpuTime(pid)
+	plane1, err2 := totalCPU(plane)
+	req1, err3 := apiRequests(ctl)
+	rss, peak, err4 := memory(pid)
+	if err := firstErr(err1, err2, err3, err4, ctl.Exited()); err != nil {
+		b.Fatal(err)
+	}
+	p := phase{n: n, wall: end.Sub(start), cpu: cpu1 - cpu0, planeCPU: plane1 - plane0, peak: peak, settled: rss, requests: map[string]float64{}}
+	for method, v := range req1 {
+		if d := v - req0[method]; d > 0 {
+			p.requests[method] = d
+		}
+	}
+	p.logErrors, _, p.firstError = logErrors(ctl, logStart)
+	if p.logErrors > 0 {
+		b.Errorf("the controller logged %d errors; the first: %s", p.logErrors, p.firstError)
+	}
+	return p
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scaleRollout is the Rollout of the scale scenario.
+func scaleRollout(ns, name string) *v1alpha1.Rollout {
+	labels := map[string]string{"app": name}
+	return &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.RolloutSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: &corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+			},
+			Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{
+				Steps: []v1alpha1.CanaryStep{
+					{SetWeight: ptr.To[int32](50)},
+					{Pause: &v1alpha1.RolloutPause{Duration: ptr.To(intstr.FromString("1s"))}},
+				},
+			}},
+		},
+	}
+}
+
+// inParallel calls fn for every name with writers calls in flight.
+func inParallel(b *testing.B, names []string, fn func(string) error) {
+	b.Helper()
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range writers {
+		wg.Go(func() {
+			for name := range work {
+				if err := fn(name); err != nil {
+					failed.CompareAndSwap(nil, &err)
+				}
+			}
+		})
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
+// healthyOn is the end of a phase for one Rollout: Healthy on its latest
+// spec, with the revision running image stable.
+func healthyOn(image string) func(*v1alpha1.Rollout) bool {
+	return func(ro *v1alpha1.Rollout) bool {
+		st := &ro.Status
+		return st.Phase == v1alpha1.RolloutPhaseHealthy && st.ObservedGeneration == ro.Generation &&
+			st.StableRS != "" && st.StableRS == st.CurrentPodHash && ro.Spec.Template.Spec.Containers[0].Image == image
+	}
+}
+
+// rolloutWatch is the load generator's informer on the Rollouts of a
+// namespace, feeding the current tracker.
+type rolloutWatch struct {
+	cache   cache.Cache
+	cancel  context.CancelFunc
+	done    chan struct{}
+	tracker atomic.Pointer[tracker]
+}
+
+func watchRollouts(b *testing.B, ns string) *rolloutWatch {
+	b.Helper()
+	c, err := cache.New(config, cache.Options{Scheme: apis.NewScheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	inf, err := c.GetInformer(context.Background(), &v1alpha1.Rollout{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &rolloutWatch{cache: c, done: make(chan struct{})}
+	handle := func(o any) {
+		at := time.Now()
+		if ro, ok := o.(*v1alpha1.Rollout); ok {
+			if t := w.tracker.Load(); t != nil {
+				t.observe(ro, at)
+			}
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() { defer close(w.done); _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		b.Fatal("rollout watch did not sync")
+	}
+	b.Cleanup(w.stop)
+	return w
+}
+
+func (w *rolloutWatch) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// track starts following n Rollouts until each has been seen in the state
+// want describes.
+func (w *rolloutWatch) track(n int, want func(*v1alpha1.Rollout) bool) *tracker {
+	t := &tracker{want: want, n: n, at: map[string]time.Time{}, all: make(chan struct{})}
+	w.tracker.Store(t)
+	return t
+}
+
+// tracker records when each Rollout was first seen in the wanted state.
+type tracker struct {
+	want func(*v1alpha1.Rollout) bool
+	n    int
+	mu   sync.Mutex
+	at   map[string]time.Time
+	last time.Time
+	all  chan struct{}
+}
+
+func (t *tracker) observe(ro *v1alpha1.Rollout, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, seen := t.at[ro.Name]; seen || len(t.at) == t.n || !t.want(ro) {
+		return
+	}
+	t.at[ro.Name] = at
+	t.last = at
+	if len(t.at) == t.n {
+		close(t.all)
+	}
+}
+
+// wait returns when the last Rollout got there, or fails the benchmark
+// with where the others stand.
+func (t *tracker) wait(b *testing.B, w *rolloutWatch) time.Time {
+	b.Helper()
+	select {
+	case <-t.all:
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.last
+	case <-time.After(phaseTimeout):
+	}
+	var list v1alpha1.RolloutList
+	if err := w.cache.List(context.Background(), &list); err != nil {
+		b.Fatal(err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	phases := map[string]int{}
+	var example string
+	for i := range list.Items {
+		ro := &list.Items[i]
+		if _, ok := t.at[ro.Name]; ok {
+			continue
+		}
+		phases[string(ro.Status.Phase)+": "+ro.Status.Message]++
+		if example == "" {
+			example = fmt.Sprintf("%s: %+v", ro.Name, ro.Status)
+		}
+	}
+	b.Fatalf("%d of %d Rollouts done within %s; the others: %v\nfor example %s", len(t.at), t.n, phaseTimeout, phases, example)
+	return time.Time{}
+}
+
+// deleteNamespace deletes the namespace and waits until it is gone, so the
+// next repetition starts on an empty cluster.
+func deleteNamespace(b *testing.B, ns string) {
+	b.Helper()
+	ctx := context.Background()
+	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if err := k8s.Delete(ctx, obj); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(phaseTimeout)
+	for time.Now().Before(deadline) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	b.Fatalf("namespace %s still there after %s", ns, phaseTimeout)
+}
+
+// phaseResult summarises the repetitions of one phase.
+func phaseResult(name string, ps []phase) bench.Result {
+	res := bench.Result{
+		Name:    name,
+		Columns: []string{"rep", "wall s", "requests/rollout", "requests by method", "CPU ms/rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "log errors"},
+	}
+	var wall, req, cpu, peak, settled, plane, errs []float64
+	for i, p := range ps {
+		n := float64(p.n)
+		wall, req, cpu = append(wall, p.wall.Seconds()), append(req, p.totalRequests()/n), append(cpu, bench.Millis(p.cpu)/n)
+		peak, settled, plane = append(peak, float64(p.peak>>20)), append(settled, float64(p.settled>>20)), append(plane, p.planeCPU.Seconds())
+		errs = append(errs, float64(p.logErrors))
+		res.Rows = append(res.Rows, []string{
+			strconv.Itoa(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(req[i]), byMethod(p.requests, n),
+			bench.FormatValue(cpu[i]), bench.FormatValue(peak[i]), bench.FormatValue(settled[i]), bench.FormatValue(plane[i]), strconv.Itoa(p.logErrors),
+		})
+	}
+	for _, m := range []struct {
+		unit string
+		xs   []float64
+	}{{"wall-s", wall}, {"requests/rollout", req}, {"cpu-ms/rollout", cpu}, {"peak-rss-MB", peak}, {"settled-rss-MB", settled}, {"plane-cpu-s", plane}} {
+		s := bench.Summarize(m.xs)
+		res.Metrics = append(res.Metrics, bench.Metric{Unit: m.unit, Value: s.Median},
+			bench.Metric{Unit: m.unit + "-min", Value: s.Min}, bench.Metric{Unit: m.unit + "-max", Value: s.Max})
+	}
+	res.Metrics = append(res.Metrics, bench.Metric{Unit: "log-errors", Value: bench.Summarize(errs).Max}, bench.Metric{Unit: "reps", Value: float64(len(ps))})
+	return res
+}
+
+func byMethod(requests map[string]float64, n float64) string {
+	var parts []string
+	for _, m := range slices.Sorted(maps.Keys(requests)) {
+		parts = append(parts, fmt.Sprintf("%s %s", m, bench.FormatValue(requests[m]/n)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// summary adds (or replaces) the table of medians of every scale phase
+// measured so far, as the issue's anchor table lays it out.
+func summary(b *testing.B) {
+	b.Helper()
+	res := bench.Result{
+		Name:    "scale summary (medians)",
+		Columns: []string{"phase", "wall s", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "reps"},
+	}
+	for _, r := range report.Results {
+		if !strings.HasPrefix(r.Name, "scale N=") {
+			continue
+		}
+		v := map[string]float64{}
+		for _, m := range r.Metrics {
+			v[m.Unit] = m.Value
+		}
+		res.Rows = append(res.Rows, []string{strings.TrimPrefix(r.Name, "scale "), bench.FormatValue(v["wall-s"]), bench.FormatValue(v["requests/rollout"]),
+			bench.FormatValue(v["cpu-ms/rollout"]), bench.FormatValue(v["peak-rss-MB"]), bench.FormatValue(v["settled-rss-MB"]), bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
+	}
+	res.Load = bench.LoadAverage()
+	report.Add(res)
+	b.Log("\n" + res.Markdown())
+}

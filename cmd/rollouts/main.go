@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,6 +54,9 @@ type options struct {
 	experimentWorkers int
 	prometheusAddress string
 	gracefulShutdown  time.Duration
+	kubeAPIQPS        float64
+	kubeAPIBurst      int
+	pprofAddr         string
 	printVersion      bool
 	zap               zap.Options
 }
@@ -69,10 +73,16 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.IntVar(&o.experimentWorkers, "experiment-workers", 5, "Experiments reconciled in parallel.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Default Prometheus address for metrics that don't set one.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight reconciles may take to finish on shutdown.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Requests per second the controller may send to the API server (sustained).")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 300, "Requests the controller may send to the API server in a burst.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of the Go profiler (/debug/pprof); empty disables it.")
 	fs.BoolVar(&o.printVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
+		return nil, fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1, got %g and %d", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
 	for name, n := range map[string]int{"rollout-workers": o.rolloutWorkers, "analysis-workers": o.analysisWorkers, "experiment-workers": o.experimentWorkers} {
 		if n < 1 {
@@ -107,6 +117,7 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 	mgr, err := ctrl.NewManager(cfg, managerOptions(o))
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -135,6 +146,7 @@ func managerOptions(o *options) manager.Options {
 		panic(err) // constant input
 	}
 	cacheOpts := cache.Options{
+		DefaultTransform: trim,
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.ReplicaSet{}: {Label: onlyManaged},
 			&corev1.Pod{}:        {Label: onlyManaged},
@@ -149,6 +161,7 @@ func managerOptions(o *options) manager.Options {
 		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "rollouts-controller.rollouts.kubeseed.io",
 		LeaderElectionNamespace:       o.leaderElectionNS,
@@ -158,6 +171,27 @@ func managerOptions(o *options) manager.Options {
 			FieldOwner: v1alpha1.FieldManager,
 		},
 	}
+}
+
+// lastApplied is kubectl's copy of what was applied: as large as the spec,
+// and never read by the controller.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// trim drops from every cached object what the controller never reads:
+// managed fields and kubectl's last-applied copy. The cache then holds
+// roughly the objects' specs and statuses only. (Writes are patches built
+// from two cached copies, so nothing trimmed is ever written back.)
+func trim(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+		if a := o.GetAnnotations(); a != nil {
+			if _, ok := a[lastApplied]; ok {
+				delete(a, lastApplied)
+				o.SetAnnotations(a)
+			}
+		}
+	}
+	return obj, nil
 }
 
 func setupReconcilers(mgr manager.Manager, o *options) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
@@ -106,6 +107,43 @@ func TestManifestArgsAreFlags(t *testing.T) {
 		}
 		if _, err := parse(t, args...); err != nil {
 			t.Errorf("%s: args %v: %v", path, args, err)
+		}
+	}
+}
+
+func TestTrimDropsWhatIsNeverRead(t *testing.T) {
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{
+		Name:          "web",
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+		Annotations:   map[string]string{lastApplied: `{"spec":{}}`, v1alpha1.PromoteAnnotation: "t1"},
+	}}
+	out, err := trim(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*v1alpha1.Rollout)
+	if len(got.ManagedFields) != 0 {
+		t.Errorf("managed fields kept: %v", got.ManagedFields)
+	}
+	if diff := cmp.Diff(map[string]string{v1alpha1.PromoteAnnotation: "t1"}, got.Annotations); diff != "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	if m := managerOptions(&options{}); m.Cache.DefaultTransform == nil {
+		t.Error("the cache does not trim objects")
+	}
+}
+
+func TestClientLimitsAreFlags(t *testing.T) {
+	o, err := parse(t, "--kube-api-qps=50", "--kube-api-burst=80", "--pprof-bind-address=127.0.0.1:6060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.kubeAPIQPS != 50 || o.kubeAPIBurst != 80 || managerOptions(o).PprofBindAddress != "127.0.0.1:6060" {
+		t.Errorf("qps %g burst %d pprof %q", o.kubeAPIQPS, o.kubeAPIBurst, managerOptions(o).PprofBindAddress)
+	}
+	for _, bad := range []string{"--kube-api-qps=0", "--kube-api-burst=0"} {
+		if _, err := parse(t, bad); err == nil {
+			t.Errorf("%s accepted", bad)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -58,7 +59,12 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		return reconcile.Result{}, err
 	}
 	r.Metrics.observe(ro, p.Status)
-	if err := r.writeStatus(ctx, ro, p.Status); err != nil {
+	requeue := p.RequeueAfter
+	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), &ro.Status, &p.Status, r.Clock.Now()); wait > 0 {
+		if requeue == 0 || wait < requeue {
+			requeue = wait
+		}
+	} else if err := r.writeStatus(ctx, ro, p.Status); err != nil {
 		return reconcile.Result{}, err
 	}
 	for _, e := range p.Events {
@@ -68,7 +74,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		}
 		r.Recorder.Eventf(ro, nil, typ, e.Reason, e.Reason, "%s", e.Message)
 	}
-	return reconcile.Result{RequeueAfter: p.RequeueAfter}, nil
+	return reconcile.Result{RequeueAfter: requeue}, nil
 }
 
 func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
@@ -292,6 +298,9 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus) error {
 	if equality.Semantic.DeepEqual(ro.Status, st) {
 		return nil
+	}
+	if logger := log.FromContext(ctx).V(2); logger.Enabled() {
+		logger.Info("Writing status", "diff", cmp.Diff(ro.Status, st))
 	}
 	orig := ro.DeepCopy()
 	ro.Status = st

@@ -56,6 +56,11 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		st.Canary.Weights = canaryWeights(st, w, 0)
 		targets[w.hash] = w.replicas
 		out := outcome{reason: v1alpha1.ReasonReplicaSetUpdated, message: "Scaling the stable revision"}
+		if oldPods(w) {
+			// Just promoted: say so until the old pods are gone, as the
+			// reconcile that promoted did.
+			out.reason, out.message = v1alpha1.ReasonRolloutCompleted, promotedMessage
+		}
 		keepDelayed(&out, w, now, targets)
 		return out, nil
 	}
@@ -211,8 +216,21 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 		targets[previous.hash] = out.scaleDownLater(previous, ptr.Deref(c.ScaleDownDelaySeconds, 30), now)
 	}
 	out.events = append(out.events, Event{Reason: v1alpha1.ReasonRolloutCompleted, Message: fmt.Sprintf("Revision %s promoted to stable", w.current.name)})
-	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, "Promoted: scaling down the previous revision"
+	out.reason, out.message = v1alpha1.ReasonRolloutCompleted, promotedMessage
 	return out
+}
+
+const promotedMessage = "Promoted: scaling down the previous revision"
+
+// oldPods reports whether ReplicaSets other than the current one still have
+// pods, or are asked to.
+func oldPods(w *world) bool {
+	for _, rs := range w.all {
+		if rs.hash != w.hash && (rs.spec > 0 || rs.current > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // stepResult is where the steps stopped and at which weight.
@@ -229,8 +247,14 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 	var res stepResult
 	idx := int(ptr.Deref(st.CurrentStepIndex, 0))
 	res.weight = weightBefore(steps, idx)
-	complete := func(kind v1alpha1.StepKind, why string) {
-		res.events = append(res.events, Event{Reason: v1alpha1.ReasonStepCompleted, Message: fmt.Sprintf("Step %d/%d (%s) completed%s", idx+1, len(steps), kind, why)})
+	// Steps that waited on someone (a promotion, an analysis, an
+	// experiment) are announced by an event; the others (weights reached,
+	// timed pauses elapsed) show in the status only, so an update makes a
+	// few events, not one per step.
+	complete := func(kind v1alpha1.StepKind, why string, announce bool) {
+		if announce {
+			res.events = append(res.events, Event{Reason: v1alpha1.ReasonStepCompleted, Message: fmt.Sprintf("Step %d/%d (%s) completed%s", idx+1, len(steps), kind, why)})
+		}
 		idx++
 		st.CurrentStepIndex = ptr.To(int32(idx))
 	}
@@ -255,7 +279,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			if kind == v1alpha1.StepSetWeight {
 				res.weight = *step.SetWeight
 			}
-			complete(kind, ": promoted")
+			complete(kind, ": promoted", true)
 			continue
 		}
 		switch kind {
@@ -270,7 +294,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 				res.message = fmt.Sprintf("Step %d/%d: scaling to weight %d (%d canary / %d stable)", idx+1, len(steps), res.weight, canary, stable)
 				return res
 			}
-			complete(kind, fmt.Sprintf(": weight %d", res.weight))
+			complete(kind, fmt.Sprintf(": weight %d", res.weight), false)
 		case v1alpha1.StepPause:
 			start := addPause(st, v1alpha1.PauseReasonCanaryPauseStep, now)
 			if step.Pause.Duration == nil {
@@ -290,21 +314,21 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 				return res
 			}
 			removePause(st, v1alpha1.PauseReasonCanaryPauseStep)
-			complete(kind, fmt.Sprintf(": paused %s", d))
+			complete(kind, fmt.Sprintf(": paused %s", d), false)
 		case v1alpha1.StepSetHeaderRoute, v1alpha1.StepSetMirrorRoute:
 			// The routers apply the routes of the steps done so far; the
 			// step itself is done once it is passed.
-			complete(kind, "")
+			complete(kind, "", false)
 		case v1alpha1.StepSetCanaryScale:
 			// The size applies from the next step on (canaryScale).
-			complete(kind, "")
+			complete(kind, "", false)
 		case v1alpha1.StepAnalysis:
 			done, stop := analysisStep(step.Analysis, st, w, idx, &res)
 			if stop {
 				return res
 			}
 			if done {
-				complete(kind, ": analysis passed")
+				complete(kind, ": analysis passed", true)
 			}
 		case v1alpha1.StepExperiment:
 			done, stop := experimentStep(step.Experiment, st, w, idx, &res)
@@ -312,7 +336,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 				return res
 			}
 			if done {
-				complete(kind, ": experiment succeeded")
+				complete(kind, ": experiment succeeded", true)
 			}
 		default:
 			res.reason, res.message = v1alpha1.ReasonInvalidSpec, fmt.Sprintf("step %d: unknown kind %q", idx, kind)

@@ -6,6 +6,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"time"
 
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,6 +44,21 @@ const (
 	ingressIndex   = "rollouts.kubeseed.io/ingresses"
 	vsIndex        = "rollouts.kubeseed.io/virtualservices"
 )
+
+// controllerIndex indexes ReplicaSets, AnalysisRuns and Experiments by the
+// UID of their controller (orphanKey when they have none), so a reconcile
+// reads a Rollout's own objects without scanning its namespace.
+const (
+	controllerIndex = "rollouts.kubeseed.io/controller"
+	orphanKey       = "<none>"
+)
+
+func controllerOf(o client.Object) []string {
+	if ref := metav1.GetControllerOf(o); ref != nil {
+		return []string{string(ref.UID)}
+	}
+	return []string{orphanKey}
+}
 
 // indexes maps each index to the names a Rollout names through it.
 var indexes = map[string]func(*v1alpha1.Rollout) []string{
@@ -93,6 +109,11 @@ type Reconciler struct {
 	Metrics *Metrics
 	// Routers are the traffic routers this controller offers.
 	Routers traffic.Registry
+	// CountsDelay is how long a status change that only refreshes replica
+	// counts may wait to be written with the next one (DefaultCountsDelay
+	// when zero; negative writes every change at once).
+	CountsDelay time.Duration
+	coalesce    *coalescer
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -107,12 +128,21 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	if r.CountsDelay == 0 {
+		r.CountsDelay = DefaultCountsDelay
+	}
+	r.coalesce = newCoalescer(r.CountsDelay)
 	ctx := context.Background()
 	for name, names := range indexes {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, name, func(o client.Object) []string {
 			return names(o.(*v1alpha1.Rollout))
 		}); err != nil {
 			return fmt.Errorf("indexing rollouts by %s: %w", name, err)
+		}
+	}
+	for _, obj := range []client.Object{&appsv1.ReplicaSet{}, &v1alpha1.AnalysisRun{}, &v1alpha1.Experiment{}} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, obj, controllerIndex, controllerOf); err != nil {
+			return fmt.Errorf("indexing %T by controller: %w", obj, err)
 		}
 	}
 	b := builder.ControllerManagedBy(mgr).
@@ -170,6 +200,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, &ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.Namespace, req.Name)
+			r.coalesce.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)
@@ -237,25 +268,22 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 			return err
 		}
 	}
+	own := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingFields{controllerIndex: string(ro.UID)}}
 	var runs v1alpha1.AnalysisRunList
-	if err := r.Client.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{v1alpha1.RolloutLabel: ro.Name}); err != nil {
+	if err := r.Client.List(ctx, &runs, own...); err != nil {
 		return fmt.Errorf("listing analysis runs: %w", err)
 	}
 	in.AnalysisRuns = map[string]*v1alpha1.AnalysisRun{}
 	for i := range runs.Items {
-		if owner := metav1.GetControllerOf(&runs.Items[i]); owner != nil && owner.UID == ro.UID {
-			in.AnalysisRuns[runs.Items[i].Name] = &runs.Items[i]
-		}
+		in.AnalysisRuns[runs.Items[i].Name] = &runs.Items[i]
 	}
 	var exps v1alpha1.ExperimentList
-	if err := r.Client.List(ctx, &exps, client.InNamespace(ro.Namespace), client.MatchingLabels{v1alpha1.RolloutLabel: ro.Name}); err != nil {
+	if err := r.Client.List(ctx, &exps, own...); err != nil {
 		return fmt.Errorf("listing experiments: %w", err)
 	}
 	in.Experiments = map[string]*v1alpha1.Experiment{}
 	for i := range exps.Items {
-		if owner := metav1.GetControllerOf(&exps.Items[i]); owner != nil && owner.UID == ro.UID {
-			in.Experiments[exps.Items[i].Name] = &exps.Items[i]
-		}
+		in.Experiments[exps.Items[i].Name] = &exps.Items[i]
 	}
 	return nil
 }
@@ -278,15 +306,17 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 	if selector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(selector)
 		if err == nil && !sel.Empty() {
-			var list appsv1.ReplicaSetList
-			if err := r.Client.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-				return Input{}, fmt.Errorf("listing replicasets: %w", err)
-			}
-			for i := range list.Items {
-				rs := &list.Items[i]
-				owner := metav1.GetControllerOf(rs)
-				if (owner == nil || owner.UID == ro.UID) && rs.DeletionTimestamp.IsZero() {
-					in.ReplicaSets = append(in.ReplicaSets, rs)
+			// The Rollout's own ReplicaSets, and orphans it may adopt.
+			for _, key := range []string{string(ro.UID), orphanKey} {
+				var list appsv1.ReplicaSetList
+				if err := r.Client.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{controllerIndex: key}); err != nil {
+					return Input{}, fmt.Errorf("listing replicasets: %w", err)
+				}
+				for i := range list.Items {
+					rs := &list.Items[i]
+					if sel.Matches(labels.Set(rs.Labels)) && rs.DeletionTimestamp.IsZero() {
+						in.ReplicaSets = append(in.ReplicaSets, rs)
+					}
 				}
 			}
 			if ro.Spec.RestartAt != nil {

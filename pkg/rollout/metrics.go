@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,11 +18,18 @@ type Metrics struct {
 	step        *prometheus.GaugeVec
 	weight      *prometheus.GaugeVec
 	duration    prometheus.Histogram
+
+	mu sync.Mutex
+	// infoOf holds each Rollout's rollouts_info labels (strategy, phase),
+	// so a change deletes exactly the old series: a partial match would
+	// scan every series, on every reconcile.
+	infoOf map[[2]string][2]string
 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
+		infoOf: map[[2]string][2]string{},
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rollouts_info",
 			Help: "One series per Rollout, with its strategy and phase as labels; the value is always 1.",
@@ -62,8 +70,16 @@ func (m *Metrics) observe(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus) {
 		strategy = "blueGreen"
 	}
 	key := prometheus.Labels{"namespace": ro.Namespace, "name": ro.Name}
-	m.info.DeletePartialMatch(key)
-	m.info.WithLabelValues(ro.Namespace, ro.Name, strategy, string(st.Phase)).Set(1)
+	id, info := [2]string{ro.Namespace, ro.Name}, [2]string{strategy, string(st.Phase)}
+	m.mu.Lock()
+	if old, ok := m.infoOf[id]; !ok || old != info {
+		if ok {
+			m.info.DeleteLabelValues(ro.Namespace, ro.Name, old[0], old[1])
+		}
+		m.infoOf[id] = info
+		m.info.WithLabelValues(ro.Namespace, ro.Name, strategy, string(st.Phase)).Set(1)
+	}
+	m.mu.Unlock()
 	if st.Phase != ro.Status.Phase && st.Phase != "" {
 		m.transitions.WithLabelValues(ro.Namespace, ro.Name, string(st.Phase)).Inc()
 	}
@@ -83,7 +99,12 @@ func (m *Metrics) forget(namespace, name string) {
 		return
 	}
 	key := prometheus.Labels{"namespace": namespace, "name": name}
-	m.info.DeletePartialMatch(key)
+	m.mu.Lock()
+	if old, ok := m.infoOf[[2]string{namespace, name}]; ok {
+		m.info.DeleteLabelValues(namespace, name, old[0], old[1])
+		delete(m.infoOf, [2]string{namespace, name})
+	}
+	m.mu.Unlock()
 	m.transitions.DeletePartialMatch(key)
 	m.step.Delete(key)
 	m.weight.Delete(key)

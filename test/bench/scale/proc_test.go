@@ -95,17 +95,22 @@ func controlPlane(c *kwok.Cluster) ([]int, error) {
 	return pids, nil
 }
 
-// totalCPU is the CPU time of the processes together.
-func totalCPU(pids []int) (time.Duration, error) {
-	var sum time.Duration
+// cpuByName is the CPU time of the processes, summed by command name
+// (etcd, kube-apiserver, …).
+func cpuByName(pids []int) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
 	for _, pid := range pids {
 		t, err := cpuTime(pid)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += t
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			return nil, err
+		}
+		out[strings.TrimSpace(string(comm))] += t
 	}
-	return sum, nil
+	return out, nil
 }
 
 // apiRequests reads the controller's client-go request counter,

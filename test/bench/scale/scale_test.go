@@ -70,6 +70,7 @@ type phase struct {
 	peak       int64              // VmHWM during the phase, bytes
 	settled    int64              // VmRSS after settling, bytes
 	planeCPU   time.Duration      // control plane
+	plane      map[string]time.Duration
 	logErrors  int
 	firstError string
 }
@@ -124,8 +125,16 @@ func scaleRun(b *testing.B, n, rep int) (create, update phase) {
 }
 
 func (p phase) String() string {
-	return fmt.Sprintf("wall %.1fs, %.1f requests/rollout %v, %.1f ms CPU/rollout, peak %d MB, settled %d MB, control plane %.1fs CPU, %d log errors",
-		p.wall.Seconds(), p.totalRequests()/float64(p.n), p.requests, bench.Millis(p.cpu)/float64(p.n), p.peak>>20, p.settled>>20, p.planeCPU.Seconds(), p.logErrors)
+	return fmt.Sprintf("wall %.1fs, %.1f requests/rollout %v, %.1f ms CPU/rollout, peak %d MB, settled %d MB, control plane %.1fs CPU (%s), %d log errors",
+		p.wall.Seconds(), p.totalRequests()/float64(p.n), p.requests, bench.Millis(p.cpu)/float64(p.n), p.peak>>20, p.settled>>20, p.planeCPU.Seconds(), planeByName(p.plane), p.logErrors)
+}
+
+func planeByName(cpu map[string]time.Duration) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(cpu)) {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", name, cpu[name].Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // measure runs one phase: run does the writes and returns the moment the
@@ -138,7 +147,7 @@ func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() 
 		b.Fatal(err)
 	}
 	cpu0, err1 := cpuTime(pid)
-	plane0, err2 := totalCPU(plane)
+	plane0, err2 := cpuByName(plane)
 	req0, err3 := apiRequests(ctl)
 	_, logStart, _ := logErrors(ctl, 0)
 	if err := firstErr(err1, err2, err3); err != nil {
@@ -148,13 +157,17 @@ func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() 
 	end := run()
 	time.Sleep(settle)
 	cpu1, err1 := cpuTime(pid)
-	plane1, err2 := totalCPU(plane)
+	plane1, err2 := cpuByName(plane)
 	req1, err3 := apiRequests(ctl)
 	rss, peak, err4 := memory(pid)
 	if err := firstErr(err1, err2, err3, err4, ctl.Exited()); err != nil {
 		b.Fatal(err)
 	}
-	p := phase{n: n, wall: end.Sub(start), cpu: cpu1 - cpu0, planeCPU: plane1 - plane0, peak: peak, settled: rss, requests: map[string]float64{}}
+	p := phase{n: n, wall: end.Sub(start), cpu: cpu1 - cpu0, peak: peak, settled: rss, requests: map[string]float64{}, plane: map[string]time.Duration{}}
+	for name, t := range plane1 {
+		p.plane[name] = t - plane0[name]
+		p.planeCPU += t - plane0[name]
+	}
 	for method, v := range req1 {
 		if d := v - req0[method]; d > 0 {
 			p.requests[method] = d
@@ -367,7 +380,7 @@ func deleteNamespace(b *testing.B, ns string) {
 func phaseResult(name string, ps []phase) bench.Result {
 	res := bench.Result{
 		Name:    name,
-		Columns: []string{"rep", "wall s", "requests/rollout", "requests by method", "CPU ms/rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "log errors"},
+		Columns: []string{"rep", "wall s", "requests/rollout", "requests by method", "CPU ms/rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "by process", "log errors"},
 	}
 	var wall, req, cpu, peak, settled, plane, errs []float64
 	for i, p := range ps {
@@ -377,7 +390,7 @@ func phaseResult(name string, ps []phase) bench.Result {
 		errs = append(errs, float64(p.logErrors))
 		res.Rows = append(res.Rows, []string{
 			strconv.Itoa(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(req[i]), byMethod(p.requests, n),
-			bench.FormatValue(cpu[i]), bench.FormatValue(peak[i]), bench.FormatValue(settled[i]), bench.FormatValue(plane[i]), strconv.Itoa(p.logErrors),
+			bench.FormatValue(cpu[i]), bench.FormatValue(peak[i]), bench.FormatValue(settled[i]), bench.FormatValue(plane[i]), planeByName(p.plane), strconv.Itoa(p.logErrors),
 		})
 	}
 	for _, m := range []struct {

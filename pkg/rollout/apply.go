@@ -60,7 +60,12 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	}
 	r.Metrics.observe(ro, p.Status)
 	requeue := p.RequeueAfter
-	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), &ro.Status, &p.Status, r.Clock.Now()); wait > 0 {
+	now := r.Clock.Now()
+	var next time.Time
+	if requeue > 0 {
+		next = now.Add(requeue)
+	}
+	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), &ro.Status, &p.Status, next, now); wait > 0 {
 		if requeue == 0 || wait < requeue {
 			requeue = wait
 		}
@@ -274,21 +279,19 @@ func (r *Reconciler) create(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) 
 	return errRequeue
 }
 
+// scale sets a ReplicaSet's spec.replicas from sc.From to sc.To. The patch
+// tests the old value, so a stale cache cannot scale twice; unlike a
+// resourceVersion guard it does not fail when only the status changed, which
+// the ReplicaSet controller does all the time.
 func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange) error {
-	var rs appsv1.ReplicaSet
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: sc.Name}, &rs); err != nil {
-		return fmt.Errorf("getting replicaset %s: %w", sc.Name, err)
-	}
-	if ptr.Deref(rs.Spec.Replicas, 1) != sc.From {
+	patch := fmt.Sprintf(`[{"op":"test","path":"/spec/replicas","value":%d},{"op":"replace","path":"/spec/replicas","value":%d}]`, sc.From, sc.To)
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sc.Name}}
+	err := r.Client.Patch(ctx, rs, client.RawPatch(types.JSONPatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager))
+	switch {
+	case apierrors.IsInvalid(err), apierrors.IsConflict(err):
+		// spec.replicas is no longer From: the cache is behind.
 		return errRequeue
-	}
-	orig := rs.DeepCopy()
-	rs.Spec.Replicas = ptr.To(sc.To)
-	err := r.Client.Patch(ctx, &rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(v1alpha1.FieldManager))
-	if apierrors.IsConflict(err) {
-		return errRequeue
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
 	}
 	return nil
@@ -306,6 +309,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	ro.Status = st
 	if err := r.Client.Status().Patch(ctx, ro, client.MergeFrom(orig), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("patching rollout status: %w", err)
+	}
+	if ro.ResourceVersion != orig.ResourceVersion {
+		r.superseded.Store(client.ObjectKeyFromObject(ro), orig.ResourceVersion)
 	}
 	return nil
 }

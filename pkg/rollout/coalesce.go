@@ -11,9 +11,9 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// DefaultCountsDelay is how long a status change that only refreshes the
-// replica counts may wait to be written.
-const DefaultCountsDelay = 2 * time.Second
+// DefaultCountsDelay is how long, during an update, a status change that
+// only refreshes the replica counts may wait to be written.
+const DefaultCountsDelay = 30 * time.Second
 
 // countsOnly reports whether next differs from prev only in what moves with
 // every pod that comes and goes: the replica counts, the progress clock and
@@ -32,10 +32,12 @@ func countsOnly(prev, next *v1alpha1.RolloutStatus) bool {
 	return equality.Semantic.DeepEqual(prev, n)
 }
 
-// coalescer holds back status writes that only refresh counts, so that the
-// changes of one moment (a pod created, then ready, then the next scaled)
-// make one write: the next write that matters carries them, or they are
-// written once they have waited delay.
+// coalescer holds back status writes that only refresh counts while an
+// update moves, so that the pods coming and going between two steps make no
+// writes of their own: the next write that matters (a step done, a timed
+// pause over, a switch, Healthy) carries them, or they are written once they
+// have waited delay. A Rollout at rest (Healthy, Degraded, paused until
+// promoted) has its counts written at once.
 type coalescer struct {
 	delay time.Duration
 	mu    sync.Mutex
@@ -48,14 +50,17 @@ func newCoalescer(delay time.Duration) *coalescer {
 }
 
 // hold decides for one status change: 0 means write it now; otherwise it
-// waits and the Rollout should be looked at again after the duration.
-func (c *coalescer) hold(key types.NamespacedName, prev, next *v1alpha1.RolloutStatus, now time.Time) time.Duration {
+// waits and the Rollout should be looked at again after the duration. next
+// is the Rollout's next planned look (0: none), such as the end of a timed
+// pause: a Rollout that will move by then is not at rest either.
+func (c *coalescer) hold(key types.NamespacedName, prev, st *v1alpha1.RolloutStatus, next, now time.Time) time.Duration {
 	if c == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.delay <= 0 || !countsOnly(prev, next) {
+	moving := st.Phase == v1alpha1.RolloutPhaseProgressing || !next.IsZero() && !next.After(now.Add(c.delay))
+	if c.delay <= 0 || !moving || !countsOnly(prev, st) {
 		delete(c.since, key)
 		return 0
 	}

@@ -57,28 +57,44 @@ func TestCoalescerHoldsCountsUntilTheDelay(t *testing.T) {
 	step := prev.DeepCopy()
 	step.CurrentStepIndex = ptr.To[int32](1)
 
-	if wait := c.hold(key, &prev, counts, now); wait != 2*time.Second {
+	if wait := c.hold(key, &prev, counts, time.Time{}, now); wait != 2*time.Second {
 		t.Fatalf("first counts-only change: wait %s, want 2s", wait)
 	}
-	if wait := c.hold(key, &prev, counts, now.Add(1500*time.Millisecond)); wait != 500*time.Millisecond {
+	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(1500*time.Millisecond)); wait != 500*time.Millisecond {
 		t.Errorf("the same change 1.5s later: wait %s, want the 0.5s left", wait)
 	}
-	if wait := c.hold(key, &prev, step, now.Add(1600*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, &prev, step, time.Time{}, now.Add(1600*time.Millisecond)); wait != 0 {
 		t.Errorf("a step change waited %s; it is written at once (with the counts)", wait)
 	}
 	// After a write, a new counts-only change waits its own delay...
-	if wait := c.hold(key, &prev, counts, now.Add(1700*time.Millisecond)); wait != 2*time.Second {
+	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(1700*time.Millisecond)); wait != 2*time.Second {
 		t.Errorf("counts after a write: wait %s, want 2s", wait)
 	}
 	// ...and is written once it has waited it.
-	if wait := c.hold(key, &prev, counts, now.Add(3700*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(3700*time.Millisecond)); wait != 0 {
 		t.Errorf("counts held 2s: wait %s, want a write", wait)
 	}
-	if wait := newCoalescer(-1).hold(key, &prev, counts, now); wait != 0 {
+	healthy := counts.DeepCopy()
+	healthy.Phase = v1alpha1.RolloutPhaseHealthy
+	if wait := c.hold(key, &prev, healthy, time.Time{}, now); wait != 0 {
+		t.Errorf("counts of a Rollout at rest waited %s", wait)
+	}
+	// Paused, but a timed pause ends within the delay: held until then.
+	prevPaused := prev.DeepCopy()
+	prevPaused.Phase = v1alpha1.RolloutPhasePaused
+	paused := counts.DeepCopy()
+	paused.Phase = v1alpha1.RolloutPhasePaused
+	if wait := c.hold(key, prevPaused, paused, now.Add(time.Second), now); wait != 2*time.Second {
+		t.Errorf("counts during a 1s timed pause: wait %s, want 2s", wait)
+	}
+	if wait := c.hold(key, prevPaused, paused, time.Time{}, now.Add(time.Second)); wait != 0 {
+		t.Errorf("counts of a Rollout paused until promoted waited %s", wait)
+	}
+	if wait := newCoalescer(-1).hold(key, &prev, counts, time.Time{}, now); wait != 0 {
 		t.Errorf("with a negative delay counts waited %s", wait)
 	}
 	var none *coalescer
-	if wait := none.hold(key, &prev, counts, now); wait != 0 {
+	if wait := none.hold(key, &prev, counts, time.Time{}, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
 	}
 }

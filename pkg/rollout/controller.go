@@ -6,6 +6,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -114,6 +115,10 @@ type Reconciler struct {
 	// when zero; negative writes every change at once).
 	CountsDelay time.Duration
 	coalesce    *coalescer
+	// superseded remembers, per Rollout, the resourceVersion its last status
+	// write replaced: while the cache still shows that version, it has not
+	// seen the write, and planning from it would do the same work twice.
+	superseded sync.Map // types.NamespacedName → string
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -201,12 +206,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.Namespace, req.Name)
 			r.coalesce.forget(req.NamespacedName)
+			r.superseded.Delete(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
+	}
+	if old, ok := r.superseded.Load(req.NamespacedName); ok {
+		if old.(string) == ro.ResourceVersion {
+			// The watch event of our last write will bring us back.
+			return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+		}
+		r.superseded.Delete(req.NamespacedName)
 	}
 	in, err := r.observe(ctx, &ro)
 	if err != nil {

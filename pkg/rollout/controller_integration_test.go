@@ -4,6 +4,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -170,5 +171,45 @@ func TestIntegrationStatusAndServices(t *testing.T) {
 	}
 	if healthy.Status.HPAReplicas != 3 || healthy.Status.Selector != "app=web" {
 		t.Errorf("scale status: HPAReplicas %d selector %q", healthy.Status.HPAReplicas, healthy.Status.Selector)
+	}
+}
+
+// TestIntegrationScaleIsGuardedBySpecOnly: a scale applies only from the
+// replicas the plan saw, and a status change in between (the ReplicaSet
+// controller's daily work) does not make it fail.
+func TestIntegrationScaleIsGuardedBySpecOnly(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	labels := map[string]string{"app": "web"}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-abc"},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+			},
+		},
+	}
+	if err := env.Client.Create(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	rs.Status.Replicas = 2
+	if err := env.Client.Status().Update(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: env.Client}
+	if err := r.scale(ctx, ns, ScaleChange{Name: rs.Name, From: 3, To: 1}); !errors.Is(err, errRequeue) {
+		t.Errorf("scaling from 3 a ReplicaSet at 2: %v, want errRequeue", err)
+	}
+	if err := r.scale(ctx, ns, ScaleChange{Name: rs.Name, From: 2, To: 1}); err != nil {
+		t.Fatalf("scaling from 2 after a status change: %v", err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(rs), rs); err != nil {
+		t.Fatal(err)
+	}
+	if *rs.Spec.Replicas != 1 {
+		t.Errorf("spec.replicas %d, want 1", *rs.Spec.Replicas)
 	}
 }

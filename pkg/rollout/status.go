@@ -124,9 +124,15 @@ func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, o
 		ptr.Deref(prev.CurrentStepIndex, -1) != ptr.Deref(st.CurrentStepIndex, -1) ||
 		prev.UpdatedReplicas != st.UpdatedReplicas || prev.ReadyReplicas != st.ReadyReplicas ||
 		prev.AvailableReplicas != st.AvailableReplicas
-	waiting := ro.Spec.Paused || len(st.PauseConditions) > 0 || out.waiting
+	if ro.Spec.Paused || len(st.PauseConditions) > 0 || out.waiting {
+		// No deadline while the update waits on purpose; the clock starts
+		// again when the wait ends. (Not refreshing it on every reconcile of
+		// a long wait also spares a status write each time.)
+		st.LastProgressTime = nil
+		return
+	}
 	deadline := time.Duration(ptr.Deref(ro.Spec.ProgressDeadlineSeconds, 600)) * time.Second
-	if moved || waiting || st.LastProgressTime == nil {
+	if moved || st.LastProgressTime == nil {
 		st.LastProgressTime = ptrTime(now)
 		out.after(deadline)
 		return

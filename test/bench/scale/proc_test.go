@@ -114,7 +114,7 @@ func cpuByName(pids []int) (map[string]time.Duration, error) {
 }
 
 // apiRequests reads the controller's client-go request counter,
-// rest_client_requests_total, summed over codes and hosts, by method.
+// rest_client_requests_total, by method (and code, when not 2xx).
 func apiRequests(ctl *kwok.Controller) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -138,11 +138,18 @@ func apiRequests(ctl *kwok.Controller) (map[string]float64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rest_client_requests_total value %q: %w", value, err)
 		}
-		method := "?"
+		method, code := "?", ""
 		for _, l := range strings.Split(labels, ",") {
-			if k, val, ok := strings.Cut(l, "="); ok && k == "method" {
+			k, val, ok := strings.Cut(l, "=")
+			switch {
+			case ok && k == "method":
 				method = strings.Trim(val, `"`)
+			case ok && k == "code":
+				code = strings.Trim(val, `"`)
 			}
+		}
+		if !strings.HasPrefix(code, "2") {
+			method += " " + code // failed requests count too, apart
 		}
 		out[method] += v
 	}

@@ -251,9 +251,9 @@ type RolloutStatus struct {
 	// AbortedAt is when the update was aborted.
 	// +optional
 	AbortedAt *metav1.Time `json:"abortedAt,omitempty"`
-	// LastProgressTime is when the update last made progress (or last started
-	// waiting on purpose: a pause, an analysis); the progress deadline counts
-	// from it.
+	// LastProgressTime is when the update last made progress (or last
+	// stopped waiting on purpose); the progress deadline counts from it. It
+	// is unset while the update waits on purpose (a pause, an analysis).
 	// +optional
 	LastProgressTime *metav1.Time `json:"lastProgressTime,omitempty"`
 	// RestartedAt is the restartAt the controller last completed.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -108,7 +109,16 @@ func main() {
 	}
 }
 
+// gcPercent is the controller's GOGC unless the environment sets one. Its
+// heap is mostly the informer caches, which live as long as the process: a
+// lower target than Go's 100 keeps the heap (and RSS) a third smaller for
+// a little more GC work.
+const gcPercent = 50
+
 func run(ctx context.Context, o *options) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	log := ctrl.Log.WithName("setup")
 	log.Info("Starting rollouts controller", "version", version.Get().Version, "commit", version.Get().Commit, "namespace", o.namespace)

@@ -13,7 +13,7 @@ import (
 
 // DefaultCountsDelay is how long, during an update, a status change that
 // only refreshes the replica counts may wait to be written.
-const DefaultCountsDelay = 30 * time.Second
+const DefaultCountsDelay = 60 * time.Second
 
 // countsOnly reports whether next differs from prev only in what moves with
 // every pod that comes and goes: the replica counts, the progress clock and

@@ -294,6 +294,9 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 	case err != nil:
 		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
 	}
+	if sc.Version != "" && rs.ResourceVersion != sc.Version {
+		r.scaled.Store(client.ObjectKeyFromObject(rs), sc.Version)
+	}
 	return nil
 }
 

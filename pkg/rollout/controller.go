@@ -5,6 +5,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -119,6 +120,8 @@ type Reconciler struct {
 	// write replaced: while the cache still shows that version, it has not
 	// seen the write, and planning from it would do the same work twice.
 	superseded sync.Map // types.NamespacedName → string
+	// scaled is the same for the ReplicaSets this controller scaled.
+	scaled sync.Map // types.NamespacedName → string
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -222,6 +225,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.superseded.Delete(req.NamespacedName)
 	}
 	in, err := r.observe(ctx, &ro)
+	if errors.Is(err, errRequeue) {
+		// The watch event of our last scale will bring us back.
+		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -230,6 +237,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("planning: %w", err)
 	}
 	return r.apply(ctx, &ro, p)
+}
+
+// seenOwnScale reports whether the cache shows a ReplicaSet as it is after
+// this controller's last scale of it: planning from the version before would
+// scale it again.
+func (r *Reconciler) seenOwnScale(rs *appsv1.ReplicaSet) bool {
+	key := client.ObjectKeyFromObject(rs)
+	before, ok := r.scaled.Load(key)
+	if !ok {
+		return true
+	}
+	if before.(string) == rs.ResourceVersion {
+		return false
+	}
+	r.scaled.Delete(key)
+	return true
 }
 
 // podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
@@ -327,6 +350,9 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 				}
 				for i := range list.Items {
 					rs := &list.Items[i]
+					if !r.seenOwnScale(rs) {
+						return Input{}, errRequeue
+					}
 					if sel.Matches(labels.Set(rs.Labels)) && rs.DeletionTimestamp.IsZero() {
 						in.ReplicaSets = append(in.ReplicaSets, rs)
 					}

@@ -84,6 +84,8 @@ type ScaleChange struct {
 	Name     string
 	From, To int32
 	Reason   string
+	// Version is the resourceVersion the plan saw.
+	Version string
 }
 
 // ServiceChange points a Service's selector at the pods of one hash.
@@ -411,7 +413,7 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 		case rs.planned:
 			p.Create = newReplicaSet(ro, w.hash, stableHash(w), next[i], rs.revision)
 		case next[i] != rs.spec:
-			p.Scale = append(p.Scale, ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i])})
+			p.Scale = append(p.Scale, ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i]), Version: rs.version})
 		}
 		// The status describes the world as this plan leaves it.
 		rs.spec = next[i]

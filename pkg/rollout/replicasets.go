@@ -31,6 +31,7 @@ type rsView struct {
 	scaleDownAt *time.Time
 	// template is the ReplicaSet's pod template (nil while planned).
 	template *corev1.PodTemplateSpec
+	version  string // resourceVersion
 }
 
 // delayed reports whether the ReplicaSet is waiting out a scale-down delay.
@@ -49,6 +50,7 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 	return rsView{
 		scaleDownAt: scaleDownAt,
 		template:    &rs.Spec.Template,
+		version:     rs.ResourceVersion,
 		name:        rs.Name,
 		hash:        rs.Labels[v1alpha1.PodTemplateHashLabel],
 		revision:    rev,

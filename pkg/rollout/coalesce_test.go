@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -96,5 +97,28 @@ func TestCoalescerHoldsCountsUntilTheDelay(t *testing.T) {
 	var none *coalescer
 	if wait := none.hold(key, &prev, counts, time.Time{}, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
+	}
+}
+
+// TestSeenOwnScale: after the controller scales a ReplicaSet, a cache that
+// still shows the version it scaled from is behind; any other version means
+// it has caught up (or moved past), and the guard is forgotten.
+func TestSeenOwnScale(t *testing.T) {
+	r := &Reconciler{}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-abc", ResourceVersion: "10"}}
+	if !r.seenOwnScale(rs) {
+		t.Fatal("a ReplicaSet never scaled counted as stale")
+	}
+	r.scaled.Store(types.NamespacedName{Namespace: "ns", Name: "web-abc"}, "10")
+	if r.seenOwnScale(rs) {
+		t.Error("the version scaled from counted as current")
+	}
+	rs.ResourceVersion = "11"
+	if !r.seenOwnScale(rs) {
+		t.Error("the version after the scale counted as stale")
+	}
+	rs.ResourceVersion = "10"
+	if !r.seenOwnScale(rs) {
+		t.Error("the guard outlived the cache catching up")
 	}
 }

@@ -60,12 +60,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	}
 	r.Metrics.observe(ro, p.Status)
 	requeue := p.RequeueAfter
-	now := r.Clock.Now()
-	var next time.Time
-	if requeue > 0 {
-		next = now.Add(requeue)
-	}
-	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), &ro.Status, &p.Status, next, now); wait > 0 {
+	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), p.StatusCanWait, r.Clock.Now()); wait > 0 {
 		if requeue == 0 || wait < requeue {
 			requeue = wait
 		}
@@ -294,9 +289,7 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 	case err != nil:
 		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
 	}
-	if sc.Version != "" && rs.ResourceVersion != sc.Version {
-		r.scaled.Store(client.ObjectKeyFromObject(rs), sc.Version)
-	}
+	r.scaled.wrote(client.ObjectKeyFromObject(rs), sc.Version, rs.ResourceVersion)
 	return nil
 }
 
@@ -313,9 +306,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	if err := r.Client.Status().Patch(ctx, ro, client.MergeFrom(orig), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
-	if ro.ResourceVersion != orig.ResourceVersion {
-		r.superseded.Store(client.ObjectKeyFromObject(ro), orig.ResourceVersion)
-	}
+	r.superseded.wrote(client.ObjectKeyFromObject(ro), orig.ResourceVersion, ro.ResourceVersion)
 	return nil
 }
 

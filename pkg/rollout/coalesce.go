@@ -11,9 +11,19 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// DefaultCountsDelay is how long, during an update, a status change that
-// only refreshes the replica counts may wait to be written.
-const DefaultCountsDelay = 60 * time.Second
+// countsDelay is how long, during an update, a status change that only
+// refreshes the replica counts may wait to be written.
+const countsDelay = 60 * time.Second
+
+// statusCanWait reports whether a status change may wait for the next one
+// that matters: it only refreshes counts (countsOnly), and the Rollout is
+// moving — an update in progress, or a timer (a timed pause) due within
+// countsDelay — so that next write is coming. A Rollout at rest (Healthy,
+// Degraded, paused until promoted) has its counts written at once.
+func statusCanWait(prev, next *v1alpha1.RolloutStatus, requeueAfter time.Duration) bool {
+	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
+	return moving && countsOnly(prev, next)
+}
 
 // countsOnly reports whether next differs from prev only in what moves with
 // every pod that comes and goes: the replica counts, the progress clock and
@@ -32,12 +42,9 @@ func countsOnly(prev, next *v1alpha1.RolloutStatus) bool {
 	return equality.Semantic.DeepEqual(prev, n)
 }
 
-// coalescer holds back status writes that only refresh counts while an
-// update moves, so that the pods coming and going between two steps make no
-// writes of their own: the next write that matters (a step done, a timed
-// pause over, a switch, Healthy) carries them, or they are written once they
-// have waited delay. A Rollout at rest (Healthy, Degraded, paused until
-// promoted) has its counts written at once.
+// coalescer times the status changes the plan says can wait: the first
+// waits delay at most, and the next write that matters (a step done, a
+// timed pause over, a switch, Healthy) carries it sooner.
 type coalescer struct {
 	delay time.Duration
 	mu    sync.Mutex
@@ -49,18 +56,15 @@ func newCoalescer(delay time.Duration) *coalescer {
 	return &coalescer{delay: delay, since: map[types.NamespacedName]time.Time{}}
 }
 
-// hold decides for one status change: 0 means write it now; otherwise it
-// waits and the Rollout should be looked at again after the duration. next
-// is the Rollout's next planned look (0: none), such as the end of a timed
-// pause: a Rollout that will move by then is not at rest either.
-func (c *coalescer) hold(key types.NamespacedName, prev, st *v1alpha1.RolloutStatus, next, now time.Time) time.Duration {
+// hold returns how much longer a Rollout's status change may wait: 0 means
+// write it now (it cannot wait, or has waited long enough).
+func (c *coalescer) hold(key types.NamespacedName, canWait bool, now time.Time) time.Duration {
 	if c == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	moving := st.Phase == v1alpha1.RolloutPhaseProgressing || !next.IsZero() && !next.After(now.Add(c.delay))
-	if c.delay <= 0 || !moving || !countsOnly(prev, st) {
+	if !canWait {
 		delete(c.since, key)
 		return 0
 	}
@@ -85,3 +89,33 @@ func (c *coalescer) forget(key types.NamespacedName) {
 	defer c.mu.Unlock()
 	delete(c.since, key)
 }
+
+// staleGuard remembers, per object, the resourceVersion this controller's
+// last write replaced. While the cache still shows that version it has not
+// seen the write, and planning from it would do the same work twice; any
+// other version means it caught up (or moved past), and the entry goes.
+type staleGuard struct{ before sync.Map } // types.NamespacedName → string
+
+// wrote records a write that took an object from version before to after
+// (a write that changed nothing leaves the version, and nothing to wait for).
+func (g *staleGuard) wrote(key types.NamespacedName, before, after string) {
+	if before != "" && before != after {
+		g.before.Store(key, before)
+	}
+}
+
+// behind reports whether the cached version is the one our last write
+// replaced.
+func (g *staleGuard) behind(key types.NamespacedName, cached string) bool {
+	v, ok := g.before.Load(key)
+	if !ok {
+		return false
+	}
+	if v.(string) == cached {
+		return true
+	}
+	g.before.Delete(key)
+	return false
+}
+
+func (g *staleGuard) forget(key types.NamespacedName) { g.before.Delete(key) }

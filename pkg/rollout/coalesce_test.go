@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -48,77 +47,88 @@ func TestCountsOnly(t *testing.T) {
 	}
 }
 
-func TestCoalescerHoldsCountsUntilTheDelay(t *testing.T) {
+func TestStatusCanWait(t *testing.T) {
+	prev := v1alpha1.RolloutStatus{Phase: v1alpha1.RolloutPhaseProgressing, Replicas: 2}
+	with := func(phase v1alpha1.RolloutPhase, change func(*v1alpha1.RolloutStatus)) (*v1alpha1.RolloutStatus, *v1alpha1.RolloutStatus) {
+		p, n := prev.DeepCopy(), prev.DeepCopy()
+		p.Phase, n.Phase = phase, phase
+		change(n)
+		return p, n
+	}
+	counts := func(st *v1alpha1.RolloutStatus) { st.Replicas = 3 }
+	step := func(st *v1alpha1.RolloutStatus) { st.CurrentStepIndex = ptr.To[int32](1) }
+	rows := []struct {
+		name    string
+		phase   v1alpha1.RolloutPhase
+		change  func(*v1alpha1.RolloutStatus)
+		requeue time.Duration
+		want    bool
+	}{
+		{"counts while an update moves", v1alpha1.RolloutPhaseProgressing, counts, 0, true},
+		{"a step while an update moves", v1alpha1.RolloutPhaseProgressing, step, 0, false},
+		{"counts during a 1s timed pause", v1alpha1.RolloutPhasePaused, counts, time.Second, true},
+		{"counts paused until promoted", v1alpha1.RolloutPhasePaused, counts, 0, false},
+		{"counts of a Healthy Rollout", v1alpha1.RolloutPhaseHealthy, counts, 0, false},
+		{"counts with a timer beyond the delay", v1alpha1.RolloutPhaseHealthy, counts, 2 * countsDelay, false},
+	}
+	for _, r := range rows {
+		p, n := with(r.phase, r.change)
+		if got := statusCanWait(p, n, r.requeue); got != r.want {
+			t.Errorf("%s: statusCanWait %v, want %v", r.name, got, r.want)
+		}
+	}
+}
+
+func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	c := newCoalescer(2 * time.Second)
 	key := types.NamespacedName{Namespace: "ns", Name: "web"}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	prev := v1alpha1.RolloutStatus{Phase: v1alpha1.RolloutPhaseProgressing, Replicas: 2}
-	counts := prev.DeepCopy()
-	counts.Replicas = 3
-	step := prev.DeepCopy()
-	step.CurrentStepIndex = ptr.To[int32](1)
+	at := now.Add
 
-	if wait := c.hold(key, &prev, counts, time.Time{}, now); wait != 2*time.Second {
-		t.Fatalf("first counts-only change: wait %s, want 2s", wait)
+	if wait := c.hold(key, true, now); wait != 2*time.Second {
+		t.Fatalf("first change that can wait: wait %s, want 2s", wait)
 	}
-	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(1500*time.Millisecond)); wait != 500*time.Millisecond {
-		t.Errorf("the same change 1.5s later: wait %s, want the 0.5s left", wait)
+	if wait := c.hold(key, true, at(1500*time.Millisecond)); wait != 500*time.Millisecond {
+		t.Errorf("another 1.5s later: wait %s, want the 0.5s left", wait)
 	}
-	if wait := c.hold(key, &prev, step, time.Time{}, now.Add(1600*time.Millisecond)); wait != 0 {
-		t.Errorf("a step change waited %s; it is written at once (with the counts)", wait)
+	if wait := c.hold(key, false, at(1600*time.Millisecond)); wait != 0 {
+		t.Errorf("a change that cannot wait waited %s", wait)
 	}
-	// After a write, a new counts-only change waits its own delay...
-	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(1700*time.Millisecond)); wait != 2*time.Second {
-		t.Errorf("counts after a write: wait %s, want 2s", wait)
+	// After a write, a new change waits its own delay...
+	if wait := c.hold(key, true, at(1700*time.Millisecond)); wait != 2*time.Second {
+		t.Errorf("after a write: wait %s, want 2s", wait)
 	}
 	// ...and is written once it has waited it.
-	if wait := c.hold(key, &prev, counts, time.Time{}, now.Add(3700*time.Millisecond)); wait != 0 {
-		t.Errorf("counts held 2s: wait %s, want a write", wait)
-	}
-	healthy := counts.DeepCopy()
-	healthy.Phase = v1alpha1.RolloutPhaseHealthy
-	if wait := c.hold(key, &prev, healthy, time.Time{}, now); wait != 0 {
-		t.Errorf("counts of a Rollout at rest waited %s", wait)
-	}
-	// Paused, but a timed pause ends within the delay: held until then.
-	prevPaused := prev.DeepCopy()
-	prevPaused.Phase = v1alpha1.RolloutPhasePaused
-	paused := counts.DeepCopy()
-	paused.Phase = v1alpha1.RolloutPhasePaused
-	if wait := c.hold(key, prevPaused, paused, now.Add(time.Second), now); wait != 2*time.Second {
-		t.Errorf("counts during a 1s timed pause: wait %s, want 2s", wait)
-	}
-	if wait := c.hold(key, prevPaused, paused, time.Time{}, now.Add(time.Second)); wait != 0 {
-		t.Errorf("counts of a Rollout paused until promoted waited %s", wait)
-	}
-	if wait := newCoalescer(-1).hold(key, &prev, counts, time.Time{}, now); wait != 0 {
-		t.Errorf("with a negative delay counts waited %s", wait)
+	if wait := c.hold(key, true, at(3700*time.Millisecond)); wait != 0 {
+		t.Errorf("held 2s: wait %s, want a write", wait)
 	}
 	var none *coalescer
-	if wait := none.hold(key, &prev, counts, time.Time{}, now); wait != 0 {
+	if wait := none.hold(key, true, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
 	}
 }
 
-// TestSeenOwnScale: after the controller scales a ReplicaSet, a cache that
-// still shows the version it scaled from is behind; any other version means
-// it has caught up (or moved past), and the guard is forgotten.
-func TestSeenOwnScale(t *testing.T) {
-	r := &Reconciler{}
-	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-abc", ResourceVersion: "10"}}
-	if !r.seenOwnScale(rs) {
-		t.Fatal("a ReplicaSet never scaled counted as stale")
+// TestStaleGuard: after a write, a cache that still shows the version the
+// write replaced is behind; any other version means it caught up (or moved
+// past), and the guard is forgotten.
+func TestStaleGuard(t *testing.T) {
+	var g staleGuard
+	key := types.NamespacedName{Namespace: "ns", Name: "web-abc"}
+	if g.behind(key, "10") {
+		t.Fatal("an object never written counted as stale")
 	}
-	r.scaled.Store(types.NamespacedName{Namespace: "ns", Name: "web-abc"}, "10")
-	if r.seenOwnScale(rs) {
-		t.Error("the version scaled from counted as current")
+	g.wrote(key, "10", "10")
+	if g.behind(key, "10") {
+		t.Error("a write that changed nothing made the cache count as behind")
 	}
-	rs.ResourceVersion = "11"
-	if !r.seenOwnScale(rs) {
-		t.Error("the version after the scale counted as stale")
+	g.wrote(key, "10", "11")
+	if !g.behind(key, "10") {
+		t.Error("the version the write replaced counted as current")
 	}
-	rs.ResourceVersion = "10"
-	if !r.seenOwnScale(rs) {
+	if g.behind(key, "11") {
+		t.Error("the version after the write counted as stale")
+	}
+	if g.behind(key, "10") {
 		t.Error("the guard outlived the cache catching up")
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -111,17 +109,11 @@ type Reconciler struct {
 	Metrics *Metrics
 	// Routers are the traffic routers this controller offers.
 	Routers traffic.Registry
-	// CountsDelay is how long a status change that only refreshes replica
-	// counts may wait to be written with the next one (DefaultCountsDelay
-	// when zero; negative writes every change at once).
-	CountsDelay time.Duration
-	coalesce    *coalescer
-	// superseded remembers, per Rollout, the resourceVersion its last status
-	// write replaced: while the cache still shows that version, it has not
-	// seen the write, and planning from it would do the same work twice.
-	superseded sync.Map // types.NamespacedName → string
-	// scaled is the same for the ReplicaSets this controller scaled.
-	scaled sync.Map // types.NamespacedName → string
+	// coalesce times the status writes that may wait (Plan.StatusCanWait).
+	coalesce *coalescer
+	// superseded and scaled keep a reconcile from planning on a cache that
+	// has not seen our last status write, or our last scale.
+	superseded, scaled staleGuard
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -136,10 +128,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	if r.CountsDelay == 0 {
-		r.CountsDelay = DefaultCountsDelay
-	}
-	r.coalesce = newCoalescer(r.CountsDelay)
+	r.coalesce = newCoalescer(countsDelay)
 	ctx := context.Background()
 	for name, names := range indexes {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, name, func(o client.Object) []string {
@@ -209,7 +198,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.Namespace, req.Name)
 			r.coalesce.forget(req.NamespacedName)
-			r.superseded.Delete(req.NamespacedName)
+			r.superseded.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)
@@ -217,12 +206,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !ro.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
-	if old, ok := r.superseded.Load(req.NamespacedName); ok {
-		if old.(string) == ro.ResourceVersion {
-			// The watch event of our last write will bring us back.
-			return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
-		}
-		r.superseded.Delete(req.NamespacedName)
+	if r.superseded.behind(req.NamespacedName, ro.ResourceVersion) {
+		// The watch event of our last write will bring us back.
+		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
 	}
 	in, err := r.observe(ctx, &ro)
 	if errors.Is(err, errRequeue) {
@@ -237,22 +223,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("planning: %w", err)
 	}
 	return r.apply(ctx, &ro, p)
-}
-
-// seenOwnScale reports whether the cache shows a ReplicaSet as it is after
-// this controller's last scale of it: planning from the version before would
-// scale it again.
-func (r *Reconciler) seenOwnScale(rs *appsv1.ReplicaSet) bool {
-	key := client.ObjectKeyFromObject(rs)
-	before, ok := r.scaled.Load(key)
-	if !ok {
-		return true
-	}
-	if before.(string) == rs.ResourceVersion {
-		return false
-	}
-	r.scaled.Delete(key)
-	return true
 }
 
 // podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
@@ -350,7 +320,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 				}
 				for i := range list.Items {
 					rs := &list.Items[i]
-					if !r.seenOwnScale(rs) {
+					if r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion) {
 						return Input{}, errRequeue
 					}
 					if sel.Matches(labels.Set(rs.Labels)) && rs.DeletionTimestamp.IsZero() {

@@ -77,6 +77,9 @@ type Plan struct {
 	Events               []Event
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
+	// StatusCanWait: the status change only refreshes counts while the
+	// Rollout moves, so the next write that matters may carry it.
+	StatusCanWait bool
 }
 
 // ScaleChange sets the replicas of a ReplicaSet.
@@ -241,6 +244,7 @@ func plan(in Input) (Plan, error) {
 	p.CreateExperiments = out.createExperiments
 	p.TerminateExperiments = staleExperiments(in.Experiments, out.keepRuns)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
+	p.StatusCanWait = statusCanWait(&ro.Status, &p.Status, p.RequeueAfter)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	return p, nil
 }

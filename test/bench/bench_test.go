@@ -30,23 +30,10 @@ var report = NewReport(time.Now())
 
 func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
-// publish reports a result's metrics to the benchmark framework (they
-// print on its line), logs its samples as a table and writes the results
-// files. The framework keeps only ten lines of a benchmark's log;
-// bin/bench/results.md has everything.
+// publish adds a result to bin/bench/results.{json,md} (Report.Publish).
 func publish(b *testing.B, res Result) {
 	b.Helper()
-	for _, m := range res.Metrics {
-		b.ReportMetric(m.Value, m.Unit)
-	}
-	if len(res.Rows) > 0 {
-		b.Log("\n" + markdownTable(res.Columns, res.Rows))
-	}
-	res.Load = LoadAverage()
-	report.Add(res)
-	if err := report.Write(filepath.Join(testenv.RepoRoot(), "bin", "bench"), "results"); err != nil {
-		b.Fatal(err)
-	}
+	report.Publish(b, res, filepath.Join(testenv.RepoRoot(), "bin", "bench"), "results")
 }
 
 // newCache returns an informer cache over one namespace. Register handlers

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -58,6 +59,26 @@ func (r *Report) Add(res Result) {
 		return
 	}
 	r.Results = append(r.Results, res)
+}
+
+// Publish reports a result's metrics to the benchmark framework (they print
+// on its line), logs its samples as a table, adds it to the report and
+// rewrites NAME.{json,md} in dir, so a later failure keeps what came before.
+// The framework keeps only ten lines of a benchmark's log; the files have
+// everything.
+func (r *Report) Publish(b *testing.B, res Result, dir, name string) {
+	b.Helper()
+	for _, m := range res.Metrics {
+		b.ReportMetric(m.Value, m.Unit)
+	}
+	if len(res.Rows) > 0 {
+		b.Log("\n" + markdownTable(res.Columns, res.Rows))
+	}
+	res.Load = LoadAverage()
+	r.Add(res)
+	if err := r.Write(dir, name); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // Write writes the report into dir as NAME.json and NAME.md.

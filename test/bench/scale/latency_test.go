@@ -13,12 +13,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/bench"
 )
@@ -34,12 +31,9 @@ const latencyTimeout = time.Minute
 func BenchmarkSingleRollout(b *testing.B) {
 	ns := benchNamespace(b, "single")
 	startController(b, "controller-single")
-	ev := watchEvents(b, ns)
+	ev := watchEvents(b, ns, &v1alpha1.Rollout{}, &appsv1.ReplicaSet{}, &v1alpha1.AnalysisRun{})
 	ro := latencyRollout(ns, "single", nil)
-	if err := k8s.Create(context.Background(), ro); err != nil {
-		b.Fatal(err)
-	}
-	ev.await(b, ev.expect(rolloutIs(ro.Name, healthy)), "Healthy")
+	createHealthy(b, ev, ro)
 
 	cols := []string{"update → new ReplicaSet", "update → paused at step", "promote → Healthy", "abort → canary ReplicaSet spec 0", "abort → canary pods 0"}
 	samples := make([][]float64, len(cols))
@@ -92,7 +86,7 @@ func BenchmarkSingleRollout(b *testing.B) {
 func BenchmarkAnalysisAbort(b *testing.B) {
 	ns := benchNamespace(b, "analysis")
 	startController(b, "controller-analysis")
-	ev := watchEvents(b, ns)
+	ev := watchEvents(b, ns, &v1alpha1.Rollout{}, &appsv1.ReplicaSet{}, &v1alpha1.AnalysisRun{})
 	srv := bench.NewVerdictServer(b)
 	ctx := context.Background()
 	tmpl := &v1alpha1.AnalysisTemplate{
@@ -103,18 +97,14 @@ func BenchmarkAnalysisAbort(b *testing.B) {
 		b.Fatal(err)
 	}
 	ro := latencyRollout(ns, "analysed", &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "verdict"}}})
+	var objs []client.Object
 	for _, svc := range []string{ro.Spec.Strategy.Canary.StableService, ro.Spec.Strategy.Canary.CanaryService} {
-		if err := k8s.Create(ctx, &corev1.Service{
+		objs = append(objs, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: ns},
 			Spec:       corev1.ServiceSpec{Selector: ro.Spec.Selector.MatchLabels, Ports: []corev1.ServicePort{{Port: 80}}},
-		}); err != nil {
-			b.Fatal(err)
-		}
+		})
 	}
-	if err := k8s.Create(ctx, ro); err != nil {
-		b.Fatal(err)
-	}
-	ev.await(b, ev.expect(rolloutIs(ro.Name, healthy)), "Healthy")
+	createHealthy(b, ev, ro, objs...)
 
 	cols := []string{"failing answer → finishedAt", "finishedAt → aborted", "finishedAt → canary ReplicaSet spec 0"}
 	samples := make([][]float64, len(cols))
@@ -173,6 +163,18 @@ func BenchmarkAnalysisAbort(b *testing.B) {
 	publish(b, latencyResult("analysis abort latencies", cols, []string{"answer-finished", "failed-aborted", "failed-rs0"}, samples))
 }
 
+// createHealthy creates the objects, then the Rollout, and waits until it
+// is Healthy.
+func createHealthy(b *testing.B, ev *eventWatch, ro *v1alpha1.Rollout, objs ...client.Object) {
+	b.Helper()
+	for _, o := range append(objs, ro) {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ev.await(b, ev.expect(rolloutIs(ro.Name, healthy)), "Healthy")
+}
+
 func successful(run *v1alpha1.AnalysisRun) int32 {
 	var n int32
 	for _, mr := range run.Status.MetricResults {
@@ -202,17 +204,6 @@ func latencyRollout(ns, name string, analysis *v1alpha1.RolloutAnalysis) *v1alph
 	steps = append(steps, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}})
 	ro.Spec.Strategy.Canary.Steps = steps
 	return ro
-}
-
-func benchNamespace(b *testing.B, ns string) string {
-	b.Helper()
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	})
-	return ns
 }
 
 func healthy(ro *v1alpha1.Rollout) bool {
@@ -278,89 +269,6 @@ func patchRollout(b *testing.B, ns, name, patch string) time.Time {
 	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	if err := k8s.Patch(context.Background(), ro, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
 		b.Fatal(err)
-	}
-	return at
-}
-
-// eventWatch delivers the watch events of Rollouts, ReplicaSets and
-// AnalysisRuns of a namespace to the expectations registered before.
-type eventWatch struct {
-	cache cache.Cache
-	mu    sync.Mutex
-	open  []expectation
-}
-
-type expectation struct {
-	match func(client.Object) bool
-	mark  *bench.Mark
-}
-
-func watchEvents(b *testing.B, ns string) *eventWatch {
-	b.Helper()
-	c, err := cache.New(config, cache.Options{Scheme: apis.NewScheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := &eventWatch{cache: c}
-	for _, obj := range []client.Object{&v1alpha1.Rollout{}, &appsv1.ReplicaSet{}, &v1alpha1.AnalysisRun{}} {
-		inf, err := c.GetInformer(context.Background(), obj)
-		if err != nil {
-			b.Fatal(err)
-		}
-		handle := func(o any) {
-			if obj, ok := o.(client.Object); ok {
-				w.observe(obj, time.Now())
-			}
-		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Start(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	if !c.WaitForCacheSync(ctx) {
-		b.Fatal("watch did not sync")
-	}
-	return w
-}
-
-// expect registers what to wait for; register before the request that
-// causes it.
-func (w *eventWatch) expect(match func(client.Object) bool) *bench.Mark {
-	m := bench.NewMark()
-	w.mu.Lock()
-	w.open = append(w.open, expectation{match: match, mark: m})
-	w.mu.Unlock()
-	return m
-}
-
-func (w *eventWatch) observe(obj client.Object, at time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	kept := w.open[:0]
-	for _, e := range w.open {
-		if e.match(obj) {
-			e.mark.Set(at)
-			continue
-		}
-		kept = append(kept, e)
-	}
-	w.open = kept
-}
-
-func (w *eventWatch) await(b *testing.B, m *bench.Mark, what string) time.Time {
-	b.Helper()
-	at, ok := m.Wait(latencyTimeout)
-	if !ok {
-		var list v1alpha1.RolloutList
-		_ = w.cache.List(context.Background(), &list)
-		var states []string
-		for _, ro := range list.Items {
-			states = append(states, fmt.Sprintf("%s: %+v", ro.Name, ro.Status))
-		}
-		b.Fatalf("%s not seen within %s; rollouts: %v", what, latencyTimeout, states)
 	}
 	return at
 }

@@ -129,16 +129,8 @@ func startController(tb testing.TB, name string) *kwok.Controller {
 	return ctl
 }
 
-// publish reports a result's metrics to the benchmark framework and
-// rewrites bin/bench/scale.{json,md}.
+// publish adds a result to bin/bench/scale.{json,md} (Report.Publish).
 func publish(b *testing.B, res bench.Result) {
 	b.Helper()
-	for _, m := range res.Metrics {
-		b.ReportMetric(m.Value, m.Unit)
-	}
-	res.Load = bench.LoadAverage()
-	report.Add(res)
-	if err := report.Write(filepath.Join(cl.Root, "bin", "bench"), "scale"); err != nil {
-		b.Fatal(err)
-	}
+	report.Publish(b, res, filepath.Join(cl.Root, "bin", "bench"), "scale")
 }

@@ -18,12 +18,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/bench"
 	"github.com/kubeseed/rollouts/test/kwok"
@@ -85,17 +82,14 @@ func (p phase) totalRequests() float64 {
 
 func scaleRun(b *testing.B, n, rep int) (create, update phase) {
 	b.Helper()
-	ns := fmt.Sprintf("scale-%d-%d", n, rep)
+	ns := benchNamespace(b, fmt.Sprintf("scale-%d-%d", n, rep))
 	ctx := context.Background()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		b.Fatal(err)
-	}
 	ctl := startController(b, fmt.Sprintf("controller-scale-%d-%d", n, rep))
 	plane, err := controlPlane(cl)
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := watchRollouts(b, ns)
+	w := watchEvents(b, ns, &v1alpha1.Rollout{})
 
 	names := make([]string, n)
 	for i := range names {
@@ -240,129 +234,29 @@ func inParallel(b *testing.B, names []string, fn func(string) error) {
 // spec, with the revision running image stable.
 func healthyOn(image string) func(*v1alpha1.Rollout) bool {
 	return func(ro *v1alpha1.Rollout) bool {
-		st := &ro.Status
-		return st.Phase == v1alpha1.RolloutPhaseHealthy && st.ObservedGeneration == ro.Generation &&
-			st.StableRS != "" && st.StableRS == st.CurrentPodHash && ro.Spec.Template.Spec.Containers[0].Image == image
+		return healthy(ro) && ro.Spec.Template.Spec.Containers[0].Image == image
 	}
 }
 
-// rolloutWatch is the load generator's informer on the Rollouts of a
-// namespace, feeding the current tracker.
-type rolloutWatch struct {
-	cache   cache.Cache
-	cancel  context.CancelFunc
-	done    chan struct{}
-	tracker atomic.Pointer[tracker]
-}
-
-func watchRollouts(b *testing.B, ns string) *rolloutWatch {
+// benchNamespace creates a namespace, deleted (and waited for) when the
+// benchmark ends unless it is gone before.
+func benchNamespace(b *testing.B, ns string) string {
 	b.Helper()
-	c, err := cache.New(config, cache.Options{Scheme: apis.NewScheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
-	if err != nil {
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		b.Fatal(err)
 	}
-	inf, err := c.GetInformer(context.Background(), &v1alpha1.Rollout{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := &rolloutWatch{cache: c, done: make(chan struct{})}
-	handle := func(o any) {
-		at := time.Now()
-		if ro, ok := o.(*v1alpha1.Rollout); ok {
-			if t := w.tracker.Load(); t != nil {
-				t.observe(ro, at)
-			}
-		}
-	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }}); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	go func() { defer close(w.done); _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		b.Fatal("rollout watch did not sync")
-	}
-	b.Cleanup(w.stop)
-	return w
+	b.Cleanup(func() { deleteNamespace(b, ns) })
+	return ns
 }
 
-func (w *rolloutWatch) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// track starts following n Rollouts until each has been seen in the state
-// want describes.
-func (w *rolloutWatch) track(n int, want func(*v1alpha1.Rollout) bool) *tracker {
-	t := &tracker{want: want, n: n, at: map[string]time.Time{}, all: make(chan struct{})}
-	w.tracker.Store(t)
-	return t
-}
-
-// tracker records when each Rollout was first seen in the wanted state.
-type tracker struct {
-	want func(*v1alpha1.Rollout) bool
-	n    int
-	mu   sync.Mutex
-	at   map[string]time.Time
-	last time.Time
-	all  chan struct{}
-}
-
-func (t *tracker) observe(ro *v1alpha1.Rollout, at time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, seen := t.at[ro.Name]; seen || len(t.at) == t.n || !t.want(ro) {
-		return
-	}
-	t.at[ro.Name] = at
-	t.last = at
-	if len(t.at) == t.n {
-		close(t.all)
-	}
-}
-
-// wait returns when the last Rollout got there, or fails the benchmark
-// with where the others stand.
-func (t *tracker) wait(b *testing.B, w *rolloutWatch) time.Time {
-	b.Helper()
-	select {
-	case <-t.all:
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		return t.last
-	case <-time.After(phaseTimeout):
-	}
-	var list v1alpha1.RolloutList
-	if err := w.cache.List(context.Background(), &list); err != nil {
-		b.Fatal(err)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	phases := map[string]int{}
-	var example string
-	for i := range list.Items {
-		ro := &list.Items[i]
-		if _, ok := t.at[ro.Name]; ok {
-			continue
-		}
-		phases[string(ro.Status.Phase)+": "+ro.Status.Message]++
-		if example == "" {
-			example = fmt.Sprintf("%s: %+v", ro.Name, ro.Status)
-		}
-	}
-	b.Fatalf("%d of %d Rollouts done within %s; the others: %v\nfor example %s", len(t.at), t.n, phaseTimeout, phases, example)
-	return time.Time{}
-}
-
-// deleteNamespace deletes the namespace and waits until it is gone, so the
-// next repetition starts on an empty cluster.
+// deleteNamespace deletes the namespace and waits until it is gone, so what
+// runs next starts on an empty cluster: a controller would otherwise
+// reconcile the dying namespace's Rollouts and count those requests too.
 func deleteNamespace(b *testing.B, ns string) {
 	b.Helper()
 	ctx := context.Background()
 	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
-	if err := k8s.Delete(ctx, obj); err != nil {
+	if err := k8s.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 		b.Fatal(err)
 	}
 	deadline := time.Now().Add(phaseTimeout)

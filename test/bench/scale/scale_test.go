@@ -132,46 +132,76 @@ func planeByName(cpu map[string]time.Duration) string {
 }
 
 // measure runs one phase: run does the writes and returns the moment the
-// last Rollout was seen done. The controller's counters are read before,
-// and after it has been left alone for settle.
+// last Rollout was seen done. The counters are read before, and after the
+// cluster has been left alone for settle (so trailing work counts). Without
+// a controller (ctl nil) only the wall time and the control plane count.
 func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() time.Time) phase {
 	b.Helper()
-	pid := ctl.Cmd.Process.Pid
-	if err := resetPeak(pid); err != nil {
-		b.Fatal(err)
+	var before controllerCounters
+	if ctl != nil {
+		before = readController(b, ctl, true)
 	}
-	cpu0, err1 := cpuTime(pid)
-	plane0, err2 := cpuByName(plane)
-	req0, err3 := apiRequests(ctl)
-	_, logStart, _ := logErrors(ctl, 0)
-	if err := firstErr(err1, err2, err3); err != nil {
+	plane0, err := cpuByName(plane)
+	if err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
 	end := run()
 	time.Sleep(settle)
-	cpu1, err1 := cpuTime(pid)
-	plane1, err2 := cpuByName(plane)
-	req1, err3 := apiRequests(ctl)
-	rss, peak, err4 := memory(pid)
-	if err := firstErr(err1, err2, err3, err4, ctl.Exited()); err != nil {
+	plane1, err := cpuByName(plane)
+	if err != nil {
 		b.Fatal(err)
 	}
-	p := phase{n: n, wall: end.Sub(start), cpu: cpu1 - cpu0, peak: peak, settled: rss, requests: map[string]float64{}, plane: map[string]time.Duration{}}
+	p := phase{n: n, wall: end.Sub(start), requests: map[string]float64{}, plane: map[string]time.Duration{}}
 	for name, t := range plane1 {
 		p.plane[name] = t - plane0[name]
 		p.planeCPU += t - plane0[name]
 	}
-	for method, v := range req1 {
-		if d := v - req0[method]; d > 0 {
+	if ctl == nil {
+		return p
+	}
+	after := readController(b, ctl, false)
+	p.cpu, p.peak, p.settled = after.cpu-before.cpu, after.peak, after.rss
+	for method, v := range after.requests {
+		if d := v - before.requests[method]; d > 0 {
 			p.requests[method] = d
 		}
 	}
-	p.logErrors, _, p.firstError = logErrors(ctl, logStart)
+	p.logErrors, _, p.firstError = logErrors(ctl, before.logAt)
 	if p.logErrors > 0 {
 		b.Errorf("the controller logged %d errors; the first: %s", p.logErrors, p.firstError)
 	}
 	return p
+}
+
+// controllerCounters is what is read off the controller around a phase.
+type controllerCounters struct {
+	cpu       time.Duration
+	requests  map[string]float64
+	rss, peak int64
+	logAt     int64
+}
+
+// readController reads the controller's counters; at the start of a phase
+// (start) its peak RSS is reset first.
+func readController(b *testing.B, ctl *kwok.Controller, start bool) controllerCounters {
+	b.Helper()
+	pid := ctl.Cmd.Process.Pid
+	var c controllerCounters
+	var errs [4]error
+	if start {
+		errs[0] = resetPeak(pid)
+		_, c.logAt, _ = logErrors(ctl, 0)
+	} else {
+		c.rss, c.peak, errs[0] = memory(pid)
+		errs[3] = ctl.Exited()
+	}
+	c.cpu, errs[1] = cpuTime(pid)
+	c.requests, errs[2] = apiRequests(ctl)
+	if err := firstErr(errs[:]...); err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
 
 func firstErr(errs ...error) error {
@@ -291,12 +321,16 @@ func phaseResult(name string, ps []phase) bench.Result {
 		unit string
 		xs   []float64
 	}{{"wall-s", wall}, {"requests/rollout", req}, {"cpu-ms/rollout", cpu}, {"peak-rss-MB", peak}, {"settled-rss-MB", settled}, {"plane-cpu-s", plane}} {
-		s := bench.Summarize(m.xs)
-		res.Metrics = append(res.Metrics, bench.Metric{Unit: m.unit, Value: s.Median},
-			bench.Metric{Unit: m.unit + "-min", Value: s.Min}, bench.Metric{Unit: m.unit + "-max", Value: s.Max})
+		res.Metrics = append(res.Metrics, spread(m.unit, m.xs)...)
 	}
 	res.Metrics = append(res.Metrics, bench.Metric{Unit: "log-errors", Value: bench.Summarize(errs).Max}, bench.Metric{Unit: "reps", Value: float64(len(ps))})
 	return res
+}
+
+// spread is the median, minimum and maximum of samples, as metrics.
+func spread(unit string, xs []float64) []bench.Metric {
+	s := bench.Summarize(xs)
+	return []bench.Metric{{Unit: unit, Value: s.Median}, {Unit: unit + "-min", Value: s.Min}, {Unit: unit + "-max", Value: s.Max}}
 }
 
 func byMethod(requests map[string]float64, n float64) string {
@@ -316,15 +350,18 @@ func summary(b *testing.B) {
 		Columns: []string{"phase", "wall s", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "reps"},
 	}
 	for _, r := range report.Results {
-		if !strings.HasPrefix(r.Name, "scale N=") {
-			continue
-		}
 		v := map[string]float64{}
 		for _, m := range r.Metrics {
 			v[m.Unit] = m.Value
 		}
-		res.Rows = append(res.Rows, []string{strings.TrimPrefix(r.Name, "scale "), bench.FormatValue(v["wall-s"]), bench.FormatValue(v["requests/rollout"]),
-			bench.FormatValue(v["cpu-ms/rollout"]), bench.FormatValue(v["peak-rss-MB"]), bench.FormatValue(v["settled-rss-MB"]), bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
+		switch {
+		case strings.HasPrefix(r.Name, "scale N="):
+			res.Rows = append(res.Rows, []string{strings.TrimPrefix(r.Name, "scale "), bench.FormatValue(v["wall-s"]), bench.FormatValue(v["requests/rollout"]),
+				bench.FormatValue(v["cpu-ms/rollout"]), bench.FormatValue(v["peak-rss-MB"]), bench.FormatValue(v["settled-rss-MB"]), bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
+		case strings.HasPrefix(r.Name, "floor N="):
+			n, phase, _ := strings.Cut(strings.TrimPrefix(r.Name, "floor "), " ")
+			res.Rows = append(res.Rows, []string{n + " " + phase + ", no controller (floor)", bench.FormatValue(v["wall-s"]), "–", "–", "–", "–", bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
+		}
 	}
 	res.Load = bench.LoadAverage()
 	report.Add(res)

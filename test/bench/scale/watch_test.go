@@ -28,6 +28,7 @@ type eventWatch struct {
 	stop    func()
 	mu      sync.Mutex
 	open    []expectation
+	hooks   []func(client.Object, time.Time)
 	tracker atomic.Pointer[tracker]
 }
 
@@ -85,7 +86,7 @@ func (w *eventWatch) observe(obj client.Object, at time.Time) {
 		}
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	hooks := w.hooks
 	kept := w.open[:0]
 	for _, e := range w.open {
 		if e.match(obj) {
@@ -95,6 +96,17 @@ func (w *eventWatch) observe(obj client.Object, at time.Time) {
 		kept = append(kept, e)
 	}
 	w.open = kept
+	w.mu.Unlock()
+	for _, hook := range hooks {
+		hook(obj, at)
+	}
+}
+
+// onEvent calls fn with every add or update from now on.
+func (w *eventWatch) onEvent(fn func(client.Object, time.Time)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hooks = append(w.hooks, fn)
 }
 
 func (w *eventWatch) await(b *testing.B, m *bench.Mark, what string) time.Time {

@@ -1,0 +1,269 @@
+//go:build bench
+
+package scale
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/test/bench"
+)
+
+// BenchmarkScaleFloor is scenario A with no controller at all: the load
+// generator itself makes the ReplicaSet writes the scenario implies, on N
+// units of 2 replicas. Create: one ReplicaSet of 2 per unit, until all are
+// available. Update: a second ReplicaSet at 1 (the surge), the first scaled
+// to 1 once it is available, the second to 2 after the 1 s pause, the first
+// to 0 once the second is available; a unit is done when the first has no
+// pods left. No Rollout, status or event is written, so the wall time is
+// what the pods alone take on this machine: a lower bound for any
+// controller, and the yardstick for how much of scenario A's wall time is
+// the controller's.
+func BenchmarkScaleFloor(b *testing.B) {
+	for _, n := range scales() {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			reps := envInt("BENCH_REPS", 3)
+			var create, update []phase
+			for b.Loop() {
+				for rep := range reps {
+					c, u := floorRun(b, n, rep)
+					create, update = append(create, c), append(update, u)
+				}
+			}
+			publish(b, floorResult(fmt.Sprintf("floor N=%d create", n), create))
+			publish(b, floorResult(fmt.Sprintf("floor N=%d update", n), update))
+			summary(b)
+		})
+	}
+}
+
+func floorRun(b *testing.B, n, rep int) (create, update phase) {
+	b.Helper()
+	ns := benchNamespace(b, fmt.Sprintf("floor-%d-%d", n, rep))
+	plane, err := controlPlane(cl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := watchEvents(b, ns, &appsv1.ReplicaSet{})
+	d := newFloorDriver(w, ns, n)
+	defer d.stop()
+	create = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
+	b.Logf("floor N=%d rep %d create: %s", n, rep, create)
+	update = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
+	b.Logf("floor N=%d rep %d update: %s", n, rep, update)
+	w.stop()
+	deleteNamespace(b, ns)
+	return create, update
+}
+
+// floorStage is where a unit is; each stage waits for one condition on
+// its ReplicaSets, then writes and moves on.
+type floorStage int
+
+const (
+	floorCreate floorStage = iota // first ReplicaSet created at 2: until available
+	floorUpdate                   // second created at 1: until it is available
+	floorPause                    // first scaled to 1: 1 s
+	floorFull                     // second scaled to 2: until available
+	floorDrain                    // first scaled to 0: until it has no pods
+	floorDone
+)
+
+// floorDriver steps N units through the stages from ReplicaSet events,
+// with writers requests in flight.
+type floorDriver struct {
+	ns     string
+	w      *eventWatch
+	ctx    context.Context
+	work   chan func() error
+	failed chan error
+	stop   func()
+
+	mu      sync.Mutex
+	stage   map[string]floorStage
+	left    int
+	last    time.Time
+	allDone chan struct{}
+}
+
+func newFloorDriver(w *eventWatch, ns string, n int) *floorDriver {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &floorDriver{ns: ns, w: w, ctx: ctx, work: make(chan func() error), failed: make(chan error, 1), stage: map[string]floorStage{}}
+	for i := range n {
+		d.stage[fmt.Sprintf("unit-%05d", i)] = floorDone
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case fn := <-d.work:
+					if err := fn(); err != nil {
+						select {
+						case d.failed <- err:
+						default:
+						}
+					}
+				}
+			}
+		})
+	}
+	d.stop = func() { cancel(); wg.Wait() }
+	w.onEvent(func(obj client.Object, at time.Time) {
+		if unit := obj.GetLabels()["unit"]; unit != "" {
+			d.advance(unit, at)
+		}
+	})
+	return d
+}
+
+// queue hands a write to the writers; it blocks until one takes it or the
+// driver stops.
+func (d *floorDriver) queue(fn func() error) {
+	select {
+	case d.work <- fn:
+	case <-d.ctx.Done():
+	}
+}
+
+// run starts every unit at stage from and returns when the last is done.
+func (d *floorDriver) run(b *testing.B, from floorStage) time.Time {
+	b.Helper()
+	d.mu.Lock()
+	d.left, d.allDone = len(d.stage), make(chan struct{})
+	units := make([]string, 0, len(d.stage))
+	for unit := range d.stage {
+		d.stage[unit] = from
+		units = append(units, unit)
+	}
+	d.mu.Unlock()
+	rev, replicas := "1", int32(2)
+	if from == floorUpdate {
+		rev, replicas = "2", 1
+	}
+	for _, unit := range units {
+		d.queue(func() error { return k8s.Create(context.Background(), floorReplicaSet(d.ns, unit, rev, replicas)) })
+	}
+	select {
+	case <-d.allDone:
+	case err := <-d.failed:
+		b.Fatal(err)
+	case <-time.After(phaseTimeout):
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		b.Fatalf("%d of %d units not done within %s", d.left, len(d.stage), phaseTimeout)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+// advance moves a unit on as far as its ReplicaSets in the cache allow.
+func (d *floorDriver) advance(unit string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		first, second := d.replicaSet(unit, "1"), d.replicaSet(unit, "2")
+		switch d.stage[unit] {
+		case floorCreate:
+			if first == nil || first.Status.AvailableReplicas < 2 {
+				return
+			}
+			d.done(unit, at)
+		case floorUpdate:
+			if second == nil || second.Status.AvailableReplicas < 1 {
+				return
+			}
+			d.stage[unit] = floorPause
+			d.scale(unit, "1", 1)
+			time.AfterFunc(time.Second, func() {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				d.stage[unit] = floorFull
+				d.scale(unit, "2", 2)
+			})
+		case floorFull:
+			if second == nil || second.Generation != second.Status.ObservedGeneration || second.Status.AvailableReplicas < 2 {
+				return
+			}
+			d.stage[unit] = floorDrain
+			d.scale(unit, "1", 0)
+		case floorDrain:
+			if first == nil || first.Generation != first.Status.ObservedGeneration || first.Status.Replicas > 0 {
+				return
+			}
+			d.done(unit, at)
+		default:
+			return
+		}
+	}
+}
+
+func (d *floorDriver) done(unit string, at time.Time) {
+	d.stage[unit] = floorDone
+	d.left--
+	d.last = at
+	if d.left == 0 {
+		close(d.allDone)
+	}
+}
+
+func (d *floorDriver) replicaSet(unit, rev string) *appsv1.ReplicaSet {
+	var rs appsv1.ReplicaSet
+	if err := d.w.cache.Get(context.Background(), types.NamespacedName{Namespace: d.ns, Name: unit + "-" + rev}, &rs); err != nil {
+		return nil
+	}
+	return &rs
+}
+
+// scale queues a scale patch; called with d.mu held, so it must not block.
+func (d *floorDriver) scale(unit, rev string, replicas int32) {
+	go d.queue(func() error {
+		patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas))
+		return k8s.Patch(context.Background(), &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: d.ns, Name: unit + "-" + rev}}, patch)
+	})
+}
+
+// floorReplicaSet is one revision of a unit, with the pods scenario A's
+// Rollouts have.
+func floorReplicaSet(ns, unit, rev string, replicas int32) *appsv1.ReplicaSet {
+	labels := map[string]string{"unit": unit, "rev": rev}
+	return &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit + "-" + rev, Labels: labels},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:" + rev}}},
+			},
+		},
+	}
+}
+
+// floorResult summarises the repetitions of one floor phase: wall time and
+// the control plane's CPU (there is no controller to measure).
+func floorResult(name string, ps []phase) bench.Result {
+	res := bench.Result{Name: name, Columns: []string{"rep", "wall s", "control plane CPU s", "by process"}}
+	var wall, plane []float64
+	for i, p := range ps {
+		wall, plane = append(wall, p.wall.Seconds()), append(plane, p.planeCPU.Seconds())
+		res.Rows = append(res.Rows, []string{fmt.Sprint(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(plane[i]), planeByName(p.plane)})
+	}
+	res.Metrics = append(res.Metrics, spread("wall-s", wall)...)
+	res.Metrics = append(res.Metrics, spread("plane-cpu-s", plane)...)
+	res.Metrics = append(res.Metrics, bench.Metric{Unit: "reps", Value: float64(len(ps))})
+	return res
+}

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -293,7 +294,10 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 	return nil
 }
 
-// writeStatus patches the status subresource when it changed.
+// writeStatus sets the status subresource when it changed. The status is
+// the controller's alone, so the patch sets all of it ("add" replaces a
+// member that exists): one encoding of the status, where a merge patch
+// would encode and compare the whole Rollout twice.
 func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus) error {
 	if equality.Semantic.DeepEqual(ro.Status, st) {
 		return nil
@@ -301,13 +305,23 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	if logger := log.FromContext(ctx).V(2); logger.Enabled() {
 		logger.Info("Writing status", "diff", cmp.Diff(ro.Status, st))
 	}
-	orig := ro.DeepCopy()
-	ro.Status = st
-	if err := r.Client.Status().Patch(ctx, ro, client.MergeFrom(orig), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	patch, err := json.Marshal([]jsonPatchOp{{Op: "add", Path: "/status", Value: st}})
+	if err != nil {
+		return fmt.Errorf("encoding rollout status: %w", err)
+	}
+	before := ro.ResourceVersion
+	if err := r.Client.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
-	r.superseded.wrote(client.ObjectKeyFromObject(ro), orig.ResourceVersion, ro.ResourceVersion)
+	r.superseded.wrote(client.ObjectKeyFromObject(ro), before, ro.ResourceVersion)
 	return nil
+}
+
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
 }
 
 // terminate sets spec.terminate of an AnalysisRun or Experiment; one

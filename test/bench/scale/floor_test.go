@@ -58,9 +58,9 @@ func floorRun(b *testing.B, n, rep int) (create, update phase) {
 	d := newFloorDriver(w, ns, n)
 	defer d.stop()
 	create = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
-	b.Logf("floor N=%d rep %d create: %s", n, rep, create)
+	b.Logf("floor N=%d rep %d create: %s", n, rep, create.planeString())
 	update = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
-	b.Logf("floor N=%d rep %d update: %s", n, rep, update)
+	b.Logf("floor N=%d rep %d update: %s", n, rep, update.planeString())
 	w.stop()
 	deleteNamespace(b, ns)
 	return create, update
@@ -251,6 +251,10 @@ func floorReplicaSet(ns, unit, rev string, replicas int32) *appsv1.ReplicaSet {
 			},
 		},
 	}
+}
+
+func (p phase) planeString() string {
+	return fmt.Sprintf("wall %.1fs, control plane %.1fs CPU (%s)", p.wall.Seconds(), p.planeCPU.Seconds(), planeByName(p.plane))
 }
 
 // floorResult summarises the repetitions of one floor phase: wall time and

@@ -189,8 +189,8 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // trim drops from every cached object what the controller never reads:
 // managed fields and kubectl's last-applied copy. The cache then holds
-// roughly the objects' specs and statuses only. (Writes are patches built
-// from two cached copies, so nothing trimmed is ever written back.)
+// roughly the objects' specs and statuses only. (Writes are patches of the
+// fields they change, so nothing trimmed is ever written back.)
 func trim(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)

@@ -60,13 +60,11 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		return reconcile.Result{}, err
 	}
 	r.Metrics.observe(ro, p.Status)
-	requeue := p.RequeueAfter
-	if wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), p.StatusCanWait, r.Clock.Now()); wait > 0 {
-		if requeue == 0 || wait < requeue {
-			requeue = wait
+	wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), p.StatusCanWait, r.Clock.Now())
+	if wait == 0 {
+		if err := r.writeStatus(ctx, ro, p.Status); err != nil {
+			return reconcile.Result{}, err
 		}
-	} else if err := r.writeStatus(ctx, ro, p.Status); err != nil {
-		return reconcile.Result{}, err
 	}
 	for _, e := range p.Events {
 		typ := corev1.EventTypeNormal
@@ -75,7 +73,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		}
 		r.Recorder.Eventf(ro, nil, typ, e.Reason, e.Reason, "%s", e.Message)
 	}
-	return reconcile.Result{RequeueAfter: requeue}, nil
+	return reconcile.Result{RequeueAfter: soonest(p.RequeueAfter, wait)}, nil
 }
 
 func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
@@ -186,6 +184,7 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 		if err := r.Client.Delete(ctx, rs); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting replicaset %s: %w", name, err)
 		}
+		r.scaled.forget(client.ObjectKeyFromObject(rs))
 	}
 	return nil
 }

@@ -132,3 +132,20 @@ func TestStaleGuard(t *testing.T) {
 		t.Error("the guard outlived the cache catching up")
 	}
 }
+
+func TestSoonest(t *testing.T) {
+	rows := []struct{ a, b, want time.Duration }{
+		{0, 0, 0},
+		{0, time.Second, time.Second},
+		{time.Second, 0, time.Second},
+		{2 * time.Second, time.Second, time.Second},
+		{time.Second, 2 * time.Second, time.Second},
+		{-time.Second, time.Second, time.Second},
+		{time.Second, -time.Second, time.Second},
+	}
+	for _, r := range rows {
+		if got := soonest(r.a, r.b); got != r.want {
+			t.Errorf("soonest(%s, %s) = %s, want %s", r.a, r.b, got, r.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -211,5 +212,39 @@ func TestIntegrationScaleIsGuardedBySpecOnly(t *testing.T) {
 	}
 	if *rs.Spec.Replicas != 1 {
 		t.Errorf("spec.replicas %d, want 1", *rs.Spec.Replicas)
+	}
+}
+
+// TestIntegrationWriteStatusReplacesTheStatus: the status patch sets the
+// whole status, on a Rollout that has none yet and on one that has, so a
+// field the new status leaves out (a pause that ended) is gone.
+func TestIntegrationWriteStatusReplacesTheStatus(t *testing.T) {
+	ctx := context.Background()
+	ro := canaryRollout(2, "1", "0", pause(""))
+	ro.Namespace, ro.UID, ro.Generation = env.Namespace(t), "", 0
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: env.Client}
+	paused := v1alpha1.RolloutStatus{
+		Phase: v1alpha1.RolloutPhasePaused, CurrentPodHash: "abc", CurrentStepIndex: ptr.To[int32](0),
+		PauseConditions: []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonCanaryPauseStep, StartTime: metav1.NewTime(time.Now().Truncate(time.Second))}},
+	}
+	resumed := v1alpha1.RolloutStatus{Phase: v1alpha1.RolloutPhaseProgressing, CurrentPodHash: "abc", CurrentStepIndex: ptr.To[int32](1)}
+	for _, want := range []v1alpha1.RolloutStatus{paused, resumed} {
+		before := ro.ResourceVersion
+		if err := r.writeStatus(ctx, ro, want); err != nil {
+			t.Fatal(err)
+		}
+		if !r.superseded.behind(client.ObjectKeyFromObject(ro), before) {
+			t.Errorf("the write from version %s was not recorded", before)
+		}
+		var got v1alpha1.Rollout
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got.Status); diff != "" {
+			t.Errorf("stored status (-want +got):\n%s", diff)
+		}
 	}
 }

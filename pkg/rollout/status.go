@@ -44,10 +44,17 @@ type outcome struct {
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.
-func (o *outcome) after(d time.Duration) {
-	if d > 0 && (o.requeueAfter == 0 || d < o.requeueAfter) {
-		o.requeueAfter = d
+func (o *outcome) after(d time.Duration) { o.requeueAfter = soonest(o.requeueAfter, d) }
+
+// soonest is the earlier of two timers, where 0 (or less) means no timer.
+func soonest(a, b time.Duration) time.Duration {
+	switch {
+	case b <= 0:
+		return max(a, 0)
+	case a <= 0 || b < a:
+		return b
 	}
+	return a
 }
 
 // addPause records a pause reason (keeping its first start time) and returns

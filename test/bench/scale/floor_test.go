@@ -29,23 +29,7 @@ import (
 // what the pods alone take on this machine: a lower bound for any
 // controller, and the yardstick for how much of scenario A's wall time is
 // the controller's.
-func BenchmarkScaleFloor(b *testing.B) {
-	for _, n := range scales() {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			reps := envInt("BENCH_REPS", 3)
-			var create, update []phase
-			for b.Loop() {
-				for rep := range reps {
-					c, u := floorRun(b, n, rep)
-					create, update = append(create, c), append(update, u)
-				}
-			}
-			publish(b, floorResult(fmt.Sprintf("floor N=%d create", n), create))
-			publish(b, floorResult(fmt.Sprintf("floor N=%d update", n), update))
-			summary(b)
-		})
-	}
-}
+func BenchmarkScaleFloor(b *testing.B) { eachScale(b, "floor", floorRun, floorResult) }
 
 func floorRun(b *testing.B, n, rep int) (create, update phase) {
 	b.Helper()

@@ -40,19 +40,23 @@ const (
 // setWeight 50 and pause 1s, no traffic routing) created at once until all
 // are Healthy, then all updated at once until all are Healthy on the new
 // revision. Each repetition runs a fresh controller in a fresh namespace.
-func BenchmarkScale(b *testing.B) {
+func BenchmarkScale(b *testing.B) { eachScale(b, "scale", scaleRun, phaseResult) }
+
+// eachScale runs BENCH_REPS repetitions of a two-phase scenario for each N
+// and publishes each phase as "KIND N=n create|update", then the summary.
+func eachScale(b *testing.B, kind string, run func(b *testing.B, n, rep int) (create, update phase), result func(string, []phase) bench.Result) {
 	for _, n := range scales() {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			reps := envInt("BENCH_REPS", 3)
 			var create, update []phase
 			for b.Loop() {
 				for rep := range reps {
-					c, u := scaleRun(b, n, rep)
+					c, u := run(b, n, rep)
 					create, update = append(create, c), append(update, u)
 				}
 			}
-			publish(b, phaseResult(fmt.Sprintf("scale N=%d create", n), create))
-			publish(b, phaseResult(fmt.Sprintf("scale N=%d update", n), update))
+			publish(b, result(fmt.Sprintf("%s N=%d create", kind, n), create))
+			publish(b, result(fmt.Sprintf("%s N=%d update", kind, n), update))
 			summary(b)
 		})
 	}

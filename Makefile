@@ -8,8 +8,10 @@ SHELL := /usr/bin/env bash -o pipefail
 
 ROOT      := $(CURDIR)
 BIN       := $(ROOT)/bin
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION   ?= $(shell ./hack/version.sh 2>/dev/null || echo v0.0.0-dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null | cut -c1-7 || echo unknown)
+# The controller image's repository (make image, make release).
+IMAGE     ?= ghcr.io/kubeseed/rollouts
 LDFLAGS   := -s -w -X github.com/kubeseed/rollouts/pkg/version.Version=$(VERSION) -X github.com/kubeseed/rollouts/pkg/version.Commit=$(COMMIT)
 NODES     ?= 4
 CLUSTER   ?= rollouts
@@ -35,24 +37,50 @@ help: ## List the targets.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/rollouts and bin/kubectl-rollouts.
-	go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/rollouts ./cmd/rollouts
-	go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-rollouts ./cmd/kubectl-rollouts
+build: ## Build bin/rollouts and bin/kubectl-rollouts (static, as released).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/rollouts ./cmd/rollouts
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-rollouts ./cmd/kubectl-rollouts
+
+.PHONY: install-plugin
+install-plugin: ## Install kubectl-rollouts into $(go env GOPATH)/bin.
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o "$$(go env GOPATH)/bin/kubectl-rollouts" ./cmd/kubectl-rollouts
+	@echo "installed $$(go env GOPATH)/bin/kubectl-rollouts; with that directory on PATH, run: kubectl rollouts version --client"
+
+##@ Release
+
+# PLATFORMS are the controller image's platforms.
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build the controller image (no Docker) for PLATFORMS: OCI layout bin/image/oci and a docker-loadable archive.
+	go run ./hack/release image -image $(IMAGE) -platforms $(PLATFORMS)
+
+.PHONY: image-push
+image-push: ## Push the image built by make image to REGISTRY=host/repo, tagged with the version.
+	go run ./hack/release push -to "$(REGISTRY)"
+
+.PHONY: release
+release: ## Build the release into bin/release: install manifests pinned by digest, plugin archives, krew manifest, chart, image archive, checksums.
+	go run ./hack/release release -image $(IMAGE) -platforms $(PLATFORMS)
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRDs (manifests/crds) with controller-gen, and the CLI reference (docs/cli).
+generate: ## Regenerate deepcopy code and CRDs (manifests/crds, charts/rollouts/crds), the RBAC copies (namespaced Role, chart rules) and the CLI reference (docs/cli).
 	@./test/tools/install.sh controller-gen
 	$(BIN)/controller-gen object paths=./pkg/apis/...
 	$(BIN)/controller-gen crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./pkg/apis/... output:crd:artifacts:config=manifests/crds
+	$(BIN)/controller-gen crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./pkg/apis/... output:crd:artifacts:config=charts/rollouts/crds
+	go run ./hack/genrbac
 	go run ./hack/gendocs docs/cli
+
+GENERATED := pkg/apis manifests/crds manifests/namespaced charts/rollouts/crds charts/rollouts/files docs/cli
 
 .PHONY: verify
 verify: generate ## Fail when generated files are stale or gofmt / go vet complain.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet -tags $(TEST_TAGS) ./...
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	@git diff --exit-code -- pkg/apis manifests/crds docs/cli || { echo "generated files are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- pkg/apis manifests/crds docs/cli)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- pkg/apis manifests/crds docs/cli; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || { echo "untracked generated files:"; git ls-files --others --exclude-standard -- $(GENERATED); exit 1; }
 
 .PHONY: lint
 lint: ## Run golangci-lint (built from its module).
@@ -104,7 +132,8 @@ clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 
 .PHONY: test-e2e
 test-e2e: tools build ## End-to-end tests on a local kwok cluster.
-	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/...
+	@./test/tools/install.sh helm
+	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/... ./test/release/...
 
 ##@ Benchmarks
 

@@ -90,16 +90,26 @@ func TestManagerOptions(t *testing.T) {
 func TestManifestArgsAreFlags(t *testing.T) {
 	for _, path := range []string{
 		filepath.Join("..", "..", "manifests", "controller", "deployment.yaml"),
+		// The chart with every value that renders a flag set.
+		filepath.Join("..", "..", "test", "release", "testdata", "helm-template-custom.golden"),
 	} {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d appsv1.Deployment
-		if err := yaml.Unmarshal(data, &d); err != nil {
-			t.Fatal(err)
+		var args []string
+		for _, doc := range strings.Split(string(data), "\n---\n") {
+			var d appsv1.Deployment
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			if d.Kind == "Deployment" {
+				args = d.Spec.Template.Spec.Containers[0].Args
+			}
 		}
-		args := d.Spec.Template.Spec.Containers[0].Args
+		if len(args) == 0 {
+			t.Fatalf("%s: no Deployment with args", path)
+		}
 		// The namespaced overlay appends this one.
 		args = append(args, "--namespace=$(POD_NAMESPACE)")
 		for i := range args {

@@ -24,13 +24,21 @@ up)
 		echo "cluster $name exists; recreating it" >&2
 		kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
 	fi
+	# kwokctl picks free ports for a cluster's processes and they bind them
+	# only once started: clusters created at the same time (test packages run
+	# in parallel) could pick the same ones. One creation at a time; the
+	# cluster's processes must not inherit the lock.
+	mkdir -p "$KWOK_WORKDIR"
+	exec 9>"$KWOK_WORKDIR/create.lock"
+	flock 9
 	kwokctl -v WARN create cluster --name "$name" --runtime binary \
 		--etcd-binary "$bin/etcd" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \
 		--kube-scheduler-binary "$bin/kube-scheduler" \
 		--kwok-controller-binary "$bin/kwok" \
-		--kubeconfig "$kubeconfig.tmp" --wait 120s "${extra[@]}" >&2
+		--kubeconfig "$kubeconfig.tmp" --wait 120s "${extra[@]}" >&2 9>&-
+	flock -u 9
 	# kwokctl merges into the given kubeconfig; write our own single-cluster file.
 	cp "$KWOK_WORKDIR/clusters/$name/kubeconfig.yaml" "$kubeconfig"
 	rm -f "$kubeconfig.tmp"

@@ -136,6 +136,15 @@ func FreePort() (int, error) {
 // (debug logging unless they set --zap-log-level), and waits until /readyz
 // answers 200 (every informer synced).
 func (c *Cluster) StartController(name, kubeconfig string, args ...string) (*Controller, error) {
+	return c.StartControllerCommand(name, func(args []string) *exec.Cmd {
+		return exec.Command(c.Bin("rollouts"), args...)
+	}, kubeconfig, args...)
+}
+
+// StartControllerCommand is StartController with the process made by
+// command from the full argument list: the release tests run the binary
+// of the image, in the image's filesystem, as its user.
+func (c *Cluster) StartControllerCommand(name string, command func(args []string) *exec.Cmd, kubeconfig string, args ...string) (*Controller, error) {
 	mp, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -162,7 +171,7 @@ func (c *Cluster) StartController(name, kubeconfig string, args ...string) (*Con
 	if !hasFlag(args, "--zap-log-level") {
 		all = append(all, "--zap-log-level=debug")
 	}
-	ctl.Cmd = exec.Command(c.Bin("rollouts"), append(all, args...)...)
+	ctl.Cmd = command(append(all, args...))
 	ctl.Cmd.Stdout = logFile
 	ctl.Cmd.Stderr = logFile
 	if err := ctl.Cmd.Start(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -23,25 +22,6 @@ func readInto(t *testing.T, path string, into any) {
 	}
 	if err := yaml.Unmarshal(data, into); err != nil {
 		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-// TestNamespacedRoleMatchesClusterRole: the namespaced Role grants what the
-// ClusterRole grants, minus the cluster-scoped kinds.
-func TestNamespacedRoleMatchesClusterRole(t *testing.T) {
-	var cr rbacv1.ClusterRole
-	var r rbacv1.Role
-	readInto(t, "rbac/cluster/cluster_role.yaml", &cr)
-	readInto(t, "namespaced/role.yaml", &r)
-	var namespaced []rbacv1.PolicyRule
-	for _, rule := range cr.Rules {
-		if len(rule.Resources) == 1 && rule.Resources[0] == "clusteranalysistemplates" {
-			continue
-		}
-		namespaced = append(namespaced, rule)
-	}
-	if diff := cmp.Diff(namespaced, r.Rules); diff != "" {
-		t.Errorf("namespaced Role differs from the ClusterRole (-cluster +namespaced):\n%s", diff)
 	}
 }
 

@@ -87,6 +87,12 @@ install_one() {
 		build controller-gen "$here/codegen" "$v" sigs.k8s.io/controller-tools/cmd/controller-gen \
 			"-X sigs.k8s.io/controller-tools/pkg/version.version=$v"
 		;;
+	helm)
+		local v
+		v="$(modversion "$here/helm" helm.sh/helm/v4)"
+		build helm "$here/helm" "$v" helm.sh/helm/v4/cmd/helm \
+			"-X helm.sh/helm/v4/internal/version.version=$v -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+		;;
 	*)
 		echo "install.sh: unknown tool $1" >&2
 		exit 2

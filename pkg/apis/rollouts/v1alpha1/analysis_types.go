@@ -9,6 +9,7 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=at,categories=rollouts
+// +kubebuilder:metadata:labels="app.kubernetes.io/part-of=rollouts"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AnalysisTemplate struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -30,6 +31,7 @@ type AnalysisTemplateList struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=cat,categories=rollouts
+// +kubebuilder:metadata:labels="app.kubernetes.io/part-of=rollouts"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterAnalysisTemplate struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -173,6 +175,7 @@ type Metric struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=ar,categories=rollouts
+// +kubebuilder:metadata:labels="app.kubernetes.io/part-of=rollouts"
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1

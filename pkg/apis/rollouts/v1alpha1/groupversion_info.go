@@ -5,6 +5,10 @@
 // (x-kubernetes-validations) on these types, so an invalid object is rejected
 // at admission with a message a person can act on.
 //
+// Each kind's CRD carries the app.kubernetes.io/part-of label that the
+// installs put on every object: the Helm chart ships the CRDs untemplated
+// (charts/rollouts/crds), so the label has to be in the generated files.
+//
 // +kubebuilder:object:generate=true
 // +groupName=rollouts.kubeseed.io
 package v1alpha1

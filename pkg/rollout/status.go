@@ -57,6 +57,34 @@ func soonest(a, b time.Duration) time.Duration {
 	return a
 }
 
+// waitsForPerson reports whether a paused Rollout stays paused until someone
+// acts: spec.paused, an inconclusive analysis or experiment, a canary pause
+// step without a duration, or a blue-green preview without automatic
+// promotion. Timed pauses end by themselves.
+func waitsForPerson(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus) bool {
+	if ro.Spec.Paused {
+		return true
+	}
+	for _, pc := range st.PauseConditions {
+		switch pc.Reason {
+		case v1alpha1.PauseReasonInconclusiveAnalysis, v1alpha1.PauseReasonInconclusiveExperiment:
+			return true
+		case v1alpha1.PauseReasonCanaryPauseStep:
+			if c := ro.Spec.Strategy.Canary; c != nil {
+				i := int(ptr.Deref(st.CurrentStepIndex, 0))
+				if i < len(c.Steps) && c.Steps[i].Pause != nil && c.Steps[i].Pause.Duration == nil {
+					return true
+				}
+			}
+		case v1alpha1.PauseReasonBlueGreenPause:
+			if bg := ro.Spec.Strategy.BlueGreen; bg != nil && !ptr.Deref(bg.AutoPromotionEnabled, true) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // addPause records a pause reason (keeping its first start time) and returns
 // when the pause started.
 func addPause(st *v1alpha1.RolloutStatus, reason v1alpha1.PauseReason, now time.Time) time.Time {
@@ -203,11 +231,19 @@ func finishStatus(ro *v1alpha1.Rollout, st v1alpha1.RolloutStatus, w *world, out
 	if phase == v1alpha1.RolloutPhaseHealthy {
 		progressingReason = v1alpha1.ReasonRolloutCompleted
 	}
-	set(v1alpha1.ConditionReady, phase == v1alpha1.RolloutPhaseHealthy, reason, message)
+	// A Rollout that waits for a person is at rest, not reconciling (DESIGN
+	// §13): kstatus then calls it Current, so `kubectl wait`, Flux and kpt
+	// do not wait for it until they time out; Ready stays False.
+	forPerson := phase == v1alpha1.RolloutPhasePaused && waitsForPerson(ro, &st)
+	readyReason := reason
+	if forPerson {
+		readyReason = v1alpha1.ReasonPaused
+	}
+	set(v1alpha1.ConditionReady, phase == v1alpha1.RolloutPhaseHealthy, readyReason, message)
 	set(v1alpha1.ConditionProgressing, phase != v1alpha1.RolloutPhaseDegraded, progressingReason, message)
 	set(v1alpha1.ConditionPaused, phase == v1alpha1.RolloutPhasePaused, reason, message)
 	set(v1alpha1.ConditionDegraded, phase == v1alpha1.RolloutPhaseDegraded, reason, message)
-	set(v1alpha1.ConditionReconciling, phase == v1alpha1.RolloutPhaseProgressing || phase == v1alpha1.RolloutPhasePaused, reason, message)
+	set(v1alpha1.ConditionReconciling, phase == v1alpha1.RolloutPhaseProgressing || phase == v1alpha1.RolloutPhasePaused && !forPerson, reason, message)
 	set(v1alpha1.ConditionStalled, phase == v1alpha1.RolloutPhaseDegraded, reason, message)
 	if st.CurrentStepIndex == nil && ro.Spec.Strategy.Canary != nil {
 		st.CurrentStepIndex = ptr.To[int32](0)

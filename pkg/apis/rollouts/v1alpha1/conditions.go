@@ -14,14 +14,17 @@ const (
 
 // Condition and event reasons. They are stable words: tools match on them.
 const (
-	ReasonNewReplicaSetCreated     = "NewReplicaSetCreated"
-	ReasonReplicaSetUpdated        = "ReplicaSetUpdated"
-	ReasonStepCompleted            = "StepCompleted"
-	ReasonCanaryPauseStep          = string(PauseReasonCanaryPauseStep)
-	ReasonBlueGreenPause           = string(PauseReasonBlueGreenPause)
-	ReasonInconclusiveAnalysis     = string(PauseReasonInconclusiveAnalysis)
-	ReasonInconclusiveExperiment   = string(PauseReasonInconclusiveExperiment)
-	ReasonRolloutPaused            = "RolloutPaused"
+	ReasonNewReplicaSetCreated   = "NewReplicaSetCreated"
+	ReasonReplicaSetUpdated      = "ReplicaSetUpdated"
+	ReasonStepCompleted          = "StepCompleted"
+	ReasonCanaryPauseStep        = string(PauseReasonCanaryPauseStep)
+	ReasonBlueGreenPause         = string(PauseReasonBlueGreenPause)
+	ReasonInconclusiveAnalysis   = string(PauseReasonInconclusiveAnalysis)
+	ReasonInconclusiveExperiment = string(PauseReasonInconclusiveExperiment)
+	ReasonRolloutPaused          = "RolloutPaused"
+	// ReasonPaused is Ready's reason while the Rollout waits for a person
+	// (the Paused condition says which pause).
+	ReasonPaused                   = "Paused"
 	ReasonRolloutResumed           = "RolloutResumed"
 	ReasonRolloutAborted           = "RolloutAborted"
 	ReasonRolloutRetried           = "RolloutRetried"

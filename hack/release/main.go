@@ -88,7 +88,7 @@ func push(ctx context.Context, imageDir, repo string) error {
 	if repo == "" {
 		return fmt.Errorf("push: set REGISTRY=host/repo (make image-push REGISTRY=…)")
 	}
-	if strings.ContainsAny(repo, "@") || strings.Count(repo[strings.LastIndex(repo, "/")+1:], ":") > 0 {
+	if strings.ContainsAny(repo, "@") || strings.Contains(repo[strings.LastIndex(repo, "/")+1:], ":") {
 		return fmt.Errorf("push: REGISTRY=%s: give a repository without a tag or digest; the tag is the version", repo)
 	}
 	idx, tag, err := release.ReadLayout(filepath.Join(imageDir, "oci"))

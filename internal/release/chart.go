@@ -3,7 +3,6 @@ package release
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,24 +23,16 @@ func ChartVersion(b Build) string { return strings.TrimPrefix(b.Version, "v") }
 // so that installing it with default values runs exactly the image that
 // install.yaml runs. Returns the package's path.
 func PackageChart(root, image string, b Build, dir string) (string, error) {
-	repo, digest, ok := strings.Cut(image, "@")
-	if !ok {
-		return "", fmt.Errorf("image %q: want repository@sha256:…", image)
+	repo, digest, err := splitDigestRef(image)
+	if err != nil {
+		return "", err
 	}
-	src := filepath.Join(root, ChartDir)
+	src, err := readTree(filepath.Join(root, ChartDir))
+	if err != nil {
+		return "", err
+	}
 	files := map[string][]byte{}
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
+	for rel, data := range src {
 		switch rel {
 		case "Chart.yaml":
 			data, err = setYAML(data, map[string]string{"version": ChartVersion(b), "appVersion": b.Version})
@@ -49,13 +40,9 @@ func PackageChart(root, image string, b Build, dir string) (string, error) {
 			data, err = setYAML(data, map[string]string{"image.repository": repo, "image.digest": digest})
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+			return "", fmt.Errorf("%s: %w", rel, err)
 		}
-		files[path.Join("rollouts", filepath.ToSlash(rel))] = data
-		return nil
-	})
-	if err != nil {
-		return "", err
+		files[path.Join("rollouts", rel)] = data
 	}
 	var raw bytes.Buffer
 	if err := writeTar(&raw, files, b.Created); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -23,30 +24,21 @@ var Manifests = map[string]string{
 // at root with the controller image replaced by image (repository@digest),
 // the way `kubectl kustomize` would, and returns the YAML stream.
 func RenderManifests(root, dir, image string) ([]byte, error) {
-	repo, digest, ok := strings.Cut(image, "@")
-	if !ok || !strings.HasPrefix(digest, "sha256:") {
-		return nil, fmt.Errorf("image %q: want repository@sha256:…", image)
+	repo, digest, err := splitDigestRef(image)
+	if err != nil {
+		return nil, err
 	}
 	// Kustomize reads from a file system of its own: a copy of manifests/
 	// in memory, with a kustomization on top that pins the image.
-	mem := filesys.MakeFsInMemory()
-	src := filepath.Join(root, "manifests")
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return mem.WriteFile(filepath.Join("/manifests", rel), b)
-	})
+	files, err := readTree(filepath.Join(root, "manifests"))
 	if err != nil {
 		return nil, err
+	}
+	mem := filesys.MakeFsInMemory()
+	for rel, b := range files {
+		if err := mem.WriteFile(path.Join("/manifests", rel), b); err != nil {
+			return nil, err
+		}
 	}
 	overlay := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -65,4 +57,31 @@ images:
 		return nil, fmt.Errorf("kustomize manifests/%s: %w", dir, err)
 	}
 	return m.AsYaml()
+}
+
+// splitDigestRef splits repository@sha256:… into its two parts.
+func splitDigestRef(image string) (repo, digest string, err error) {
+	repo, digest, ok := strings.Cut(image, "@")
+	if !ok || repo == "" || !strings.HasPrefix(digest, "sha256:") {
+		return "", "", fmt.Errorf("image %q: want repository@sha256:…", image)
+	}
+	return repo, digest, nil
+}
+
+// readTree reads every file below dir: slash-separated path relative to
+// dir → content.
+func readTree(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)], err = os.ReadFile(p)
+		return err
+	})
+	return files, err
 }

@@ -11,40 +11,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubeseed/rollouts/test/kwok"
 )
 
-const canaryServices = `
-apiVersion: v1
-kind: Service
-metadata: {name: web-stable}
-spec: {selector: {app: web}, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-canary}
-spec: {selector: {app: web}, ports: [{port: 80}]}
-`
+// The canary Rollout most tests start from, shared with test/release.
+const canaryServices = kwok.CanaryServices
 
-func canaryRolloutYAML(replicas int, steps string) string {
-	return fmt.Sprintf(`
-apiVersion: rollouts.kubeseed.io/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "web:1"}]}
-  strategy:
-    canary:
-      canaryService: web-canary
-      stableService: web-stable
-      maxSurge: "25%%"
-      maxUnavailable: 0
-      steps: %s
-`, replicas, steps)
-}
+var canaryRolloutYAML = kwok.CanaryRolloutYAML
 
 // replicaSets returns "image spec/ready" of the Rollout's ReplicaSets with
 // at least one desired or existing pod, sorted.

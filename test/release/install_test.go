@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestInstallYAML(t *testing.T) {
 	plugin := unpackPlugin(t)
 	ns := "shop"
 	cl.MustKubectl(t, "", "create", "namespace", ns)
-	cl.MustKubectl(t, canary, "-n", ns, "apply", "-f", "-")
+	cl.MustKubectl(t, kwok.CanaryServices+"---"+kwok.CanaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitFor(t, cl, ns, "Healthy web:1", 90*time.Second)
 
 	cl.MustKubectl(t, "", "-n", ns, "patch", "rollout", "web", "--type=json",
@@ -83,33 +84,6 @@ func TestInstallYAML(t *testing.T) {
 		t.Errorf("the controller was refused by the API server with install.yaml's RBAC:\n%s", ctl.Log())
 	}
 }
-
-const canary = `
-apiVersion: v1
-kind: Service
-metadata: {name: web-stable}
-spec: {selector: {app: web}, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-canary}
-spec: {selector: {app: web}, ports: [{port: 80}]}
----
-apiVersion: rollouts.kubeseed.io/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "web:1"}]}
-  strategy:
-    canary:
-      canaryService: web-canary
-      stableService: web-stable
-      steps: [{setWeight: 50}, {pause: {}}]
-`
 
 // waitFor waits until the Rollout web shows "<phase> <stable image>".
 func waitFor(t *testing.T, cl *kwok.Cluster, ns, want string, timeout time.Duration) {
@@ -165,19 +139,10 @@ func controllerArgs(t *testing.T, d appsv1.Deployment) []string {
 		}
 		args = append(args, a)
 	}
-	if len(args) == 0 || !contains(args, "--leader-elect") {
+	if !slices.Contains(args, "--leader-elect") {
 		t.Fatalf("the Deployment's args %q lack --leader-elect", c.Args)
 	}
 	return args
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // serviceAccountKubeconfig writes, into the image's filesystem, a

@@ -17,7 +17,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +29,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/kubeseed/rollouts/internal/cachetransform"
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
@@ -156,7 +156,7 @@ func managerOptions(o *options) manager.Options {
 		panic(err) // constant input
 	}
 	cacheOpts := cache.Options{
-		DefaultTransform: trim,
+		DefaultTransform: cachetransform.Trim,
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.ReplicaSet{}: {Label: onlyManaged},
 			&corev1.Pod{}:        {Label: onlyManaged},
@@ -181,27 +181,6 @@ func managerOptions(o *options) manager.Options {
 			FieldOwner: v1alpha1.FieldManager,
 		},
 	}
-}
-
-// lastApplied is kubectl's copy of what was applied: as large as the spec,
-// and never read by the controller.
-const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
-
-// trim drops from every cached object what the controller never reads:
-// managed fields and kubectl's last-applied copy. The cache then holds
-// roughly the objects' specs and statuses only. (Writes are patches of the
-// fields they change, so nothing trimmed is ever written back.)
-func trim(obj any) (any, error) {
-	if o, ok := obj.(metav1.Object); ok {
-		o.SetManagedFields(nil)
-		if a := o.GetAnnotations(); a != nil {
-			if _, ok := a[lastApplied]; ok {
-				delete(a, lastApplied)
-				o.SetAnnotations(a)
-			}
-		}
-	}
-	return obj, nil
 }
 
 func setupReconcilers(mgr manager.Manager, o *options) error {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
@@ -121,23 +120,7 @@ func TestManifestArgsAreFlags(t *testing.T) {
 	}
 }
 
-func TestTrimDropsWhatIsNeverRead(t *testing.T) {
-	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{
-		Name:          "web",
-		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
-		Annotations:   map[string]string{lastApplied: `{"spec":{}}`, v1alpha1.PromoteAnnotation: "t1"},
-	}}
-	out, err := trim(ro)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := out.(*v1alpha1.Rollout)
-	if len(got.ManagedFields) != 0 {
-		t.Errorf("managed fields kept: %v", got.ManagedFields)
-	}
-	if diff := cmp.Diff(map[string]string{v1alpha1.PromoteAnnotation: "t1"}, got.Annotations); diff != "" {
-		t.Errorf("annotations (-want +got):\n%s", diff)
-	}
+func TestCacheTrimsObjects(t *testing.T) {
 	if m := managerOptions(&options{}); m.Cache.DefaultTransform == nil {
 		t.Error("the cache does not trim objects")
 	}

@@ -167,6 +167,9 @@ func (l *linter) checkRollout(o *lintObject, ro *v1alpha1.Rollout) {
 	if spec.Template != nil && spec.Selector != nil {
 		l.checkSelector(o, "spec.selector", spec.Selector, spec.Template.Labels, "spec.template")
 	}
+	for _, e := range v1alpha1.ValidateEphemeralMetadata(spec) {
+		l.add(o, e.Field, e.Error())
+	}
 	resolve := rolloutArgs(ro)
 	if c := spec.Strategy.Canary; c != nil {
 		l.need(o, "spec.strategy.canary.canaryService", gkService, c.CanaryService)

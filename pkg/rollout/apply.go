@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/kubeseed/rollouts/internal/jsonpatch"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 )
@@ -78,6 +79,11 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 
 func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
 	logger := log.FromContext(ctx)
+	if p.Finalize {
+		if err := r.addFinalizer(ctx, ro); err != nil {
+			return err
+		}
+	}
 	for _, name := range p.Adopt {
 		logger.Info("Adopting ReplicaSet", "replicaSet", name)
 		if err := r.adopt(ctx, ro, name); err != nil {
@@ -124,12 +130,12 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 		}
 	}
 	for _, sc := range p.Services {
-		logger.Info("Switching Service selector", "service", sc.Name, "hash", sc.Hash)
-		patch := fmt.Sprintf(`{"spec":{"selector":{%q:%q}}}`, v1alpha1.PodTemplateHashLabel, sc.Hash)
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: sc.Name}}
-		if err := r.Client.Patch(ctx, svc, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-			return fmt.Errorf("patching service %s: %w", sc.Name, err)
+		if err := r.switchService(ctx, ro, sc); err != nil {
+			return err
 		}
+	}
+	if err := r.relabel(ctx, ro, p.Relabel, TargetReplicaSet); err != nil {
+		return err
 	}
 	for _, sc := range p.Scale {
 		logger.Info("Scaling ReplicaSet", "replicaSet", sc.Name, "from", sc.From, "to", sc.To, "reason", sc.Reason)
@@ -169,13 +175,15 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("evicting pod %s: %w", name, err)
 		}
 	}
-	if n := p.WorkloadReplicas; n != nil {
-		name := ro.Spec.WorkloadRef.Name
-		logger.Info("Scaling down the referenced Deployment", "deployment", name, "replicas", *n, "policy", ro.Spec.WorkloadRef.ScaleDown)
-		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, *n)
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name}}
-		if err := r.Client.Patch(ctx, d, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-			return fmt.Errorf("scaling deployment %s: %w", name, err)
+	if sc := p.WorkloadReplicas; sc != nil {
+		logger.Info("Scaling down the referenced Deployment", "deployment", sc.Name, "from", sc.From, "to", sc.To, "policy", sc.Reason)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: sc.Name}}
+		err := jsonpatch.Apply(ctx, r.Client, d, replicasPatch(sc.From, sc.To))
+		switch {
+		case apierrors.IsConflict(err):
+			return errRequeue // spec.replicas is no longer From: read again
+		case err != nil:
+			return fmt.Errorf("scaling deployment %s: %w", sc.Name, err)
 		}
 	}
 	for _, name := range p.Delete {
@@ -185,6 +193,25 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("deleting replicaset %s: %w", name, err)
 		}
 		r.scaled.forget(client.ObjectKeyFromObject(rs))
+	}
+	return r.relabel(ctx, ro, p.Relabel, TargetPod)
+}
+
+// switchService points a Service's selector at one hash with the plan's
+// JSON patch, which changes that one selector key and the managed-by
+// annotation only, so the user's own selector, ports and metadata stay
+// theirs.
+func (r *Reconciler) switchService(ctx context.Context, ro *v1alpha1.Rollout, sc ServiceChange) error {
+	log.FromContext(ctx).Info("Switching Service selector", "service", sc.Name, "hash", sc.Hash)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: sc.Name}}
+	err := jsonpatch.Apply(ctx, r.Client, svc, sc.Patch)
+	switch {
+	case apierrors.IsConflict(err):
+		// Someone else wrote it since the plan read it: maybe another
+		// Rollout claimed it. Plan again on the fresh object.
+		return errRequeue
+	case err != nil:
+		return fmt.Errorf("patching service %s: %w", sc.Name, err)
 	}
 	return nil
 }
@@ -274,16 +301,25 @@ func (r *Reconciler) create(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) 
 	return errRequeue
 }
 
+// replicasPatch sets spec.replicas from one value to another, testing the
+// old one.
+func replicasPatch(from, to int32) []jsonpatch.Op {
+	path := "/spec/replicas"
+	return []jsonpatch.Op{
+		{Op: jsonpatch.Test, Path: path, Value: []byte(strconv.Itoa(int(from)))},
+		{Op: jsonpatch.Replace, Path: path, Value: []byte(strconv.Itoa(int(to)))},
+	}
+}
+
 // scale sets a ReplicaSet's spec.replicas from sc.From to sc.To. The patch
 // tests the old value, so a stale cache cannot scale twice; unlike a
 // resourceVersion guard it does not fail when only the status changed, which
 // the ReplicaSet controller does all the time.
 func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange) error {
-	patch := fmt.Sprintf(`[{"op":"test","path":"/spec/replicas","value":%d},{"op":"replace","path":"/spec/replicas","value":%d}]`, sc.From, sc.To)
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sc.Name}}
-	err := r.Client.Patch(ctx, rs, client.RawPatch(types.JSONPatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager))
+	err := jsonpatch.Apply(ctx, r.Client, rs, replicasPatch(sc.From, sc.To))
 	switch {
-	case apierrors.IsInvalid(err), apierrors.IsConflict(err):
+	case apierrors.IsConflict(err):
 		// spec.replicas is no longer From: the cache is behind.
 		return errRequeue
 	case err != nil:
@@ -304,7 +340,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	if logger := log.FromContext(ctx).V(2); logger.Enabled() {
 		logger.Info("Writing status", "diff", cmp.Diff(ro.Status, st))
 	}
-	patch, err := json.Marshal([]jsonPatchOp{{Op: "add", Path: "/status", Value: st}})
+	op, err := jsonpatch.New(jsonpatch.Add, "/status", st)
+	if err != nil {
+		return fmt.Errorf("encoding rollout status: %w", err)
+	}
+	patch, err := json.Marshal([]jsonpatch.Op{op})
 	if err != nil {
 		return fmt.Errorf("encoding rollout status: %w", err)
 	}
@@ -314,13 +354,6 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	}
 	r.superseded.wrote(client.ObjectKeyFromObject(ro), before, ro.ResourceVersion)
 	return nil
-}
-
-// jsonPatchOp is one operation of a JSON patch (RFC 6902).
-type jsonPatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value"`
 }
 
 // terminate sets spec.terminate of an AnalysisRun or Experiment; one

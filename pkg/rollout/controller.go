@@ -204,7 +204,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, nil
+		err := r.finalize(ctx, &ro)
+		if errors.Is(err, errRequeue) {
+			return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+		}
+		return reconcile.Result{}, err
 	}
 	if r.superseded.behind(req.NamespacedName, ro.ResourceVersion) {
 		// The watch event of our last write will bring us back.
@@ -226,7 +230,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 // podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
-// restart is requested).
+// restart is requested, or for ephemeral metadata).
 func (r *Reconciler) podsOf(ctx context.Context, ro *v1alpha1.Rollout, sel labels.Selector, rss []*appsv1.ReplicaSet) ([]*corev1.Pod, error) {
 	owned := map[types.UID]bool{}
 	for _, rs := range rss {
@@ -328,7 +332,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 					}
 				}
 			}
-			if ro.Spec.RestartAt != nil {
+			if ro.Spec.RestartAt != nil || usesEphemeralMetadata(ro, in.ReplicaSets) {
 				pods, err := r.podsOf(ctx, ro, sel, in.ReplicaSets)
 				if err != nil {
 					return Input{}, err

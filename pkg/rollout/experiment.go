@@ -111,6 +111,8 @@ func newExperiment(w *world, st *v1alpha1.RolloutStatus, e *v1alpha1.RolloutExpe
 		}
 		tmpl := src.DeepCopy()
 		delete(tmpl.Labels, v1alpha1.PodTemplateHashLabel)
+		// Experiment pods are neither stable nor canary.
+		withoutEphemeral(tmpl)
 		if tmpl.Labels == nil {
 			tmpl.Labels = map[string]string{}
 		}

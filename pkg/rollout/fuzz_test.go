@@ -12,6 +12,8 @@ import (
 // sometimes fail to become available. The simulator checks the surge and
 // availability invariants after every tick; the planner must never fail or
 // panic, and an abort must end with every replica on the stable revision.
+// With an odd replica count the Rollout has ephemeral metadata, which every
+// pod of the canary and the stable must carry after every tick.
 func FuzzPlanner(f *testing.F) {
 	f.Add([]byte{10, 1, 0, 3, 20, 0, 50, 1, 0, 1, 2, 3, 4, 5, 6, 7})
 	f.Add([]byte{3, 0, 1, 2, 25, 0, 1, 0, 6, 6, 6, 2, 2, 2, 2})
@@ -46,6 +48,10 @@ func FuzzPlanner(f *testing.F) {
 			ro = routedRollout(replicas, steps...)
 			ro.Spec.Strategy.Canary.DynamicStableScale = b%4 == 0
 		}
+		withMetadata := replicas%2 == 1
+		if withMetadata {
+			ro.Spec.Strategy.Canary.CanaryMetadata, ro.Spec.Strategy.Canary.StableMetadata = canaryMeta, stableMeta
+		}
 		s := newSim(t, ro)
 		s.flaky = func() bool { return next()%7 == 0 }
 		image := 1
@@ -70,6 +76,9 @@ func FuzzPlanner(f *testing.F) {
 				s.scale(int32(next() % 21))
 			default:
 				s.tick()
+				if withMetadata {
+					s.checkMetadata()
+				}
 			}
 		}
 		if aborted {

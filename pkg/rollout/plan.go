@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubeseed/rollouts/internal/jsonpatch"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 )
@@ -22,7 +23,8 @@ type Input struct {
 	ReplicaSets []*appsv1.ReplicaSet
 	// Services referenced by the strategy, by name; a missing one is absent.
 	Services map[string]*corev1.Service
-	// Pods of the ReplicaSets, for restartAt.
+	// Pods of the ReplicaSets, for restartAt and ephemeral metadata (read
+	// only for a Rollout that uses either).
 	Pods []*corev1.Pod
 	// Workload is the Deployment spec.workloadRef names; nil when absent.
 	Workload *appsv1.Deployment
@@ -42,6 +44,9 @@ type Input struct {
 // Plan is what the applier does, in this order: adopt, create, switch
 // Services, scale, delete, then write Status and record Events.
 type Plan struct {
+	// Finalize adds the cleanup finalizer before the first write to an
+	// object the user owns (a Service, a route, the workloadRef Deployment).
+	Finalize bool
 	Adopt    []string
 	Create   *appsv1.ReplicaSet
 	Services []ServiceChange
@@ -52,8 +57,11 @@ type Plan struct {
 	// Evict lists pods to evict (restartAt).
 	Evict  []string
 	Delete []string
-	// WorkloadReplicas scales the Deployment of spec.workloadRef.
-	WorkloadReplicas *int32
+	// Relabel changes the ephemeral metadata (DESIGN §13) of ReplicaSet
+	// templates, before scaling, and of pods, last: in place, by patch.
+	Relabel []MetadataChange
+	// WorkloadReplicas scales the Deployment of spec.workloadRef down.
+	WorkloadReplicas *ScaleChange
 	// TrafficWeight is the canary weight the routers must carry; nil without
 	// traffic routing (or while paused).
 	TrafficWeight *int32
@@ -94,6 +102,11 @@ type ScaleChange struct {
 // ServiceChange points a Service's selector at the pods of one hash.
 type ServiceChange struct {
 	Name, Hash string
+	// Patch sets the hash selector key and the managed-by annotation and
+	// nothing else, testing the values it replaces. A Service the Rollout
+	// has not annotated as its own yet is claimed only at the version the
+	// plan read, so two Rollouts cannot both take it.
+	Patch []jsonpatch.Op
 }
 
 // AnnotationChange sets one annotation of a ReplicaSet.
@@ -219,7 +232,7 @@ func plan(in Input) (Plan, error) {
 	}
 	if !ro.Spec.Paused {
 		applyTargets(&p, ro, w, targets, out.dropNow)
-		p.Services = serviceChanges(in.Services, out.services)
+		p.Services = serviceChanges(ro, in.Services, out.services)
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 		if w.routed && st.Canary.Weights != nil {
 			p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
@@ -228,6 +241,7 @@ func plan(in Input) (Plan, error) {
 				p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
 			}
 		}
+		p.Relabel = planMetadata(ro, st, w, in.Pods, p.Create)
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
@@ -246,6 +260,7 @@ func plan(in Input) (Plan, error) {
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
 	p.StatusCanWait = statusCanWait(&ro.Status, &p.Status, p.RequeueAfter)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
+	p.Finalize = needsFinalizer(ro, &p)
 	return p, nil
 }
 

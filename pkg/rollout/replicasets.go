@@ -184,13 +184,15 @@ func applyAntiAffinity(aa *v1alpha1.AntiAffinity, stableHash string, spec *corev
 
 // RevisionTemplate is the pod template a Rollout holds for the revision the
 // ReplicaSet runs: the ReplicaSet's template without what the controller added
-// to it (the pod-template-hash label and the anti-affinity term against the
-// stable pods). The API server's defaults stay: a Rollout whose template is
-// exactly this is recognised as running that revision, which is how `undo`
-// goes back to a ReplicaSet instead of creating a copy of it.
+// to it (the pod-template-hash label, the ephemeral metadata and the
+// anti-affinity term against the stable pods). The API server's defaults
+// stay: a Rollout whose template is exactly this is recognised as running
+// that revision, which is how `undo` goes back to a ReplicaSet instead of
+// creating a copy of it.
 func RevisionTemplate(rs *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
 	tmpl := rs.DeepCopy()
 	delete(tmpl.Labels, v1alpha1.PodTemplateHashLabel)
+	withoutEphemeral(tmpl)
 	a := tmpl.Spec.Affinity
 	if a == nil || a.PodAntiAffinity == nil {
 		return tmpl

@@ -3,8 +3,10 @@ package rollout
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -186,8 +188,16 @@ func (s *sim) apply(p Plan) {
 		}
 		s.rss[p.Create.Name] = p.Create.DeepCopy()
 	}
+	if p.Finalize {
+		s.ro.Finalizers = append(s.ro.Finalizers, v1alpha1.CleanupFinalizer)
+	}
+	if writesUserObjects := len(p.Services) > 0 || p.TrafficWeight != nil || p.WorkloadReplicas != nil; writesUserObjects && !slices.Contains(s.ro.Finalizers, v1alpha1.CleanupFinalizer) {
+		s.t.Fatalf("plan writes objects the user owns without the cleanup finalizer: %+v", p)
+	}
 	for _, sc := range p.Services {
-		s.services[sc.Name].Spec.Selector[v1alpha1.PodTemplateHashLabel] = sc.Hash
+		svc := s.services[sc.Name]
+		svc.Spec.Selector[v1alpha1.PodTemplateHashLabel] = sc.Hash
+		metav1.SetMetaDataAnnotation(&svc.ObjectMeta, v1alpha1.ManagedByAnnotation, s.ro.Name)
 	}
 	for _, sc := range p.Scale {
 		rs := s.rss[sc.Name]
@@ -207,6 +217,7 @@ func (s *sim) apply(p Plan) {
 			rs.Annotations[a.Key] = a.Value
 		}
 	}
+	s.relabel(p.Relabel)
 	for _, name := range p.Delete {
 		delete(s.rss, name)
 	}
@@ -217,9 +228,12 @@ func (s *sim) apply(p Plan) {
 		s.weight = *w
 	}
 	s.applyRuns(p)
-	if n := p.WorkloadReplicas; n != nil {
-		s.say("deployment %s scaled to %d", s.workload.Name, *n)
-		s.workload.Spec.Replicas = ptr.To(*n)
+	if sc := p.WorkloadReplicas; sc != nil {
+		if got := ptr.Deref(s.workload.Spec.Replicas, 1); got != sc.From {
+			s.t.Fatalf("scale deployment %s from %d, but it has %d", sc.Name, sc.From, got)
+		}
+		s.say("deployment %s scaled to %d", s.workload.Name, sc.To)
+		s.workload.Spec.Replicas = ptr.To(sc.To)
 	}
 	s.ro.Status = p.Status
 }
@@ -256,7 +270,8 @@ func (s *sim) syncPods(rs *appsv1.ReplicaSet) {
 		s.podSeq++
 		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 			Name:              fmt.Sprintf("%s-%d", rs.Name, s.podSeq),
-			Labels:            rs.Spec.Template.Labels,
+			Labels:            maps.Clone(rs.Spec.Template.Labels),
+			Annotations:       maps.Clone(rs.Spec.Template.Annotations),
 			CreationTimestamp: metav1.NewTime(s.now),
 		}})
 	}

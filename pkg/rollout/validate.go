@@ -27,9 +27,16 @@ func invalidSpec(in Input) string {
 	if !sel.Matches(labels.Set(ro.Spec.Template.Labels)) {
 		return fmt.Sprintf("spec.selector %q does not match the labels of spec.template", sel.String())
 	}
+	if errs := v1alpha1.ValidateEphemeralMetadata(&ro.Spec); len(errs) > 0 {
+		return errs[0].Error()
+	}
 	for _, ref := range serviceRefs(ro) {
-		if _, ok := in.Services[ref.name]; !ok {
+		svc, ok := in.Services[ref.name]
+		if !ok {
 			return fmt.Sprintf("Service %q named in %s was not found in namespace %s", ref.name, ref.field, ro.Namespace)
+		}
+		if other := serviceOwner(ro, svc); other != "" {
+			return fmt.Sprintf("Service %q named in %s is managed by Rollout %q; a Service can belong to one Rollout only", ref.name, ref.field, other)
 		}
 	}
 	return ""

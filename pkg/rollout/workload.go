@@ -31,7 +31,7 @@ func withWorkload(ro *v1alpha1.Rollout, d *appsv1.Deployment) (*v1alpha1.Rollout
 // (never), 0 once the Rollout is Healthy (onsuccess), or reduced as the
 // Rollout's pods become available (progressively). It only ever scales the
 // Deployment down.
-func workloadScale(ro *v1alpha1.Rollout, d *appsv1.Deployment, st *v1alpha1.RolloutStatus) *int32 {
+func workloadScale(ro *v1alpha1.Rollout, d *appsv1.Deployment, st *v1alpha1.RolloutStatus) *ScaleChange {
 	ref := ro.Spec.WorkloadRef
 	if ref == nil || d == nil {
 		return nil
@@ -53,5 +53,5 @@ func workloadScale(ro *v1alpha1.Rollout, d *appsv1.Deployment, st *v1alpha1.Roll
 	if want >= current {
 		return nil
 	}
-	return ptr.To(want)
+	return &ScaleChange{Name: d.Name, From: current, To: want, Reason: string(ref.ScaleDown), Version: d.ResourceVersion}
 }

@@ -31,6 +31,11 @@ type Router interface {
 	// SetManagedRoutes makes the objects carry exactly these managed routes,
 	// in this order, above the user's own; nil removes every one it added.
 	SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, routes []ManagedRoute) error
+	// Release gives the objects back to the user when the Rollout goes: all
+	// traffic to the stable Service, the extra destinations and managed
+	// routes removed, and the ManagedByAnnotation dropped. Objects already
+	// gone are skipped; a forbidden write is returned.
+	Release(ctx context.Context, ro *v1alpha1.Rollout, extra []Destination) error
 }
 
 // Weights is the split a router carries. Extra destinations (experiment

@@ -243,6 +243,7 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		{"update", "rollouts.rollouts.kubeseed.io", "any", true},
 		{"create", "replicasets.apps", "any", true},
 		{"create", "pods --subresource=eviction", "any", true},
+		{"patch", "pods", "any", true}, // ephemeral metadata
 		{"patch", "services", "any", true},
 		{"get", "secrets", "any", true},
 		{"patch", "httproutes.gateway.networking.k8s.io", "any", true},
@@ -255,6 +256,7 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		{"list", "secrets", "any", false},
 		{"create", "pods", "any", false},
 		{"delete", "pods", "any", false},
+		{"update", "pods", "any", false},
 		{"delete", "rollouts.rollouts.kubeseed.io", "any", false},
 		{"update", "leases.coordination.k8s.io", "kube-system", false},
 		{"delete", "nodes", "", false},

@@ -23,12 +23,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/kubeseed/rollouts/internal/cachetransform"
 	"github.com/kubeseed/rollouts/pkg/apis"
 )
 
@@ -212,7 +214,13 @@ func Main(m *testing.M, env **Env) {
 func (e *Env) StartManager(t testing.TB, setup func(mgr manager.Manager, opts controller.Options) error) {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{Scheme: apis.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	// The production cache transform, so that tests catch a write that
+	// would carry a trimmed object back to the API server.
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme:  apis.NewScheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   cache.Options{DefaultTransform: cachetransform.Trim},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

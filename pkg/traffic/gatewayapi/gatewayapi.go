@@ -7,15 +7,18 @@ package gatewayapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/kubeseed/rollouts/internal/jsonpatch"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 )
@@ -100,38 +103,50 @@ func grpcRoute(obj *gatewayv1.GRPCRoute) route {
 	}}
 }
 
-// routes reads every route the Rollout names. A missing route is invalid.
-func (r *Router) routes(ctx context.Context, reader client.Reader, ro *v1alpha1.Rollout) ([]route, error) {
+// named returns the routes the Rollout names, each an empty object of its
+// kind with the route's key set, ready to read into.
+func named(ro *v1alpha1.Rollout) []route {
 	g := ro.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
 	var out []route
-	get := func(kind, name string, obj client.Object) error {
-		err := reader.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
-		if apierrors.IsNotFound(err) {
-			return traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace %s", kind, name, ro.Namespace)
-		}
-		if meta.IsNoMatchError(err) {
-			return traffic.Invalid("%s %q: the Gateway API (%s) is not installed in this cluster", kind, name, gatewayv1.GroupName)
-		}
-		if err != nil {
-			return fmt.Errorf("getting %s %s: %w", kind, name, err)
-		}
-		return nil
-	}
+	key := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ro.Namespace, Name: name} }
 	for _, ref := range g.HTTPRoutes {
-		obj := &gatewayv1.HTTPRoute{}
-		if err := get("HTTPRoute", ref.Name, obj); err != nil {
-			return nil, err
-		}
-		out = append(out, httpRoute(obj))
+		out = append(out, httpRoute(&gatewayv1.HTTPRoute{ObjectMeta: key(ref.Name)}))
 	}
 	for _, ref := range g.GRPCRoutes {
-		obj := &gatewayv1.GRPCRoute{}
-		if err := get("GRPCRoute", ref.Name, obj); err != nil {
-			return nil, err
+		out = append(out, grpcRoute(&gatewayv1.GRPCRoute{ObjectMeta: key(ref.Name)}))
+	}
+	return out
+}
+
+// routes reads every route the Rollout names. A missing route is invalid.
+func (r *Router) routes(ctx context.Context, reader client.Reader, ro *v1alpha1.Rollout) ([]route, error) {
+	out := named(ro)
+	for _, rt := range out {
+		err := reader.Get(ctx, client.ObjectKeyFromObject(rt.obj), rt.obj)
+		if apierrors.IsNotFound(err) {
+			return nil, traffic.Invalid("%s %q named in spec.strategy.canary.trafficRouting.gatewayAPI was not found in namespace %s", rt.kind, rt.obj.GetName(), ro.Namespace)
 		}
-		out = append(out, grpcRoute(obj))
+		if meta.IsNoMatchError(err) {
+			return nil, traffic.Invalid("%s %q: the Gateway API (%s) is not installed in this cluster", rt.kind, rt.obj.GetName(), gatewayv1.GroupName)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("getting %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		}
 	}
 	return out, nil
+}
+
+// write patches a route from before (as read) to rt.obj: only the spec
+// values that changed, and the Rollout's claim on the route.
+func (r *Router) write(ctx context.Context, ro *v1alpha1.Rollout, rt route, before client.Object) error {
+	ops, err := traffic.SpecPatch(rt.kind, before, rt.obj, ro.Name)
+	if err != nil {
+		return err
+	}
+	if err := jsonpatch.Apply(ctx, r.client, rt.obj, ops); err != nil {
+		return fmt.Errorf("patching %s %s: %w", rt.kind, rt.obj.GetName(), err)
+	}
+	return nil
 }
 
 // Validate implements traffic.Router: every route exists and has at least
@@ -143,6 +158,9 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	}
 	stable := ro.Spec.Strategy.Canary.StableService
 	for _, rt := range routes {
+		if err := traffic.CheckOwner(rt.kind, rt.obj, ro.Name); err != nil {
+			return err
+		}
 		if _, found := setWeights(rt, ro.Namespace, stable, ro.Spec.Strategy.Canary.CanaryService, traffic.Weights{}, 100, true); !found {
 			return traffic.Invalid("%s %q has no backendRef to the stable Service %q", rt.kind, rt.obj.GetName(), stable)
 		}
@@ -158,17 +176,56 @@ func (r *Router) SetWeight(ctx context.Context, ro *v1alpha1.Rollout, weight tra
 	}
 	c := ro.Spec.Strategy.Canary
 	for _, rt := range routes {
-		changed, _ := setWeights(rt, ro.Namespace, c.StableService, c.CanaryService, weight, c.TrafficRouting.MaxTrafficWeight, false)
-		if !changed {
+		before := rt.obj.DeepCopyObject().(client.Object)
+		if changed, _ := setWeights(rt, ro.Namespace, c.StableService, c.CanaryService, weight, c.TrafficRouting.MaxTrafficWeight, false); !changed {
 			continue
 		}
-		// Update carries the resourceVersion we read: a concurrent edit by
-		// someone else is a conflict, retried from a fresh read.
-		if err := r.client.Update(ctx, rt.obj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-			return fmt.Errorf("updating %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		if err := r.write(ctx, ro, rt, before); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// Release implements traffic.Router: every route the Rollout names sends all
+// traffic to the stable Service (the canary backendRef stays, at weight 0),
+// loses the backendRefs of the extra destinations and the managed rules, and
+// no longer names the Rollout. A route claimed by another Rollout is left
+// alone; routes already gone are skipped and reported together, as NotFound
+// errors, once the others are released.
+func (r *Router) Release(ctx context.Context, ro *v1alpha1.Rollout, extra []traffic.Destination) error {
+	c := ro.Spec.Strategy.Canary
+	w := traffic.Weights{}
+	for _, d := range extra {
+		w.Extra = append(w.Extra, traffic.Destination{Service: d.Service})
+	}
+	var gone []error
+	for _, rt := range named(ro) {
+		err := r.client.Get(ctx, client.ObjectKeyFromObject(rt.obj), rt.obj)
+		if apierrors.IsNotFound(err) {
+			gone = append(gone, fmt.Errorf("%s %s: %w", rt.kind, rt.obj.GetName(), err))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("getting %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		}
+		if traffic.OwnedByOther(rt.obj, ro.Name) {
+			continue
+		}
+		before := rt.obj.DeepCopyObject().(client.Object)
+		setWeights(rt, ro.Namespace, c.StableService, c.CanaryService, w, c.TrafficRouting.MaxTrafficWeight, false)
+		if _, err := setManaged(rt, ro.Namespace, c.StableService, c.CanaryService, nil); err != nil {
+			return err
+		}
+		ops, err := traffic.ReleasePatch(before, rt.obj, ro.Name)
+		if err != nil {
+			return err
+		}
+		if err := jsonpatch.Apply(ctx, r.client, rt.obj, ops); err != nil {
+			return fmt.Errorf("releasing %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		}
+	}
+	return errors.Join(gone...)
 }
 
 // Verify implements traffic.Router.

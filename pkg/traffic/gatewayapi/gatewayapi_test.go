@@ -2,14 +2,18 @@ package gatewayapi
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kubeseed/rollouts/pkg/apis"
@@ -217,5 +221,180 @@ func TestExperimentDestinations(t *testing.T) {
 	}
 	if ok, err := r.Verify(ctx, ro, without); err != nil || !ok {
 		t.Fatalf("removal not verified: %v %v", ok, err)
+	}
+}
+
+func claimed(obj client.Object, owner string) client.Object {
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[v1alpha1.ManagedByAnnotation] = owner
+	obj.SetAnnotations(a)
+	return obj
+}
+
+// TestOneOwner: a write claims the route for the Rollout and keeps the
+// user's metadata; a route another Rollout claims is refused, and left as
+// it is.
+func TestOneOwner(t *testing.T) {
+	ctx := context.Background()
+	route := userRoute()
+	route.Labels = map[string]string{"team": "shop"}
+	route.Annotations = map[string]string{"note": "mine"}
+	r, c := newRouter(route, grpc())
+	ro := rollout()
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 10}); err != nil {
+		t.Fatal(err)
+	}
+	var got gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"note": "mine", v1alpha1.ManagedByAnnotation: "web"}, got.Annotations); diff != "" {
+		t.Errorf("annotations after a write (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"team": "shop"}, got.Labels); diff != "" {
+		t.Errorf("labels after a write (-want +got):\n%s", diff)
+	}
+	if err := r.Validate(ctx, ro); err != nil {
+		t.Errorf("the owner's Validate: %v", err)
+	}
+
+	other := rollout()
+	other.Name = "other"
+	const want = `HTTPRoute "web" is managed by Rollout "web"; a route can belong to one Rollout only`
+	if err := r.Validate(ctx, other); !traffic.IsInvalid(err) || err.Error() != want {
+		t.Errorf("another Rollout's Validate: got %v, want %q", err, want)
+	}
+	if err := r.SetWeight(ctx, other, traffic.Weights{Canary: 50}); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "is managed by") {
+		t.Errorf("another Rollout's SetWeight: got %v, want an invalid-spec error", err)
+	}
+	if err := r.SetManagedRoutes(ctx, other, []traffic.ManagedRoute{{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "x", HeaderValue: v1alpha1.StringMatch{Exact: "y"}}}}}); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "is managed by") {
+		t.Errorf("another Rollout's SetManagedRoutes: got %v, want an invalid-spec error", err)
+	}
+	var after gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &after); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, after); diff != "" {
+		t.Errorf("another Rollout changed the route (-before +after):\n%s", diff)
+	}
+}
+
+// TestRelease: after a canary with an experiment and a header route,
+// Release leaves the user's route but for the canary backendRef at 0, and
+// a second Release has nothing left to do.
+func TestRelease(t *testing.T) {
+	ctx := context.Background()
+	route := userRoute()
+	route.Annotations = map[string]string{"note": "mine"}
+	var patches int
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(route, grpc()).WithInterceptorFuncs(interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			patches++
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+	}).Build()
+	r := New(c, c)
+	ro := rollout()
+	extra := []traffic.Destination{{Service: "web-exp", Weight: 10}}
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 20, Extra: extra}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetManagedRoutes(ctx, ro, []traffic.ManagedRoute{{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "x", HeaderValue: v1alpha1.StringMatch{Exact: "y"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx, ro, []traffic.Destination{{Service: "web-exp"}}); err != nil {
+		t.Fatal(err)
+	}
+	var got gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := userRoute()
+	rule := &want.Spec.Rules[0]
+	rule.BackendRefs[0].Weight = ptr.To[int32](100)
+	rule.BackendRefs = append(rule.BackendRefs, gatewayv1.HTTPBackendRef{BackendRef: backend("web-canary", ptr.To[int32](0)), Filters: rule.BackendRefs[0].Filters})
+	if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+		t.Errorf("released HTTPRoute spec (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"note": "mine"}, got.Annotations); diff != "" {
+		t.Errorf("released HTTPRoute annotations (-want +got):\n%s", diff)
+	}
+	var g gatewayv1.GRPCRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web-grpc"}, &g); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(grpc().Spec, g.Spec); diff != "" {
+		t.Errorf("released GRPCRoute spec (-want +got):\n%s", diff)
+	}
+	if _, ok := g.Annotations[v1alpha1.ManagedByAnnotation]; ok {
+		t.Errorf("released GRPCRoute still claimed: %v", g.Annotations)
+	}
+	before := patches
+	if err := r.Release(ctx, ro, nil); err != nil || patches != before {
+		t.Errorf("second Release: err %v, %d more patches", err, patches-before)
+	}
+}
+
+// TestReleaseLeavesWhatIsNotItsOwn: a route already gone is reported, one
+// another Rollout claims is not touched, and a forbidden write is returned
+// as such.
+func TestReleaseLeavesWhatIsNotItsOwn(t *testing.T) {
+	ctx := context.Background()
+	ro := rollout()
+	theirs := claimed(userRoute(), "other")
+	r, c := newRouter(theirs) // the GRPCRoute is gone
+	if err := r.Release(ctx, ro, nil); !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "GRPCRoute") {
+		t.Fatalf("Release with the GRPCRoute gone = %v, want a NotFound error naming the GRPCRoute", err)
+	}
+	var got gatewayv1.HTTPRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(theirs.(*gatewayv1.HTTPRoute).Spec, got.Spec); diff != "" || got.Annotations[v1alpha1.ManagedByAnnotation] != "other" {
+		t.Errorf("another Rollout's route changed: annotations %v, spec (-want +got):\n%s", got.Annotations, diff)
+	}
+
+	forbidden := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(claimed(userRoute(), "web")).WithInterceptorFuncs(interceptor.Funcs{
+		Patch: func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
+			return apierrors.NewForbidden(schema.GroupResource{Group: gatewayv1.GroupName, Resource: "httproutes"}, "web", errors.New("no RBAC"))
+		},
+	}).Build()
+	if err := New(forbidden, forbidden).Release(ctx, ro, nil); !apierrors.IsForbidden(err) {
+		t.Errorf("forbidden Release: got %v, want a forbidden error", err)
+	}
+}
+
+// TestConcurrentChangeIsNotOverwritten: a weight someone else changes
+// between the router's read and its write fails the write's test instead
+// of being overwritten.
+func TestConcurrentChangeIsNotOverwritten(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(userRoute(), grpc()).WithInterceptorFuncs(interceptor.Funcs{
+		Patch: func(ctx context.Context, cl client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if obj.GetName() == "web-grpc" {
+				var g gatewayv1.GRPCRoute
+				if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), &g); err != nil {
+					return err
+				}
+				g.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](77)
+				if err := cl.Update(ctx, &g); err != nil {
+					return err
+				}
+			}
+			return cl.Patch(ctx, obj, patch, opts...)
+		},
+	}).Build()
+	if err := New(c, c).SetWeight(ctx, rollout(), traffic.Weights{Canary: 40}); err == nil {
+		t.Fatal("the write over a concurrent change succeeded")
+	}
+	var g gatewayv1.GRPCRoute
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web-grpc"}, &g); err != nil {
+		t.Fatal(err)
+	}
+	if w := ptr.Deref(g.Spec.Rules[0].BackendRefs[0].Weight, 0); w != 77 {
+		t.Errorf("the concurrent change was overwritten: stable weight %d", w)
 	}
 }

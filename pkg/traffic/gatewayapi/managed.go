@@ -35,24 +35,31 @@ func (r *Router) SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, rou
 	}
 	c := ro.Spec.Strategy.Canary
 	for _, rt := range rts {
-		var changed bool
-		switch obj := rt.obj.(type) {
-		case *gatewayv1.HTTPRoute:
-			changed, err = setHTTPManaged(obj, ro.Namespace, c.StableService, c.CanaryService, routes)
-		case *gatewayv1.GRPCRoute:
-			changed, err = setGRPCManaged(obj, ro.Namespace, c.StableService, c.CanaryService, routes)
-		}
+		before := rt.obj.DeepCopyObject().(client.Object)
+		changed, err := setManaged(rt, ro.Namespace, c.StableService, c.CanaryService, routes)
 		if err != nil {
 			return err
 		}
 		if !changed {
 			continue
 		}
-		if err := r.client.Update(ctx, rt.obj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-			return fmt.Errorf("updating %s %s: %w", rt.kind, rt.obj.GetName(), err)
+		if err := r.write(ctx, ro, rt, before); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// setManaged makes a route carry exactly routes as managed rules and
+// reports whether that changed it.
+func setManaged(rt route, namespace, stable, canary string, routes []traffic.ManagedRoute) (bool, error) {
+	switch obj := rt.obj.(type) {
+	case *gatewayv1.HTTPRoute:
+		return setHTTPManaged(obj, namespace, stable, canary, routes)
+	case *gatewayv1.GRPCRoute:
+		return setGRPCManaged(obj, namespace, stable, canary, routes)
+	}
+	return false, fmt.Errorf("unexpected route type %T", rt.obj)
 }
 
 // backends finds the stable backendRef (to copy its port) in a user rule.

@@ -7,6 +7,7 @@ package istio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubeseed/rollouts/internal/jsonpatch"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 )
@@ -107,8 +109,8 @@ func (w weighted) find(match func(d *istioapi.Destination) bool) int {
 }
 
 // selected returns the routes of vs the Rollout names, as weighted lists. A
-// named route that isn't there is invalid.
-func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualService) ([]weighted, error) {
+// named route that isn't there is invalid, or, with skipMissing, skipped.
+func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualService, skipMissing bool) ([]weighted, error) {
 	var out []weighted
 	spec := &vs.Spec
 	if len(ref.Routes) == 0 && len(ref.TLSRoutes) == 0 && len(ref.TCPRoutes) == 0 {
@@ -121,8 +123,11 @@ func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualSer
 	}
 	for _, name := range ref.Routes {
 		i := slices.IndexFunc(spec.Http, func(rt *istioapi.HTTPRoute) bool { return rt.Name == name })
-		if i < 0 {
+		if i < 0 && !skipMissing {
 			return nil, traffic.Invalid("HTTP route %q not found in VirtualService %q", name, vs.Name)
+		}
+		if i < 0 {
+			continue
 		}
 		out = append(out, httpWeighted(spec.Http[i]))
 	}
@@ -132,8 +137,11 @@ func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualSer
 				return (want.Port == 0 || int64(m.Port) == want.Port) && containsAll(m.SniHosts, want.SNIHosts)
 			})
 		})
-		if i < 0 {
+		if i < 0 && !skipMissing {
 			return nil, traffic.Invalid("TLS route (port %d, sniHosts %v) not found in VirtualService %q", want.Port, want.SNIHosts, vs.Name)
+		}
+		if i < 0 {
+			continue
 		}
 		out = append(out, l4Weighted(&spec.Tls[i].Route))
 	}
@@ -141,8 +149,11 @@ func selected(vs *istionetworkingv1.VirtualService, ref v1alpha1.IstioVirtualSer
 		i := slices.IndexFunc(spec.Tcp, func(rt *istioapi.TCPRoute) bool {
 			return want.Port == 0 || slices.ContainsFunc(rt.Match, func(m *istioapi.L4MatchAttributes) bool { return int64(m.Port) == want.Port })
 		})
-		if i < 0 {
+		if i < 0 && !skipMissing {
 			return nil, traffic.Invalid("TCP route (port %d) not found in VirtualService %q", want.Port, vs.Name)
+		}
+		if i < 0 {
+			continue
 		}
 		out = append(out, l4Weighted(&spec.Tcp[i].Route))
 	}
@@ -279,8 +290,8 @@ func (r *Router) get(ctx context.Context, reader client.Reader, ro *v1alpha1.Rol
 }
 
 // each reads every named VirtualService, hands its selected routes to fn, and
-// writes it back when fn reports a change (unless dryRun, which reads the
-// API server rather than the cache: it verifies).
+// writes what fn changed in its spec (unless dryRun, which reads the API
+// server rather than the cache: it verifies).
 func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error)) error {
 	var reader client.Reader = r.client
 	if dryRun {
@@ -291,7 +302,8 @@ func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn
 		if err := r.get(ctx, reader, ro, "VirtualService", ref.Name, vs); err != nil {
 			return err
 		}
-		routes, err := selected(vs, ref)
+		before := vs.DeepCopy()
+		routes, err := selected(vs, ref, false)
 		if err != nil {
 			return err
 		}
@@ -300,10 +312,26 @@ func (r *Router) each(ctx context.Context, ro *v1alpha1.Rollout, dryRun bool, fn
 			return err
 		}
 		if changed && !dryRun {
-			if err := r.client.Update(ctx, vs, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-				return fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
+			if err := r.write(ctx, ro, "VirtualService", before, vs); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// write patches an Istio object from before (as read) to obj: only the spec
+// values that changed, and the Rollout's claim on it. Arrays are spliced:
+// the Go types of Istio's API drop zero values and unknown fields, so the
+// user's routes are never tested or written whole, only the values the
+// controller changes and the routes and destinations it adds or removes.
+func (r *Router) write(ctx context.Context, ro *v1alpha1.Rollout, kind string, before, obj client.Object) error {
+	ops, err := traffic.SpecPatch(kind, before, obj, ro.Name, jsonpatch.Splice())
+	if err != nil {
+		return err
+	}
+	if err := jsonpatch.Apply(ctx, r.client, obj, ops); err != nil {
+		return fmt.Errorf("patching %s %s: %w", kind, obj.GetName(), err)
 	}
 	return nil
 }
@@ -318,6 +346,9 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 		if err := r.get(ctx, r.client, ro, "DestinationRule", dr.Name, obj); err != nil {
 			return err
 		}
+		if err := traffic.CheckOwner("DestinationRule", obj, ro.Name); err != nil {
+			return err
+		}
 		for _, name := range []string{dr.StableSubsetName, dr.CanarySubsetName} {
 			if !slices.ContainsFunc(obj.Spec.Subsets, func(s *istioapi.Subset) bool { return s.Name == name }) {
 				return traffic.Invalid("subset %q not found in DestinationRule %q", name, dr.Name)
@@ -326,6 +357,9 @@ func (r *Router) Validate(ctx context.Context, ro *v1alpha1.Rollout) error {
 	}
 	s := splitOf(ro)
 	return r.each(ctx, ro, true, func(vs *istionetworkingv1.VirtualService, routes []weighted) (bool, error) {
+		if err := traffic.CheckOwner("VirtualService", vs, ro.Name); err != nil {
+			return false, err
+		}
 		for _, w := range routes {
 			if _, found := setWeights(w, s, traffic.Weights{}, true); !found {
 				return false, traffic.Invalid("a route of VirtualService %q has no destination for the stable %s", vs.Name, stableWhat(ro))
@@ -388,6 +422,7 @@ func (r *Router) syncSubsets(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if err := r.get(ctx, r.client, ro, "DestinationRule", dr.Name, obj); err != nil {
 		return err
 	}
+	before := obj.DeepCopy()
 	canaryHash := ro.Status.CurrentPodHash
 	if ro.Status.Abort || canaryHash == "" {
 		canaryHash = ro.Status.StableRS
@@ -408,8 +443,97 @@ func (r *Router) syncSubsets(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if !changed {
 		return nil
 	}
-	if err := r.client.Update(ctx, obj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-		return fmt.Errorf("updating DestinationRule %s: %w", dr.Name, err)
+	return r.write(ctx, ro, "DestinationRule", before, obj)
+}
+
+// Release implements traffic.Router: the named routes of every
+// VirtualService send all traffic to the stable destination (the canary one
+// stays, at 0) and lose the extra destinations, the managed routes go, and
+// the objects no longer name the Rollout. Objects claimed by another Rollout
+// are left alone, and so are named routes no longer there; objects already
+// gone are skipped and reported together, as NotFound errors, once the
+// others are released.
+func (r *Router) Release(ctx context.Context, ro *v1alpha1.Rollout, extra []traffic.Destination) error {
+	cfg := config(ro)
+	s := splitOf(ro)
+	var zero traffic.Weights
+	if cfg.DestinationRule == nil { // a subset-level split has no extra destinations
+		for _, d := range extra {
+			zero.Extra = append(zero.Extra, traffic.Destination{Service: d.Service})
+		}
+	}
+	var gone []error
+	for _, ref := range refs(cfg) {
+		vs := &istionetworkingv1.VirtualService{}
+		done, err := r.getForRelease(ctx, ro, "VirtualService", ref.Name, vs)
+		if apierrors.IsNotFound(err) {
+			gone = append(gone, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if done {
+			continue
+		}
+		// The managed routes go in a step of their own, before the weights
+		// change, so that the splice sees the user's routes unchanged around
+		// them and removes only them.
+		before := vs.DeepCopy()
+		vs.Spec.Http = slices.DeleteFunc(vs.Spec.Http, func(rt *istioapi.HTTPRoute) bool { return strings.HasPrefix(rt.Name, managedPrefix) })
+		removed, err := jsonpatch.Diff(before, vs, "/spec", jsonpatch.Splice())
+		if err != nil {
+			return err
+		}
+		unrouted := vs.DeepCopy()
+		routes, _ := selected(vs, ref, true)
+		for _, w := range routes {
+			setWeights(w, s, zero, false)
+		}
+		if err := r.release(ctx, ro, "VirtualService", removed, unrouted, vs); err != nil {
+			return err
+		}
+	}
+	if dr := cfg.DestinationRule; dr != nil {
+		obj := &istionetworkingv1.DestinationRule{}
+		done, err := r.getForRelease(ctx, ro, "DestinationRule", dr.Name, obj)
+		switch {
+		case apierrors.IsNotFound(err):
+			gone = append(gone, err)
+		case err != nil:
+			return err
+		case !done:
+			// The subsets keep their hash labels: with all traffic on the
+			// stable subset, both must still select pods until the Service
+			// selectors are restored (by the reconciler) and the user takes
+			// the subsets back. Only the claim goes.
+			if err := r.release(ctx, ro, "DestinationRule", nil, obj.DeepCopy(), obj); err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(gone...)
+}
+
+// getForRelease reads an object to release, reporting done when another
+// Rollout claims it. An object already gone is a NotFound error.
+func (r *Router) getForRelease(ctx context.Context, ro *v1alpha1.Rollout, kind, name string, obj client.Object) (done bool, _ error) {
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj); err != nil {
+		return true, fmt.Errorf("getting %s %s: %w", kind, name, err)
+	}
+	return traffic.OwnedByOther(obj, ro.Name), nil
+}
+
+// release patches an Istio object with ops, then from before to obj, and
+// drops the claim, all in one patch.
+func (r *Router) release(ctx context.Context, ro *v1alpha1.Rollout, kind string, ops []jsonpatch.Op, before, obj client.Object) error {
+	rest, err := traffic.ReleasePatch(before, obj, ro.Name, jsonpatch.Splice())
+	if err != nil {
+		return err
+	}
+	ops = jsonpatch.Guard(append(ops, rest...), jsonpatch.TestResourceVersion(before))
+	if err := jsonpatch.Apply(ctx, r.client, obj, ops); err != nil {
+		return fmt.Errorf("releasing %s %s: %w", kind, obj.GetName(), err)
 	}
 	return nil
 }

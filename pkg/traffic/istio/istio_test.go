@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	istioapi "istio.io/api/networking/v1alpha3"
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -243,5 +244,157 @@ func TestExperimentDestinations(t *testing.T) {
 	r, _ = newRouter(virtualService("web", "stable"), drObj)
 	if err := r.SetWeight(ctx, rollout(true), with); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "host-level") {
 		t.Errorf("subset-level split with experiment destinations: %v", err)
+	}
+}
+
+func destinationRule(annotations map[string]string) *istionetworkingv1.DestinationRule {
+	return &istionetworkingv1.DestinationRule{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Annotations: annotations},
+		Spec: istioapi.DestinationRule{Host: "web", Subsets: []*istioapi.Subset{
+			{Name: "stable", Labels: map[string]string{"app": "web"}}, {Name: "canary", Labels: map[string]string{"app": "web"}},
+		}},
+	}
+}
+
+// TestOneOwner: writes claim the VirtualService and the DestinationRule; a
+// Rollout naming objects another Rollout claims is refused.
+func TestOneOwner(t *testing.T) {
+	ctx := context.Background()
+	vs := virtualService("web", "stable")
+	vs.Annotations = map[string]string{"note": "mine"}
+	r, c := newRouter(vs, destinationRule(nil))
+	ro := rollout(true)
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 10}); err != nil {
+		t.Fatal(err)
+	}
+	var gotVS istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &gotVS); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"note": "mine", v1alpha1.ManagedByAnnotation: "web"}, gotVS.Annotations); diff != "" {
+		t.Errorf("VirtualService annotations (-want +got):\n%s", diff)
+	}
+	var gotDR istionetworkingv1.DestinationRule
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &gotDR); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{v1alpha1.ManagedByAnnotation: "web"}, gotDR.Annotations); diff != "" {
+		t.Errorf("DestinationRule annotations (-want +got):\n%s", diff)
+	}
+	if err := r.Validate(ctx, ro); err != nil {
+		t.Errorf("the owner's Validate: %v", err)
+	}
+	other := rollout(false)
+	other.Name = "other"
+	const want = `VirtualService "web" is managed by Rollout "web"; a route can belong to one Rollout only`
+	if err := r.Validate(ctx, other); !traffic.IsInvalid(err) || err.Error() != want {
+		t.Errorf("another Rollout's Validate: got %v, want %q", err, want)
+	}
+	other.Spec.Strategy.Canary.TrafficRouting.Istio.DestinationRule = rollout(true).Spec.Strategy.Canary.TrafficRouting.Istio.DestinationRule
+	if err := r.SetWeight(ctx, other, traffic.Weights{Canary: 50}); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "is managed by") {
+		t.Errorf("another Rollout's SetWeight: got %v, want an invalid-spec error", err)
+	}
+	if err := r.SetManagedRoutes(ctx, other, []traffic.ManagedRoute{{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "x", HeaderValue: v1alpha1.StringMatch{Exact: "y"}}}}}); !traffic.IsInvalid(err) || !strings.Contains(err.Error(), "is managed by") {
+		t.Errorf("another Rollout's SetManagedRoutes: got %v, want an invalid-spec error", err)
+	}
+	var after istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &after); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&gotVS.Spec, &after.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("another Rollout changed the VirtualService (-before +after):\n%s", diff)
+	}
+
+	// A DestinationRule claimed by another Rollout is refused too.
+	r, _ = newRouter(virtualService("web", "stable"), destinationRule(map[string]string{v1alpha1.ManagedByAnnotation: "other"}))
+	const wantDR = `DestinationRule "web" is managed by Rollout "other"; a route can belong to one Rollout only`
+	if err := r.Validate(ctx, ro); !traffic.IsInvalid(err) || err.Error() != wantDR {
+		t.Errorf("Validate with a DestinationRule of another Rollout: got %v, want %q", err, wantDR)
+	}
+}
+
+// TestReleaseHostLevel: after a canary with an experiment and managed
+// routes, Release gives the user's VirtualService back with the canary
+// destinations at 0.
+func TestReleaseHostLevel(t *testing.T) {
+	ctx := context.Background()
+	const stable = "web-stable.shop.svc.cluster.local"
+	vs := virtualService(stable, "")
+	vs.Annotations = map[string]string{"note": "mine"}
+	r, c := newRouter(vs)
+	ro := rollout(false)
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 20, Extra: []traffic.Destination{{Service: "exp", Weight: 10}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetManagedRoutes(ctx, ro, []traffic.ManagedRoute{{Name: "h", Header: []v1alpha1.HeaderMatch{{HeaderName: "x", HeaderValue: v1alpha1.StringMatch{Exact: "y"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx, ro, []traffic.Destination{{Service: "exp"}}); err != nil {
+		t.Fatal(err)
+	}
+	var got istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := virtualService(stable, "")
+	canary := dest("web-canary.shop.svc.cluster.local", "")
+	want.Spec.Http[1].Route = []*istioapi.HTTPRouteDestination{{Destination: dest(stable, ""), Weight: 100}, {Destination: canary}}
+	want.Spec.Tls[0].Route = []*istioapi.RouteDestination{{Destination: dest(stable, ""), Weight: 100}, {Destination: canary}}
+	want.Spec.Tcp[0].Route = []*istioapi.RouteDestination{{Destination: dest(stable, ""), Weight: 100}, {Destination: canary}}
+	if diff := cmp.Diff(&want.Spec, &got.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("released VirtualService (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"note": "mine"}, got.Annotations); diff != "" {
+		t.Errorf("released VirtualService annotations (-want +got):\n%s", diff)
+	}
+}
+
+// TestReleaseSubsetLevel: the DestinationRule keeps its subset labels and
+// loses only the claim; a VirtualService of another Rollout is not touched.
+func TestReleaseSubsetLevel(t *testing.T) {
+	ctx := context.Background()
+	r, c := newRouter(virtualService("web", "stable"), destinationRule(nil))
+	ro := rollout(true)
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
+		t.Fatal(err)
+	}
+	var labelled istionetworkingv1.DestinationRule
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &labelled); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx, ro, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got istionetworkingv1.DestinationRule
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&labelled.Spec, &got.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("released DestinationRule spec (-want +got):\n%s", diff)
+	}
+	if len(got.Annotations) != 0 {
+		t.Errorf("released DestinationRule annotations: %v", got.Annotations)
+	}
+	var vs istionetworkingv1.VirtualService
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &vs); err != nil {
+		t.Fatal(err)
+	}
+	wantRoute := []*istioapi.HTTPRouteDestination{{Destination: dest("web", "stable"), Weight: 100}, {Destination: dest("web", "canary")}}
+	if diff := cmp.Diff(wantRoute, vs.Spec.Http[1].Route, protocmp.Transform()); diff != "" {
+		t.Errorf("released subset routes (-want +got):\n%s", diff)
+	}
+
+	theirs := virtualService("web", "stable")
+	theirs.Annotations = map[string]string{v1alpha1.ManagedByAnnotation: "other"}
+	theirs.Spec.Http[1].Route[0].Weight = 60
+	r, c = newRouter(theirs) // and the DestinationRule is gone
+	if err := r.Release(ctx, ro, nil); !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "DestinationRule") {
+		t.Fatalf("Release with the DestinationRule gone = %v, want a NotFound error naming the DestinationRule", err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&theirs.Spec, &vs.Spec, protocmp.Transform()); diff != "" || vs.Annotations[v1alpha1.ManagedByAnnotation] != "other" {
+		t.Errorf("another Rollout's VirtualService changed: %v (-want +got):\n%s", vs.Annotations, diff)
 	}
 }

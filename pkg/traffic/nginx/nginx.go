@@ -6,6 +6,7 @@ package nginx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,11 +14,11 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubeseed/rollouts/internal/jsonpatch"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 )
@@ -72,6 +73,9 @@ func (r *Router) stables(ctx context.Context, ro *v1alpha1.Rollout) ([]*networki
 		}
 		if err != nil {
 			return nil, fmt.Errorf("getting ingress %s: %w", name, err)
+		}
+		if err := traffic.CheckOwner("Ingress", &ing, ro.Name); err != nil {
+			return nil, err
 		}
 		if !replaceBackends(ing.Spec.DeepCopy(), stable, "") {
 			return nil, traffic.Invalid("Ingress %q has no backend for the stable Service %q", name, stable)
@@ -133,6 +137,9 @@ func (r *Router) sync(ctx context.Context, ro *v1alpha1.Rollout, e edit) error {
 	c := ro.Spec.Strategy.Canary
 	p := prefix(ro)
 	for _, st := range stables {
+		if err := r.claim(ctx, ro, st); err != nil {
+			return err
+		}
 		var current networkingv1.Ingress
 		key := client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, st.Name)}
 		err := r.client.Get(ctx, key, &current)
@@ -163,15 +170,49 @@ func (r *Router) sync(ctx context.Context, ro *v1alpha1.Rollout, e edit) error {
 			}
 			continue
 		}
-		if equality.Semantic.DeepEqual(current.Spec, want.Spec) && equality.Semantic.DeepEqual(current.Annotations, want.Annotations) &&
-			equality.Semantic.DeepEqual(current.Labels, want.Labels) {
-			continue
+		if err := r.patchCanary(ctx, &current, want); err != nil {
+			return err
 		}
-		current.Spec, current.Annotations, current.Labels = want.Spec, want.Annotations, want.Labels
-		current.OwnerReferences = want.OwnerReferences
-		if err := r.client.Update(ctx, &current, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
-			return fmt.Errorf("updating canary ingress %s: %w", current.Name, err)
+	}
+	return nil
+}
+
+// claim makes a stable Ingress name the Rollout, so that a second Rollout
+// cannot add its own canary Ingress for the same hosts (NGINX takes one
+// canary per host). The patch touches only the annotation.
+func (r *Router) claim(ctx context.Context, ro *v1alpha1.Rollout, st *networkingv1.Ingress) error {
+	if traffic.Owner(st) == ro.Name {
+		return nil
+	}
+	ops, err := traffic.Claim("Ingress", st, ro.Name)
+	if err != nil {
+		return err
+	}
+	if err := jsonpatch.Apply(ctx, r.client, st, ops); err != nil {
+		return fmt.Errorf("claiming ingress %s: %w", st.Name, err)
+	}
+	return nil
+}
+
+// canaryFields are the parts of a canary Ingress the router keeps in line
+// with its stable Ingress.
+var canaryFields = []string{"/metadata/labels", "/metadata/annotations", "/metadata/ownerReferences", "/spec"}
+
+// patchCanary makes the canary Ingress current (as read) carry want's
+// labels, annotations, owner and spec. The controller owns the canary
+// Ingress, but it is still written by patch: an Update of the cached copy
+// would clear what the cache trimmed, and another writer's fields.
+func (r *Router) patchCanary(ctx context.Context, current, want *networkingv1.Ingress) error {
+	var ops []jsonpatch.Op
+	for _, root := range canaryFields {
+		diff, err := jsonpatch.Diff(current, want, root)
+		if err != nil {
+			return err
 		}
+		ops = append(ops, diff...)
+	}
+	if err := jsonpatch.Apply(ctx, r.client, current, jsonpatch.Guard(ops, jsonpatch.TestResourceVersion(current))); err != nil {
+		return fmt.Errorf("patching canary ingress %s: %w", current.Name, err)
 	}
 	return nil
 }
@@ -182,7 +223,7 @@ func (r *Router) sync(ctx context.Context, ro *v1alpha1.Rollout, e edit) error {
 func desired(ro *v1alpha1.Rollout, stable *networkingv1.Ingress, p string) *networkingv1.Ingress {
 	annotations := map[string]string{}
 	for k, v := range stable.Annotations {
-		if !strings.HasPrefix(k, p+"/canary") && k != "kubectl.kubernetes.io/last-applied-configuration" {
+		if !strings.HasPrefix(k, p+"/canary") && k != "kubectl.kubernetes.io/last-applied-configuration" && k != v1alpha1.ManagedByAnnotation {
 			annotations[k] = v
 		}
 	}
@@ -264,4 +305,37 @@ func (r *Router) SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, rou
 		break
 	}
 	return r.sync(ctx, ro, e)
+}
+
+// Release implements traffic.Router: the canary Ingresses are deleted, so
+// traffic returns to the stable ones at once (their owner reference would
+// have them garbage-collected only after the Rollout is gone), and the
+// stable Ingresses no longer name the Rollout. NGINX has no extra
+// destinations. A canary Ingress the Rollout does not control, or a stable
+// Ingress another Rollout claims, is left alone; stable Ingresses already
+// gone are reported together, as NotFound errors, once the others are done.
+func (r *Router) Release(ctx context.Context, ro *v1alpha1.Rollout, _ []traffic.Destination) error {
+	var gone []error
+	for _, name := range StableIngresses(ro) {
+		var canary networkingv1.Ingress
+		err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &canary)
+		if err == nil && metav1.IsControlledBy(&canary, ro) {
+			err = r.client.Delete(ctx, &canary, client.Preconditions{UID: &canary.UID})
+		}
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting canary ingress %s: %w", CanaryName(ro, name), err)
+		}
+		var stable networkingv1.Ingress
+		err = r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, &stable)
+		if err == nil {
+			err = jsonpatch.Apply(ctx, r.client, &stable, traffic.Unclaim(&stable, ro.Name))
+		}
+		switch {
+		case apierrors.IsNotFound(err):
+			gone = append(gone, fmt.Errorf("ingress %s: %w", name, err))
+		case err != nil:
+			return fmt.Errorf("releasing ingress %s: %w", name, err)
+		}
+	}
+	return errors.Join(gone...)
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,13 +115,21 @@ func TestCanaryIngressThroughARollout(t *testing.T) {
 	if ok, err := r.Verify(ctx, ro, traffic.Weights{Canary: 0}); err != nil || !ok {
 		t.Errorf("weight 0 not verified: %v %v", ok, err)
 	}
-	// The stable Ingress is never written.
+	// The stable Ingress only gains the claim.
 	var st networkingv1.Ingress
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &st); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(stableIngress().Spec, st.Spec); diff != "" {
+	want := stableIngress()
+	want.Annotations[v1alpha1.ManagedByAnnotation] = "web"
+	if diff := cmp.Diff(want.Spec, st.Spec); diff != "" {
 		t.Errorf("stable Ingress changed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.ObjectMeta, st.ObjectMeta, cmpopts.IgnoreFields(metav1.ObjectMeta{}, "ResourceVersion")); diff != "" {
+		t.Errorf("stable Ingress metadata (-want +got):\n%s", diff)
+	}
+	if _, ok := canary().Annotations[v1alpha1.ManagedByAnnotation]; ok {
+		t.Error("the canary Ingress copied the stable Ingress's claim")
 	}
 }
 
@@ -139,6 +149,8 @@ func TestValidate(t *testing.T) {
 		{"missing", rollout(), nil, `Ingress "web" named in spec.strategy.canary.trafficRouting.nginx was not found in namespace shop`},
 		{"no stable backend", rollout(), []client.Object{noStable}, `Ingress "web" has no backend for the stable Service "web-stable"`},
 		{"mirror", mirror, []client.Object{stableIngress()}, `setMirrorRoute "m": the nginx router cannot mirror traffic`},
+		{"claimed by another Rollout", rollout(), []client.Object{claimed(stableIngress(), "other")}, `Ingress "web" is managed by Rollout "other"; a route can belong to one Rollout only`},
+		{"claimed by this Rollout", rollout(), []client.Object{claimed(stableIngress(), "web")}, ""},
 	}
 	for _, row := range rows {
 		c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(row.objs...).Build()
@@ -149,5 +161,68 @@ func TestValidate(t *testing.T) {
 		case row.want != "" && (err == nil || !traffic.IsInvalid(err) || !strings.Contains(err.Error(), row.want)):
 			t.Errorf("%s: got %v, want an invalid-spec error containing %q", row.name, err, row.want)
 		}
+	}
+}
+
+func claimed(ing *networkingv1.Ingress, owner string) *networkingv1.Ingress {
+	ing.Annotations[v1alpha1.ManagedByAnnotation] = owner
+	return ing
+}
+
+// TestRelease: the canary Ingress goes at once and the stable Ingress is
+// the user's again; a second Rollout cannot claim the stable Ingress before.
+func TestRelease(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(stableIngress()).Build()
+	r := New(c, c)
+	ro := rollout()
+	if err := r.SetWeight(ctx, ro, traffic.Weights{Canary: 30}); err != nil {
+		t.Fatal(err)
+	}
+	other := rollout()
+	other.Name, other.UID = "other", "uid-other"
+	if err := r.SetWeight(ctx, other, traffic.Weights{Canary: 10}); !traffic.IsInvalid(err) {
+		t.Errorf("a second Rollout on the stable Ingress: got %v, want an invalid-spec error", err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "other-web-canary"}, &networkingv1.Ingress{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the second Rollout made a canary Ingress: %v", err)
+	}
+	if err := r.Release(ctx, ro, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web-web-canary"}, &networkingv1.Ingress{}); !apierrors.IsNotFound(err) {
+		t.Errorf("canary Ingress after Release: %v, want it gone", err)
+	}
+	var st networkingv1.Ingress
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(stableIngress().Annotations, st.Annotations); diff != "" {
+		t.Errorf("stable Ingress annotations after Release (-want +got):\n%s", diff)
+	}
+	if err := r.Release(ctx, ro, nil); err != nil {
+		t.Errorf("second Release: %v", err)
+	}
+}
+
+// TestReleaseLeavesWhatIsNotItsOwn: an Ingress with the canary's name the
+// Rollout does not control stays, and so does another Rollout's claim.
+func TestReleaseLeavesWhatIsNotItsOwn(t *testing.T) {
+	ctx := context.Background()
+	squatter := stableIngress()
+	squatter.Name = "web-web-canary"
+	c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(claimed(stableIngress(), "other"), squatter).Build()
+	if err := New(c, c).Release(ctx, rollout(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(squatter), &networkingv1.Ingress{}); err != nil {
+		t.Errorf("an Ingress the Rollout does not control: %v", err)
+	}
+	var st networkingv1.Ingress
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Annotations[v1alpha1.ManagedByAnnotation] != "other" {
+		t.Errorf("another Rollout's claim was dropped: %v", st.Annotations)
 	}
 }

@@ -49,4 +49,20 @@ type BlueGreenStrategy struct {
 	// AntiAffinity keeps new pods off the nodes of the previous version.
 	// +optional
 	AntiAffinity *AntiAffinity `json:"antiAffinity,omitempty"`
+	// ActiveMetadata is ephemeral metadata of the pods the active Service
+	// selects: in their ReplicaSet's pod template and on the running pods.
+	// At the switch the promoted pods get activeMetadata in place of
+	// previewMetadata, by patch: no pod is restarted. The labels must not use
+	// the keys of the Rollout's selector or
+	// rollouts.kubeseed.io/pod-template-hash.
+	// +kubebuilder:validation:XValidation:rule="!has(self.labels) || !('rollouts.kubeseed.io/pod-template-hash' in self.labels)",message="activeMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"
+	// +optional
+	ActiveMetadata *PodMetadata `json:"activeMetadata,omitempty"`
+	// PreviewMetadata is ephemeral metadata of the new revision's pods until
+	// the active Service switches to them (and after an abort, until they
+	// are gone). The labels must not use the keys of the Rollout's selector
+	// or rollouts.kubeseed.io/pod-template-hash.
+	// +kubebuilder:validation:XValidation:rule="!has(self.labels) || !('rollouts.kubeseed.io/pod-template-hash' in self.labels)",message="previewMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"
+	// +optional
+	PreviewMetadata *PodMetadata `json:"previewMetadata,omitempty"`
 }

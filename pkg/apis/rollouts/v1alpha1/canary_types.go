@@ -79,6 +79,22 @@ type CanaryStrategy struct {
 	// AntiAffinity keeps canary pods off the nodes of stable pods.
 	// +optional
 	AntiAffinity *AntiAffinity `json:"antiAffinity,omitempty"`
+	// CanaryMetadata is ephemeral metadata of the canary pods: the labels and
+	// annotations are in the canary ReplicaSet's pod template and on its
+	// running pods while it is the canary, also after an abort until its pods
+	// are gone. The labels must not use the keys of the Rollout's selector
+	// or rollouts.kubeseed.io/pod-template-hash.
+	// +kubebuilder:validation:XValidation:rule="!has(self.labels) || !('rollouts.kubeseed.io/pod-template-hash' in self.labels)",message="canaryMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"
+	// +optional
+	CanaryMetadata *PodMetadata `json:"canaryMetadata,omitempty"`
+	// StableMetadata is ephemeral metadata of the stable pods. When the canary
+	// is promoted, its pod template and its running pods get stableMetadata
+	// in place of canaryMetadata, by patch: no pod is restarted. The labels
+	// must not use the keys of the Rollout's selector or
+	// rollouts.kubeseed.io/pod-template-hash.
+	// +kubebuilder:validation:XValidation:rule="!has(self.labels) || !('rollouts.kubeseed.io/pod-template-hash' in self.labels)",message="stableMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"
+	// +optional
+	StableMetadata *PodMetadata `json:"stableMetadata,omitempty"`
 }
 
 // BackgroundAnalysis is an analysis that runs for the whole update, from

@@ -40,4 +40,8 @@ const (
 	ReasonRequestIgnored           = "RequestIgnored"
 	ReasonProgressing              = "Progressing"
 	ReasonReconcileError           = "ReconcileError"
+	// ReasonCleanedUp and ReasonCleanupIncomplete are the events of a
+	// deleted Rollout giving back the objects it changed.
+	ReasonCleanedUp         = "CleanedUp"
+	ReasonCleanupIncomplete = "CleanupIncomplete"
 )

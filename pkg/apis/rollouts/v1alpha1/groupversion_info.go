@@ -74,7 +74,19 @@ const (
 	// ScaleDownDeadlineAnnotation (RFC 3339) is when a ReplicaSet kept after a
 	// blue-green switch or an abort is scaled down.
 	ScaleDownDeadlineAnnotation = "rollouts.kubeseed.io/scale-down-deadline"
+	// EphemeralMetadataAnnotation, in a ReplicaSet's pod template and on its
+	// pods, records (as JSON PodMetadata) the ephemeral metadata the
+	// controller put there, so that it can take away exactly that when the
+	// pods change role, and tell it from the template's own labels.
+	EphemeralMetadataAnnotation = "rollouts.kubeseed.io/ephemeral-metadata"
 
 	// FieldManager is the field manager of every write the controller makes.
 	FieldManager = "rollouts-controller"
+
+	// ManagedByAnnotation, on a Service or route a Rollout writes to, names
+	// that Rollout; another Rollout naming the object is refused.
+	ManagedByAnnotation = "rollouts.kubeseed.io/managed-by"
+	// CleanupFinalizer holds a deleted Rollout until it has given back what
+	// it changed in user-owned objects (Service selectors, route weights).
+	CleanupFinalizer = "rollouts.kubeseed.io/cleanup"
 )

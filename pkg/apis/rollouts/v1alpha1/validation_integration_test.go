@@ -263,6 +263,13 @@ func TestIntegrationValidation(t *testing.T) {
 		{"arg valueFrom with two sources", "min", `spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: a}], args: [{name: x, valueFrom: {podTemplateHashValue: Stable, fieldRef: {fieldPath: metadata.name}}}]}}]}}}`, "valueFrom sets exactly one of secretKeyRef, fieldRef or podTemplateHashValue"},
 		{"unknown pod template hash source", "min", `spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: a}], args: [{name: x, valueFrom: {podTemplateHashValue: Newest}}]}}]}}}`, `Unsupported value: "Newest"`},
 
+		// Ephemeral metadata.
+		{"canaryMetadata with the hash label", "min", `spec: {strategy: {canary: {canaryMetadata: {labels: {rollouts.kubeseed.io/pod-template-hash: x}}}}}`, "canaryMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"},
+		{"stableMetadata with a selector key", "min", `spec: {strategy: {canary: {stableMetadata: {labels: {app: stable}}}}}`, "strategy.canary.stableMetadata.labels must not use the keys of selector.matchLabels"},
+		{"canaryMetadata with a selector key", "min", `spec: {strategy: {canary: {canaryMetadata: {labels: {role: canary, app: canary}}}}}`, "strategy.canary.canaryMetadata.labels must not use the keys of selector.matchLabels"},
+		{"previewMetadata with the hash label", "bg", `spec: {strategy: {blueGreen: {previewMetadata: {labels: {rollouts.kubeseed.io/pod-template-hash: x}}}}}`, "previewMetadata.labels must not set rollouts.kubeseed.io/pod-template-hash"},
+		{"activeMetadata with a selector key", "bg", `spec: {strategy: {blueGreen: {activeMetadata: {labels: {app: active}}}}}`, "strategy.blueGreen.activeMetadata.labels must not use the keys of selector.matchLabels"},
+
 		// Blue-green strategy.
 		{"active and preview Service equal", "bg", `spec: {strategy: {blueGreen: {previewService: storefront-active}}}`, "activeService and previewService must be different Services"},
 		{"autoPromotionSeconds without auto promotion", "bg", `spec: {strategy: {blueGreen: {autoPromotionSeconds: 30}}}`, "autoPromotionSeconds has no effect when autoPromotionEnabled is false"},
@@ -295,6 +302,39 @@ func TestIntegrationValidation(t *testing.T) {
 				t.Fatalf("rejected with\n  %v\nwant a message containing\n  %q", err, row.want)
 			}
 		})
+	}
+}
+
+// TestIntegrationEphemeralMetadataAccepted: the four metadata fields are
+// stored as written.
+func TestIntegrationEphemeralMetadataAccepted(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	canary := toObject(t, patched(t, "min", `spec: {strategy: {canary: {canaryMetadata: {labels: {role: canary}, annotations: {example.com/note: new}}, stableMetadata: {labels: {role: stable}}}}}`), ns)
+	bg := toObject(t, patched(t, "bg", `spec: {strategy: {blueGreen: {activeMetadata: {labels: {role: active}}, previewMetadata: {labels: {role: preview}}}}}`), ns)
+	for _, obj := range []*unstructured.Unstructured{canary, bg} {
+		if err := env.Client.Create(context.Background(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ro v1alpha1.Rollout
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(canary), &ro); err != nil {
+		t.Fatal(err)
+	}
+	c := ro.Spec.Strategy.Canary
+	want := v1alpha1.CanaryStrategy{
+		CanaryMetadata: &v1alpha1.PodMetadata{Labels: map[string]string{"role": "canary"}, Annotations: map[string]string{"example.com/note": "new"}},
+		StableMetadata: &v1alpha1.PodMetadata{Labels: map[string]string{"role": "stable"}},
+	}
+	if diff := cmp.Diff([]*v1alpha1.PodMetadata{want.CanaryMetadata, want.StableMetadata}, []*v1alpha1.PodMetadata{c.CanaryMetadata, c.StableMetadata}); diff != "" {
+		t.Errorf("canary metadata (-want +got):\n%s", diff)
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(bg), &ro); err != nil {
+		t.Fatal(err)
+	}
+	b := ro.Spec.Strategy.BlueGreen
+	if b.ActiveMetadata == nil || b.ActiveMetadata.Labels["role"] != "active" || b.PreviewMetadata == nil || b.PreviewMetadata.Labels["role"] != "preview" {
+		t.Errorf("blue-green metadata %+v %+v", b.ActiveMetadata, b.PreviewMetadata)
 	}
 }
 

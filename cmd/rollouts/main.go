@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,7 @@ type options struct {
 	analysisWorkers   int
 	experimentWorkers int
 	prometheusAddress string
+	analysisEgress    *analysis.EgressPolicy
 	gracefulShutdown  time.Duration
 	kubeAPIQPS        float64
 	kubeAPIBurst      int
@@ -73,6 +75,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.IntVar(&o.analysisWorkers, "analysis-workers", 10, "AnalysisRuns reconciled in parallel.")
 	fs.IntVar(&o.experimentWorkers, "experiment-workers", 5, "Experiments reconciled in parallel.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Default Prometheus address for metrics that don't set one.")
+	denyCIDRs := fs.String("analysis-deny-cidrs", "", "Comma-separated CIDRs analysis measurements (web, prometheus, judge) may not connect to, in addition to the default "+strings.Join(analysis.DefaultDeniedCIDRs, ", ")+". Checked on the dialled address.")
+	allowCIDRs := fs.String("analysis-allow-cidrs", "", "Comma-separated CIDRs exempted from the analysis deny list: an allowed CIDR at least as specific as the most specific denied CIDR containing an address lets measurements connect to it.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight reconciles may take to finish on shutdown.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Requests per second the controller may send to the API server (sustained).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 300, "Requests the controller may send to the API server in a burst.")
@@ -82,6 +86,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	deny, err := analysis.ParseCIDRs(*denyCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("--analysis-deny-cidrs: %w", err)
+	}
+	allow, err := analysis.ParseCIDRs(*allowCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("--analysis-allow-cidrs: %w", err)
+	}
+	o.analysisEgress = analysis.NewEgressPolicy(deny, allow)
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return nil, fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1, got %g and %d", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
@@ -197,7 +210,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err != nil {
 		return fmt.Errorf("registering analysis metrics: %w", err)
 	}
-	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress, Metrics: analysisMetrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
+	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress, Egress: o.analysisEgress, Metrics: analysisMetrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
 	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {

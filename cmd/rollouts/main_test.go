@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,10 +42,31 @@ func TestBadFlagsAreRejected(t *testing.T) {
 		{"--analysis-workers=-1"},
 		{"--no-such-flag"},
 		{"--zap-log-level=loud"},
+		{"--analysis-deny-cidrs=10.0.0.0/33"},
+		{"--analysis-allow-cidrs=metadata.internal"},
 	} {
 		if _, err := parse(t, args...); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+func TestAnalysisEgressFlags(t *testing.T) {
+	o, err := parse(t, "--analysis-deny-cidrs=127.0.0.77/32, 10.0.0.0/8", "--analysis-allow-cidrs=169.254.169.254/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, denied := range map[string]bool{"127.0.0.77": true, "10.1.2.3": true, "169.254.169.254": false, "169.254.0.1": true, "127.0.0.1": false} {
+		if err := o.analysisEgress.Allowed(netip.MustParseAddr(ip)); (err != nil) != denied {
+			t.Errorf("%s: %v, want denied=%v", ip, err, denied)
+		}
+	}
+	d, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.analysisEgress.Allowed(netip.MustParseAddr("169.254.169.254")); err == nil {
+		t.Error("the default policy lets measurements reach 169.254.169.254")
 	}
 }
 

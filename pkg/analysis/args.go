@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,17 +13,15 @@ import (
 )
 
 // withArgs returns the metric a provider is given: a copy with the run's
-// args substituted. Args from Secrets are read now, from the run's
-// namespace, and their values returned too, for redact; the run itself
-// keeps only the placeholders, so no value from a Secret is ever stored in
-// it.
-func (r *Reconciler) withArgs(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) (*v1alpha1.Metric, []string, error) {
+// args substituted. Args from Secrets are read now, under secretValue's
+// rule, and their values recorded in ctx for redact; the run itself keeps
+// only the placeholders, so no value from a Secret is ever stored in it.
+func (r *Reconciler) withArgs(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) (*v1alpha1.Metric, error) {
 	used, err := argsUsed(m)
 	if err != nil || len(used) == 0 {
-		return m, nil, err
+		return m, err
 	}
 	values := map[string]string{}
-	var secrets []string
 	for _, a := range run.Spec.Args {
 		if !used[a.Name] {
 			continue
@@ -33,19 +32,18 @@ func (r *Reconciler) withArgs(ctx context.Context, run *v1alpha1.AnalysisRun, m 
 		case a.ValueFrom != nil && a.ValueFrom.SecretKeyRef != nil:
 			v, err := secretValue(ctx, r.APIReader, run.Namespace, *a.ValueFrom.SecretKeyRef)
 			if err != nil {
-				return nil, nil, fmt.Errorf("arg %q: %w", a.Name, err)
+				return nil, fmt.Errorf("arg %q: %w", a.Name, err)
 			}
 			values[a.Name] = v
-			secrets = append(secrets, v)
 		default:
-			return nil, nil, fmt.Errorf("arg %q: an AnalysisRun's args take a value or valueFrom.secretKeyRef", a.Name)
+			return nil, fmt.Errorf("arg %q: an AnalysisRun's args take a value or valueFrom.secretKeyRef", a.Name)
 		}
 	}
 	out, err := substitute(*m, values, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &out, secrets, nil
+	return &out, nil
 }
 
 // argsUsed names the args a metric's placeholders refer to.
@@ -61,17 +59,22 @@ func argsUsed(m *v1alpha1.Metric) (map[string]bool, error) {
 	return used, nil
 }
 
-// redact hides secret values in what a measurement shows — its error,
-// message and value — as written, and as they appear escaped in a URL or in
-// JSON (an error quoting the URL a secret went into, an answer echoing it).
+// redacted is what a Secret-derived value is replaced with.
+const redacted = "***"
+
+// redact hides Secret-derived values in everything a measurement shows —
+// its error, message, value and metadata — as written, and as they appear
+// escaped in a URL or in JSON, or base64-encoded (an error quoting the URL
+// a secret went into, an answer echoing a header).
 func redact(meas Measured, secrets []string) Measured {
 	var pairs []string
 	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
 		quoted, _ := json.Marshal(s)
-		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), strings.Trim(string(quoted), `"`)} {
-			if form != "" {
-				pairs = append(pairs, form, "<redacted>")
-			}
+		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), strings.Trim(string(quoted), `"`), base64.StdEncoding.EncodeToString([]byte(s))} {
+			pairs = append(pairs, form, redacted)
 		}
 	}
 	if len(pairs) == 0 {
@@ -83,5 +86,12 @@ func redact(meas Measured, secrets []string) Measured {
 	}
 	meas.Message = hide.Replace(meas.Message)
 	meas.Value = hide.Replace(meas.Value)
+	if len(meas.Metadata) > 0 {
+		md := make(map[string]string, len(meas.Metadata))
+		for k, v := range meas.Metadata {
+			md[hide.Replace(k)] = hide.Replace(v)
+		}
+		meas.Metadata = md
+	}
 	return meas
 }

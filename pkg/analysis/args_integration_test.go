@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,7 +40,7 @@ func TestIntegrationSecretArgs(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}, Data: map[string][]byte{"token": []byte(token)}}); err != nil {
+	if err := env.Client.Create(ctx, analysisSecret(ns, "api", map[string]string{"token": token})); err != nil {
 		t.Fatal(err)
 	}
 	template := func(path string) v1alpha1.AnalysisTemplateSpec {
@@ -106,7 +105,7 @@ func TestIntegrationSecretArgs(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(runs[1]), &down); err != nil {
 		t.Fatal(err)
 	}
-	if msg := down.Status.MetricResults[0].Measurements[0].Message; !strings.Contains(msg, "token=<redacted>") {
+	if msg := down.Status.MetricResults[0].Measurements[0].Message; !strings.Contains(msg, "token=***") {
 		t.Errorf("the error of /down reads %q; want the URL with the value redacted", msg)
 	}
 }

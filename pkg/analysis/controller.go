@@ -36,6 +36,9 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	// PrometheusAddress is the default address of the prometheus provider.
 	PrometheusAddress string
+	// Egress is the addresses the web, prometheus and judge providers may
+	// connect to; nil is the default deny list.
+	Egress *EgressPolicy
 	// Providers measure metrics, by kind.
 	Providers Registry
 	// Metrics records the runs' phases and metric values; nil records
@@ -91,9 +94,9 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if r.Providers == nil {
-		prometheus := &Prometheus{Secrets: r.APIReader, DefaultAddress: r.PrometheusAddress, Now: r.Clock.Now}
+		prometheus := &Prometheus{Secrets: r.APIReader, Egress: r.Egress, DefaultAddress: r.PrometheusAddress, Now: r.Clock.Now}
 		r.Providers = Registry{
-			v1alpha1.ProviderWeb:        &Web{Secrets: r.APIReader, Now: r.Clock.Now},
+			v1alpha1.ProviderWeb:        &Web{Secrets: r.APIReader, Egress: r.Egress, Now: r.Clock.Now},
 			v1alpha1.ProviderPrometheus: prometheus,
 			v1alpha1.ProviderJob:        &Job{Client: r.Client, APIReader: r.APIReader, Now: r.Clock.Now},
 			v1alpha1.ProviderJudge:      &Judge{Prometheus: prometheus},
@@ -220,6 +223,7 @@ func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st 
 // its measurement in flight.
 func (r *Reconciler) take(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, mr *v1alpha1.MetricResult, provider Provider) Measured {
 	logger := log.FromContext(ctx).WithValues("analysisRun", run.Name, "metric", m.Name)
+	ctx, secrets := withRevealed(ctx)
 	if in := inFlight(mr); in != nil {
 		resumer, ok := provider.(Resumer)
 		if !ok {
@@ -227,15 +231,15 @@ func (r *Reconciler) take(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1a
 			return Measured{Err: errors.New("the provider cannot resume the measurement in flight"), Started: now, Finished: now}
 		}
 		logger.V(1).Info("Checking the measurement in flight")
-		return resumer.Resume(ctx, run, m, in)
+		return redact(resumer.Resume(ctx, run, m, in), secrets.all())
 	}
-	metric, secrets, err := r.withArgs(ctx, run, m)
+	metric, err := r.withArgs(ctx, run, m)
 	if err != nil {
 		now := r.Clock.Now()
-		return Measured{Err: err, Started: now, Finished: now}
+		return redact(Measured{Err: err, Started: now, Finished: now}, secrets.all())
 	}
 	logger.V(1).Info("Measuring")
-	return redact(provider.Measure(ctx, run, metric), secrets)
+	return redact(provider.Measure(ctx, run, metric), secrets.all())
 }
 
 // provider returns the provider of a metric; a kind this controller lacks is

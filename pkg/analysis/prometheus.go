@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +23,12 @@ import (
 // vector a list of numbers (empty: no data), a range query the list of values
 // of its series.
 type Prometheus struct {
-	// Secrets reads credentials, TLS material and header values.
+	// Secrets reads credentials, TLS material and header values (past the
+	// cache).
 	Secrets client.Reader
+	// Egress is the addresses queries may connect to; nil is the default
+	// deny list.
+	Egress *EgressPolicy
 	// DefaultAddress is used by metrics that name no address.
 	DefaultAddress string
 	Now            func() time.Time
@@ -115,7 +120,9 @@ func numbers(v model.Value) (any, error) {
 
 // client builds the Prometheus API client: address (or the controller's
 // default), bearer token or basic auth and TLS material from Secrets, and
-// custom headers, through prometheus/common's HTTP client config.
+// custom headers, through prometheus/common's HTTP client config; dialled
+// through the egress policy, answers bounded, redirects only to the same
+// origin.
 func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1.PrometheusConnection) (promv1.API, error) {
 	address := conn.Address
 	if address == "" {
@@ -142,6 +149,8 @@ func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1
 			if err != nil {
 				return nil, fmt.Errorf("prometheus basic auth: %w", err)
 			}
+			// An answer echoing the Authorization header shows them encoded.
+			reveal(ctx, base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
 			cfg.BasicAuth = &config.BasicAuth{Username: user, Password: config.Secret(pass)}
 		}
 	}
@@ -166,7 +175,7 @@ func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1
 			cfg.TLSConfig.Cert, cfg.TLSConfig.Key = cert, config.Secret(key)
 		}
 	}
-	rt, err := config.NewRoundTripperFromConfig(cfg, "rollouts-analysis")
+	rt, err := config.NewRoundTripperFromConfig(cfg, "rollouts-analysis", config.WithDialContextFunc(p.Egress.dialContext))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
@@ -177,7 +186,7 @@ func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1
 	if len(headers) > 0 {
 		rt = withHeaders{rt: rt, headers: headers}
 	}
-	c, err := promapi.NewClient(promapi.Config{Address: address, RoundTripper: rt})
+	c, err := promapi.NewClient(promapi.Config{Address: address, Client: httpClient(rt)})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}

@@ -50,7 +50,7 @@ func TestIntegrationPrometheusProvider(t *testing.T) {
 
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom", Namespace: ns}, Data: map[string][]byte{"token": []byte("t0ken")}}); err != nil {
+	if err := env.Client.Create(ctx, analysisSecret(ns, "prom", map[string]string{"token": "t0ken"})); err != nil {
 		t.Fatal(err)
 	}
 	p := &Prometheus{Secrets: env.Client, Now: time.Now}

@@ -18,14 +18,16 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// maxWebBody bounds how much of an answer the web provider reads.
-const maxWebBody = 1 << 20
-
 // Web measures a metric with an HTTP request whose JSON answer (or the part
-// jsonPath selects) is the result.
+// jsonPath selects) is the result. Only the part jsonPath selects is kept as
+// the measurement's value; without jsonPath the conditions see the whole
+// answer but the measurement keeps only its HTTP status.
 type Web struct {
-	// Secrets reads header values from Secrets.
+	// Secrets reads header values from Secrets (past the cache).
 	Secrets client.Reader
+	// Egress is the addresses measurements may connect to; nil is the
+	// default deny list.
+	Egress *EgressPolicy
 	// Clock gives measurement times.
 	Now func() time.Time
 
@@ -40,10 +42,13 @@ func (w *Web) transport(insecure bool) http.RoundTripper {
 		return t.(*http.Transport)
 	}
 	t := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
+		Proxy:               w.Egress.proxy,
+		DialContext:         w.Egress.dialContext,
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: insecure}, //nolint:gosec // the user's explicit choice
 		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
+		// Headers are not kept, so they need not be large.
+		MaxResponseHeaderBytes: 64 << 10,
+		IdleConnTimeout:        90 * time.Second,
 	}
 	actual, _ := w.transports.LoadOrStore(insecure, t)
 	return actual.(*http.Transport)
@@ -52,7 +57,7 @@ func (w *Web) transport(insecure bool) http.RoundTripper {
 // Measure implements Provider.
 func (w *Web) Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric) Measured {
 	meas := Measured{Started: w.Now()}
-	result, text, err := w.get(ctx, run, m.Provider.Web)
+	result, err := w.get(ctx, run, m.Provider.Web)
 	meas.Finished = w.Now()
 	switch {
 	case errors.Is(err, errNoData):
@@ -60,17 +65,24 @@ func (w *Web) Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha
 	case err != nil:
 		meas.Err = err
 	default:
-		meas.Result, meas.Value = result, text
+		meas.Result, meas.Value, meas.Message = result.value, result.text, result.message
 	}
 	return meas
 }
 
 var errNoData = errors.New("no data")
 
-func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1.WebMetric) (any, string, error) {
+// webResult is what an answer gave: the value for the conditions, the text
+// kept as the measurement's value, and a message.
+type webResult struct {
+	value         any
+	text, message string
+}
+
+func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1.WebMetric) (webResult, error) {
 	timeout, err := spec.Timeout.Parse()
 	if err != nil {
-		return nil, "", err
+		return webResult{}, err
 	}
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -80,7 +92,7 @@ func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1
 	var body io.Reader
 	switch {
 	case spec.Body != "" && spec.JSONBody != nil:
-		return nil, "", errors.New("web: set body or jsonBody, not both")
+		return webResult{}, errors.New("web: set body or jsonBody, not both")
 	case spec.Body != "":
 		body = bytes.NewBufferString(spec.Body)
 	case spec.JSONBody != nil:
@@ -92,11 +104,11 @@ func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1
 	}
 	req, err := http.NewRequestWithContext(ctx, method, spec.URL, body)
 	if err != nil {
-		return nil, "", fmt.Errorf("web: %w", err)
+		return webResult{}, fmt.Errorf("web: %w", err)
 	}
 	headers, err := headerValues(ctx, w.Secrets, run.Namespace, spec.Headers)
 	if err != nil {
-		return nil, "", err
+		return webResult{}, err
 	}
 	if spec.JSONBody != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -104,31 +116,36 @@ func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	httpClient := &http.Client{Transport: w.transport(spec.InsecureSkipVerify)}
-	resp, err := httpClient.Do(req)
+	resp, err := httpClient(w.transport(spec.InsecureSkipVerify)).Do(req)
 	if err != nil {
-		return nil, "", fmt.Errorf("web: %w", err)
+		return webResult{}, fmt.Errorf("web: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxWebBody))
-	if err != nil {
-		return nil, "", fmt.Errorf("web: reading the answer: %w", err)
-	}
+	// The status code, not the server's reason phrase: the answer's text
+	// is not the server's to put in the status.
+	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, "", fmt.Errorf("web: %s answered %s", spec.URL, resp.Status)
+		return webResult{}, fmt.Errorf("web: %s answered %s", spec.URL, status)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return webResult{}, fmt.Errorf("web: reading the answer: %w", err)
 	}
 	var doc any
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, "", fmt.Errorf("web: the answer is not JSON: %w", err)
+		return webResult{}, fmt.Errorf("web: the answer is not JSON: %w", err)
 	}
-	result := doc
-	if spec.JSONPath != "" {
-		if result, err = selectPath(doc, spec.JSONPath); err != nil {
-			return nil, "", err
-		}
+	if spec.JSONPath == "" {
+		// The whole answer is for the conditions only: it may hold anything
+		// the server knows, so the measurement keeps only the status.
+		return webResult{value: doc, message: "HTTP " + status + "; without jsonPath no value is kept"}, nil
+	}
+	result, err := selectPath(doc, spec.JSONPath)
+	if err != nil {
+		return webResult{}, err
 	}
 	text, _ := json.Marshal(result)
-	return result, string(text), nil
+	return webResult{value: result, text: string(text)}, nil
 }
 
 // selectPath applies a Kubernetes JSONPath ({$.data.ok}) and returns the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,13 +40,27 @@ func TestWebProvider(t *testing.T) {
 			_, _ = io.WriteString(w, `{}`)
 		case "/text":
 			_, _ = io.WriteString(w, "not json")
+		case "/big", "/exact":
+			size := maxBody
+			if r.URL.Path == "/big" {
+				size = 5 << 20
+			}
+			// No Content-Length: the limit holds while reading too.
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, `"`+strings.Repeat("x", size-2)+`"`)
+		case "/bigdeclared":
+			w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		case "/hop":
+			http.Redirect(w, r, "/health", http.StatusFound)
 		default:
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
 	defer srv.Close()
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "token", Namespace: "shop"}, Data: map[string][]byte{"t": []byte("Bearer s3cret")}}
-	web := &Web{Secrets: fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(secret).Build(), Now: time.Now}
+	secret := analysisSecret("shop", "token", map[string]string{"t": "Bearer s3cret"})
+	unlabelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "shop"}, Data: map[string][]byte{"t": []byte("Bearer s3cret")}}
+	elsewhere := analysisSecret("bank", "vault", map[string]string{"t": "Bearer s3cret"})
+	web := &Web{Secrets: fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(secret, unlabelled, elsewhere).Build(), Now: time.Now}
 	run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "shop"}}
 	measure := func(spec v1alpha1.WebMetric) Measured {
 		return web.Measure(context.Background(), run, &v1alpha1.Metric{Name: "m", Provider: v1alpha1.MetricProvider{Web: &spec}})
@@ -60,10 +75,17 @@ func TestWebProvider(t *testing.T) {
 		{"boolean by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.ok}"}, "true", false, ""},
 		{"number by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.rate}"}, "0.97", false, ""},
 		{"list by jsonPath", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.latencies}"}, "[0.1,0.2]", false, ""},
-		{"whole body", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "token"}, Key: "t"}}}}}, `{"ok":true}`, false, ""},
-		{"POST with a JSON body", v1alpha1.WebMetric{URL: srv.URL + "/echo", Method: "POST", JSONBody: &apiextensionsv1.JSON{Raw: []byte(`{"check":"deep"}`)}}, `{"body":{"check":"deep"},"method":"POST"}`, false, ""},
+		{"whole body is not kept", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("token")}, "", false, ""},
+		{"POST with a JSON body", v1alpha1.WebMetric{URL: srv.URL + "/echo", Method: "POST", JSONBody: &apiextensionsv1.JSON{Raw: []byte(`{"check":"deep"}`)}, JSONPath: "{$.body}"}, `{"check":"deep"}`, false, ""},
 		{"missing path is no data", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.nothing}"}, "", true, ""},
-		{"secret missing", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "t"}}}}}, "", false, "Secret nope"},
+		{"secret missing", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("nope")}, "", false, `reading key "t" of Secret nope: analysis reads only Secrets that are in the run's namespace (shop) and labelled rollouts.kubeseed.io/analysis-secret: "true"`},
+		{"secret not labelled", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("other")}, "", false, `reading key "t" of Secret other: analysis reads only Secrets that are in the run's namespace (shop) and labelled rollouts.kubeseed.io/analysis-secret: "true"`},
+		{"secret of another namespace", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("vault")}, "", false, `Secret vault: analysis reads only Secrets that are in the run's namespace (shop)`},
+		{"secret named by a path", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("bank/vault")}, "", false, `Secret "bank/vault": not a Secret name (analysis reads only Secrets of the run's namespace)`},
+		{"redirect to the same origin", v1alpha1.WebMetric{URL: srv.URL + "/hop", JSONPath: "{$.data.ok}"}, "true", false, ""},
+		{"1 MiB answer", v1alpha1.WebMetric{URL: srv.URL + "/exact", JSONPath: "{$}"}, "", false, ""},
+		{"5 MiB answer", v1alpha1.WebMetric{URL: srv.URL + "/big", JSONPath: "{$}"}, "", false, "the answer is larger than 1048576 bytes (1 MiB)"},
+		{"2 MiB declared", v1alpha1.WebMetric{URL: srv.URL + "/bigdeclared", JSONPath: "{$}"}, "", false, "the answer is larger than 1048576 bytes (1 MiB)"},
 		{"unauthorized", v1alpha1.WebMetric{URL: srv.URL + "/auth"}, "", false, "401 Unauthorized"},
 		{"server error", v1alpha1.WebMetric{URL: srv.URL + "/down"}, "", false, "503 Service Unavailable"},
 		{"timeout", v1alpha1.WebMetric{URL: srv.URL + "/slow", Timeout: "50ms"}, "", false, "deadline exceeded"},
@@ -80,9 +102,21 @@ func TestWebProvider(t *testing.T) {
 			}
 		case m.Err != nil:
 			t.Errorf("%s: %v", r.name, m.Err)
+		case r.name == "1 MiB answer":
+			if len(m.Value) != maxBody {
+				t.Errorf("%s: a value of %d bytes, want %d", r.name, len(m.Value), maxBody)
+			}
 		case m.NoData != r.noData || m.Value != r.value:
 			t.Errorf("%s: value %q noData %v; want %q %v", r.name, m.Value, m.NoData, r.value, r.noData)
 		}
+	}
+	// Without jsonPath the conditions see the whole answer, and the
+	// measurement keeps only the status.
+	whole := measure(v1alpha1.WebMetric{URL: srv.URL + "/health"})
+	if ok, _ := CompileConditions("result.data.ok == true", ""); whole.Value != "" || whole.Message != "HTTP 200 OK; without jsonPath no value is kept" {
+		t.Errorf("without jsonPath: value %q, message %q", whole.Value, whole.Message)
+	} else if phase, err := ok.Evaluate(whole.Result); err != nil || phase != v1alpha1.AnalysisPhaseSuccessful {
+		t.Errorf("result.data.ok == true on the whole answer: %s %v", phase, err)
 	}
 	// The result is typed for the conditions: a boolean stays a boolean.
 	c, _ := CompileConditions("result == true", "")
@@ -90,4 +124,9 @@ func TestWebProvider(t *testing.T) {
 	if phase, err := c.Evaluate(m.Result); err != nil || phase != v1alpha1.AnalysisPhaseSuccessful {
 		t.Errorf("result == true on a JSON boolean: %s %v", phase, err)
 	}
+}
+
+// fromSecret is an Authorization header from key t of a Secret.
+func fromSecret(name string) []v1alpha1.Header {
+	return []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "t"}}}}
 }

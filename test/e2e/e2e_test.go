@@ -73,7 +73,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	ctl, err = cl.StartController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
+	// TestTenancyEgressDenied needs an address of lo that the egress
+	// policy denies.
+	ctl, err = cl.StartController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS, "--analysis-deny-cidrs="+deniedLoopback+"/32")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1

@@ -59,6 +59,10 @@ const (
 	ExperimentLabel         = "rollouts.kubeseed.io/experiment"
 	ExperimentTemplateLabel = "rollouts.kubeseed.io/experiment-template"
 	ExperimentAnalysisLabel = "rollouts.kubeseed.io/experiment-analysis"
+	// AnalysisSecretLabel, set to "true" on a Secret, lets analysis in the
+	// Secret's namespace read it (header values, Prometheus credentials and
+	// TLS material, args); analysis reads no other Secret.
+	AnalysisSecretLabel = "rollouts.kubeseed.io/analysis-secret"
 
 	// PromoteAnnotation asks to leave the current pause or skip the current step.
 	PromoteAnnotation = "rollouts.kubeseed.io/promote"

@@ -42,17 +42,18 @@ const (
 	MessageRolloutNameLen = "a Rollout name must be at most 52 characters: the names of its ReplicaSets and AnalysisRuns are derived from it"
 )
 
-// ValidateRunBounds checks the bounds of the spec of an AnalysisRun: those
-// of each metric and of measurementRetention.
-func ValidateRunBounds(spec *AnalysisRunSpec) field.ErrorList {
-	path := field.NewPath("spec")
+// ValidateRunBounds checks the bounds of the spec of an AnalysisRun, at
+// path (nil: the spec is the root): those of each metric and of
+// measurementRetention. Metrics and retentions are named by key, so that
+// errors about a run composed from templates name what the templates say.
+func ValidateRunBounds(spec *AnalysisRunSpec, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	for i := range spec.Metrics {
-		errs = append(errs, ValidateMetricBounds(&spec.Metrics[i], path.Child("metrics").Index(i))...)
+		errs = append(errs, ValidateMetricBounds(&spec.Metrics[i], path.Child("metrics").Key(spec.Metrics[i].Name))...)
 	}
-	for i, r := range spec.MeasurementRetention {
+	for _, r := range spec.MeasurementRetention {
 		if r.Limit > MaxMeasurementRetention {
-			errs = append(errs, field.Invalid(path.Child("measurementRetention").Index(i).Child("limit"), r.Limit, MessageRetention))
+			errs = append(errs, field.Invalid(path.Child("measurementRetention").Key(r.MetricName).Child("limit"), r.Limit, MessageRetention))
 		}
 	}
 	return errs

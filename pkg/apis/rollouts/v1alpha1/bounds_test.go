@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -36,19 +37,19 @@ func TestValidateRunBounds(t *testing.T) {
 	}{
 		{name: "no interval", metric: v1alpha1.Metric{Provider: prom("")}},
 		{name: "interval 1s", metric: v1alpha1.Metric{Interval: "1s", Provider: prom("")}},
-		{name: "interval 999ms", metric: v1alpha1.Metric{Interval: "999ms", Provider: prom("")}, want: `spec.metrics[0].interval: Invalid value: "999ms": ` + v1alpha1.MessageInterval},
+		{name: "interval 999ms", metric: v1alpha1.Metric{Interval: "999ms", Provider: prom("")}, want: `spec.metrics[m].interval: Invalid value: "999ms": ` + v1alpha1.MessageInterval},
 		{name: "interval 0s", metric: v1alpha1.Metric{Interval: "0s", Provider: prom("")}, want: v1alpha1.MessageInterval},
 		{name: "interval unparsable", metric: v1alpha1.Metric{Interval: "soon", Provider: prom("")}, want: `invalid duration "soon"`},
 		{name: "prometheus timeout 60s", metric: v1alpha1.Metric{Provider: prom("60s")}},
-		{name: "prometheus timeout 61s", metric: v1alpha1.Metric{Provider: prom("61s")}, want: `spec.metrics[0].provider.prometheus.timeout: Invalid value: "61s": ` + v1alpha1.MessageTimeout},
+		{name: "prometheus timeout 61s", metric: v1alpha1.Metric{Provider: prom("61s")}, want: `spec.metrics[m].provider.prometheus.timeout: Invalid value: "61s": ` + v1alpha1.MessageTimeout},
 		{name: "web timeout 1m", metric: v1alpha1.Metric{Provider: web("1m")}},
-		{name: "web timeout 1m0.5s", metric: v1alpha1.Metric{Provider: web("1m0.5s")}, want: "spec.metrics[0].provider.web.timeout: " + `Invalid value: "1m0.5s": ` + v1alpha1.MessageTimeout},
-		{name: "judge timeout 2m", metric: v1alpha1.Metric{Provider: judge("2m")}, want: "spec.metrics[0].provider.judge.timeout: " + `Invalid value: "2m": ` + v1alpha1.MessageTimeout},
+		{name: "web timeout 1m0.5s", metric: v1alpha1.Metric{Provider: web("1m0.5s")}, want: "spec.metrics[m].provider.web.timeout: " + `Invalid value: "1m0.5s": ` + v1alpha1.MessageTimeout},
+		{name: "judge timeout 2m", metric: v1alpha1.Metric{Provider: judge("2m")}, want: "spec.metrics[m].provider.judge.timeout: " + `Invalid value: "2m": ` + v1alpha1.MessageTimeout},
 		{name: "job without a deadline", metric: v1alpha1.Metric{Provider: job(nil)}},
 		{name: "job deadline 600", metric: v1alpha1.Metric{Provider: job(ptr.To[int64](600))}},
-		{name: "job deadline 601", metric: v1alpha1.Metric{Provider: job(ptr.To[int64](601))}, want: "spec.metrics[0].provider.job.spec.activeDeadlineSeconds: Invalid value: 601: " + v1alpha1.MessageJobDeadline},
+		{name: "job deadline 601", metric: v1alpha1.Metric{Provider: job(ptr.To[int64](601))}, want: "spec.metrics[m].provider.job.spec.activeDeadlineSeconds: Invalid value: 601: " + v1alpha1.MessageJobDeadline},
 		{name: "retention 100", metric: v1alpha1.Metric{Provider: prom("")}, retention: 100},
-		{name: "retention 101", metric: v1alpha1.Metric{Provider: prom("")}, retention: 101, want: "spec.measurementRetention[0].limit: Invalid value: 101: " + v1alpha1.MessageRetention},
+		{name: "retention 101", metric: v1alpha1.Metric{Provider: prom("")}, retention: 101, want: "spec.measurementRetention[*].limit: Invalid value: 101: " + v1alpha1.MessageRetention},
 	}
 	for _, r := range rows {
 		r.metric.Name = "m"
@@ -56,7 +57,7 @@ func TestValidateRunBounds(t *testing.T) {
 		if r.retention != 0 {
 			spec.MeasurementRetention = []v1alpha1.MeasurementRetention{{MetricName: "*", Limit: r.retention}}
 		}
-		errs := v1alpha1.ValidateRunBounds(&spec)
+		errs := v1alpha1.ValidateRunBounds(&spec, field.NewPath("spec"))
 		switch {
 		case r.want == "" && len(errs) > 0:
 			t.Errorf("%s: %v; want no error", r.name, errs)

@@ -182,7 +182,7 @@ type WebMetric struct {
 // set lower, not higher. Its Pods run as the namespace's default
 // ServiceAccount unless the pod template names another, which must exist.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.spec.activeDeadlineSeconds) || self.spec.activeDeadlineSeconds <= 600",message="activeDeadlineSeconds of a job metric must be at most 600 (10 minutes)"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.activeDeadlineSeconds) || self.spec.activeDeadlineSeconds <= 600",fieldPath=".spec.activeDeadlineSeconds",message="activeDeadlineSeconds of a job metric must be at most 600 (10 minutes)"
 type JobMetric struct {
 	// +optional
 	Metadata PodMetadata     `json:"metadata,omitempty"`

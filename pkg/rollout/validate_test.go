@@ -36,3 +36,23 @@ func TestLongNameIsInvalidAndUntouched(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateBreakingABoundIsInvalidSpec: an AnalysisTemplate stored
+// before admission checked the bounds (an interval of 100ms) makes the
+// analysis step InvalidSpec, naming the metric and the bound, and no run
+// is created.
+func TestTemplateBreakingABoundIsInvalidSpec(t *testing.T) {
+	ro := canaryRollout(2, "1", "0", setWeight(50), v1alpha1.CanaryStep{Analysis: analysisOf("errors")})
+	s := newSim(t, ro).withTemplate("errors")
+	s.templates["errors"].Metrics[0].Interval = "100ms"
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	want := `metrics[errors].interval: Invalid value: "100ms": ` + v1alpha1.MessageInterval
+	s.until("InvalidSpec", 10, func(st v1alpha1.RolloutStatus) bool {
+		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionStalled)
+		return c != nil && c.Reason == v1alpha1.ReasonInvalidSpec && strings.Contains(c.Message, want)
+	})
+	if len(s.runs) != 0 {
+		t.Errorf("runs created from a template that breaks a bound: %v", s.runs)
+	}
+}

@@ -201,7 +201,7 @@ func TestJobDeadlineAndServiceAccount(t *testing.T) {
 	}
 	for i, r := range rows {
 		run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%d", i), Namespace: "shop", UID: "run-uid"}}
-		m := jobMetric("check")
+		m := jobMetric("smoke")
 		r.edit(&m.Provider.Job.Spec)
 		c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(checker.DeepCopy(), elsewhere.DeepCopy()).Build()
 		j := &Job{Client: c, APIReader: c, Now: time.Now}

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -302,11 +303,16 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// conditions compiles the run's conditions once and keeps them by run.
+// conditions compiles the run's conditions once and keeps them by run. A
+// run that breaks a bound (stored before admission checked it) has none:
+// every metric ends an Error with the bound's message.
 func (r *Reconciler) conditions(run *v1alpha1.AnalysisRun) (map[string]*Conditions, error) {
 	key := client.ObjectKeyFromObject(run)
 	if v, ok := r.compiled.Load(key); ok && v.(compiledRun).uid == run.UID {
 		return v.(compiledRun).conds, nil
+	}
+	if errs := v1alpha1.ValidateRunBounds(&run.Spec, field.NewPath("spec")); len(errs) > 0 {
+		return nil, errs[0]
 	}
 	out := map[string]*Conditions{}
 	for _, m := range run.Spec.Metrics {

@@ -37,7 +37,7 @@ func startReconciler(t *testing.T) {
 
 func webMetric(name, url, success string, extra func(*v1alpha1.Metric)) v1alpha1.Metric {
 	m := v1alpha1.Metric{
-		Name: name, Interval: "200ms", Count: ptr.To[int32](3), SuccessCondition: success,
+		Name: name, Interval: "1s", Count: ptr.To[int32](3), SuccessCondition: success,
 		Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{URL: url, JSONPath: "{$.rate}"}},
 	}
 	if extra != nil {

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
@@ -36,8 +37,11 @@ const maxJobName = content.DNS1123LabelMaxLength
 
 // Job measures a metric by running a batch/v1 Job, one per measurement, in
 // the run's namespace and owned by the run. The measurement is in flight
-// until the Job finishes: Complete is Successful, Failed is Failed; the
-// metric's conditions do not apply.
+// until the Job finishes: Complete is Successful, Failed is Failed (a Job
+// past its activeDeadlineSeconds fails too); the metric's conditions do not
+// apply. The Job runs at most v1alpha1.JobDeadlineSeconds, the default of
+// its activeDeadlineSeconds, and its Pods run as the namespace's default
+// ServiceAccount unless the template names another that exists there.
 type Job struct {
 	// Client creates and deletes Jobs and reads them from the cache the
 	// reconciler's watch of Jobs fills.
@@ -56,6 +60,9 @@ func (j *Job) Measure(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha
 	job := newJob(run, m, taken(run.Status, m.Name)+1)
 	started := metav1.NewMicroTime(j.Now())
 	in := &v1alpha1.Measurement{Phase: v1alpha1.AnalysisPhaseRunning, StartedAt: &started, Metadata: map[string]string{jobNameKey: job.Name}}
+	if err := j.checkServiceAccount(ctx, m.Provider.Job, run.Namespace); err != nil {
+		return Measured{Err: err, Started: started.Time, Finished: j.Now()}
+	}
 	err := j.Client.Create(ctx, job)
 	switch {
 	case apierrors.IsAlreadyExists(err):
@@ -114,6 +121,38 @@ func (j *Job) Abort(ctx context.Context, run *v1alpha1.AnalysisRun, in *v1alpha1
 	return nil
 }
 
+// checkServiceAccount makes sure that a ServiceAccount the Job's pod
+// template names exists in the namespace: otherwise the Job could never
+// start a Pod, and would wait out its deadline saying nothing. It asks the
+// API server: ServiceAccounts are not watched.
+func (j *Job) checkServiceAccount(ctx context.Context, spec *v1alpha1.JobMetric, namespace string) error {
+	name := templateServiceAccount(&spec.Spec.Template.Spec)
+	if name == "" {
+		return nil
+	}
+	reader := j.APIReader
+	if reader == nil {
+		reader = j.Client
+	}
+	err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &corev1.ServiceAccount{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("ServiceAccount %q named by the job's pod template does not exist in namespace %s", name, namespace)
+	case err != nil:
+		return fmt.Errorf("reading ServiceAccount %q named by the job's pod template: %w", name, err)
+	}
+	return nil
+}
+
+// templateServiceAccount is the ServiceAccount a pod template names, in
+// serviceAccountName or the deprecated serviceAccount, or "".
+func templateServiceAccount(pod *corev1.PodSpec) string {
+	if pod.ServiceAccountName != "" {
+		return pod.ServiceAccountName
+	}
+	return pod.DeprecatedServiceAccount //nolint:staticcheck // still honoured by the API server
+}
+
 // get reads a Job from the cache and, when the cache has none, from the API
 // server.
 func (j *Job) get(ctx context.Context, key client.ObjectKey) (*batchv1.Job, error) {
@@ -148,9 +187,19 @@ func jobOutcome(job *batchv1.Job) (v1alpha1.AnalysisPhase, string) {
 }
 
 // newJob is the Job of measurement n of a metric: the metric's Job spec and
-// metadata, labels naming the run and metric, and the run as controller.
+// metadata, labels naming the run and metric, and the run as controller;
+// activeDeadlineSeconds defaults to the Job measurement timeout and the
+// Pods run as the namespace's default ServiceAccount unless the template
+// names one.
 func newJob(run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, n int32) *batchv1.Job {
 	spec := m.Provider.Job
+	jobSpec := spec.Spec.DeepCopy()
+	if jobSpec.ActiveDeadlineSeconds == nil {
+		jobSpec.ActiveDeadlineSeconds = ptr.To[int64](v1alpha1.JobDeadlineSeconds)
+	}
+	if pod := &jobSpec.Template.Spec; templateServiceAccount(pod) == "" {
+		pod.ServiceAccountName = "default"
+	}
 	labels := maps.Clone(spec.Metadata.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -165,7 +214,7 @@ func newJob(run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, n int32) *batchv1.Job
 			Annotations:     maps.Clone(spec.Metadata.Annotations),
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(run, v1alpha1.GroupVersion.WithKind("AnalysisRun"))},
 		},
-		Spec: *spec.Spec.DeepCopy(),
+		Spec: *jobSpec,
 	}
 }
 

@@ -4,6 +4,7 @@ package analysis
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -131,4 +132,58 @@ func TestIntegrationJobMetric(t *testing.T) {
 	}
 	// Finished Jobs are kept for their logs; they go with their run.
 	waitJob(t, client.ObjectKeyFromObject(jobs["pass"]), true)
+}
+
+// TestIntegrationJobDeadlineAndServiceAccount: through the real API
+// server, a job metric's Job gets the Job measurement timeout as its
+// activeDeadlineSeconds and the default ServiceAccount, keeps a shorter
+// deadline and a ServiceAccount that exists, and a ServiceAccount that
+// does not exist ends the metric with an Error naming it, without a Job.
+func TestIntegrationJobDeadlineAndServiceAccount(t *testing.T) {
+	startReconciler(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "checker"}}); err != nil {
+		t.Fatal(err)
+	}
+	specs := map[string]func(*batchv1.JobSpec){
+		"plain": func(*batchv1.JobSpec) {},
+		"own": func(s *batchv1.JobSpec) {
+			s.ActiveDeadlineSeconds = ptr.To[int64](90)
+			s.Template.Spec.ServiceAccountName = "checker"
+		},
+		"ghost": func(s *batchv1.JobSpec) { s.Template.Spec.ServiceAccountName = "ghost" },
+	}
+	runs := map[string]*v1alpha1.AnalysisRun{}
+	for name, edit := range specs {
+		m := jobMetric("check")
+		m.ConsecutiveErrorLimit = ptr.To[int32](0)
+		edit(&m.Provider.Job.Spec)
+		runs[name] = &v1alpha1.AnalysisRun{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{m}},
+		}
+		if err := env.Client.Create(ctx, runs[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]struct {
+		deadline int64
+		sa       string
+	}{"plain": {v1alpha1.JobDeadlineSeconds, "default"}, "own": {90, "checker"}} {
+		job := waitJob(t, client.ObjectKey{Namespace: ns, Name: name + "-check-1"}, true)
+		if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != want.deadline || job.Spec.Template.Spec.ServiceAccountName != want.sa {
+			t.Errorf("Job %s: activeDeadlineSeconds %v, serviceAccountName %q; want %d, %q",
+				job.Name, ptr.Deref(d, -1), job.Spec.Template.Spec.ServiceAccountName, want.deadline, want.sa)
+		}
+	}
+	got := waitRun(t, client.ObjectKeyFromObject(runs["ghost"]), func(r *v1alpha1.AnalysisRun) bool { return r.Status.Phase.Completed() })
+	want := fmt.Sprintf(`ServiceAccount "ghost" named by the job's pod template does not exist in namespace %s`, ns)
+	if got.Status.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Status.Message, want) {
+		t.Errorf("ghost: %s %q; want Error with %q", got.Status.Phase, got.Status.Message, want)
+	}
+	var jobs batchv1.JobList
+	if err := env.Client.List(ctx, &jobs, client.InNamespace(ns), client.MatchingLabels{AnalysisRunLabel: "ghost"}); err != nil || len(jobs.Items) != 0 {
+		t.Errorf("Jobs of the run with a missing ServiceAccount: %d (%v)", len(jobs.Items), err)
+	}
 }

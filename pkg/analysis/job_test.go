@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -174,5 +175,53 @@ func TestJobFoundPastTheCache(t *testing.T) {
 	in := &v1alpha1.Measurement{Phase: v1alpha1.AnalysisPhaseRunning, Metadata: map[string]string{jobNameKey: job.Name}}
 	if got := j.Resume(ctx, run, &m, in); got.Err != nil || got.Phase != v1alpha1.AnalysisPhaseRunning {
 		t.Errorf("a Job only the API server has: %s %v", got.Phase, got.Err)
+	}
+}
+
+// TestJobDeadlineAndServiceAccount: a Job runs at most the Job measurement
+// timeout unless its spec sets less, and as the namespace's default
+// ServiceAccount unless its template names one that exists; a missing one
+// is an Error naming it, and no Job is created.
+func TestJobDeadlineAndServiceAccount(t *testing.T) {
+	ctx := context.Background()
+	checker := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checker"}}
+	elsewhere := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "ghost"}}
+	rows := []struct {
+		name     string
+		edit     func(*batchv1.JobSpec)
+		deadline int64
+		sa, err  string
+	}{
+		{"defaults", func(*batchv1.JobSpec) {}, v1alpha1.JobDeadlineSeconds, "default", ""},
+		{"a shorter deadline", func(s *batchv1.JobSpec) { s.ActiveDeadlineSeconds = ptr.To[int64](120) }, 120, "default", ""},
+		{"a ServiceAccount that exists", func(s *batchv1.JobSpec) { s.Template.Spec.ServiceAccountName = "checker" }, v1alpha1.JobDeadlineSeconds, "checker", ""},
+		{"the deprecated field", func(s *batchv1.JobSpec) { s.Template.Spec.DeprecatedServiceAccount = "checker" }, v1alpha1.JobDeadlineSeconds, "", ""},
+		{"a missing ServiceAccount", func(s *batchv1.JobSpec) { s.Template.Spec.ServiceAccountName = "ghost" }, 0, "",
+			`ServiceAccount "ghost" named by the job's pod template does not exist in namespace shop`},
+	}
+	for i, r := range rows {
+		run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%d", i), Namespace: "shop", UID: "run-uid"}}
+		m := jobMetric("smoke")
+		r.edit(&m.Provider.Job.Spec)
+		c := fake.NewClientBuilder().WithScheme(apis.NewScheme()).WithObjects(checker.DeepCopy(), elsewhere.DeepCopy()).Build()
+		j := &Job{Client: c, APIReader: c, Now: time.Now}
+		meas := j.Measure(ctx, run, &m)
+		var jobs batchv1.JobList
+		if err := c.List(ctx, &jobs, client.InNamespace("shop")); err != nil {
+			t.Fatal(err)
+		}
+		if r.err != "" {
+			if meas.Err == nil || meas.Err.Error() != r.err || len(jobs.Items) != 0 {
+				t.Errorf("%s: %v, %d Jobs; want the error %q and no Job", r.name, meas.Err, len(jobs.Items), r.err)
+			}
+			continue
+		}
+		if meas.Err != nil || len(jobs.Items) != 1 {
+			t.Fatalf("%s: %v, %d Jobs", r.name, meas.Err, len(jobs.Items))
+		}
+		pod := jobs.Items[0].Spec.Template.Spec
+		if d := jobs.Items[0].Spec.ActiveDeadlineSeconds; d == nil || *d != r.deadline || pod.ServiceAccountName != r.sa {
+			t.Errorf("%s: activeDeadlineSeconds %v, serviceAccountName %q; want %d, %q", r.name, ptr.Deref(d, -1), pod.ServiceAccountName, r.deadline, r.sa)
+		}
 	}
 }

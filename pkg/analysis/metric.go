@@ -2,6 +2,8 @@ package analysis
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,15 +45,21 @@ type Measured struct {
 
 // Record judges a measurement and adds it to the metric's result: counters,
 // the measurement itself (the last limit ones are kept), and the metric's
-// phase. An empty result counts as noDataPolicy says: an Error (default),
-// Inconclusive, Failed, or nothing at all (Skip). A measurement in flight
-// (Phase Running) is kept as the last one, without counting, until a later
-// Record of its outcome replaces it.
+// phase. A result without data (see noData) counts as noDataPolicy says: an
+// Error (default), Inconclusive, Failed, or nothing at all (Skip); the
+// conditions never see it. A value or message longer than 1 KiB is never
+// stored: the measurement is an Error saying how long it was. A
+// measurement in flight (Phase Running) is kept as the last one, without
+// counting, until a later Record of its outcome replaces it.
 func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, meas Measured, limit int) {
 	if inFlight(mr) != nil {
 		mr.Measurements = mr.Measurements[:len(mr.Measurements)-1]
 	}
 	if meas.Phase == v1alpha1.AnalysisPhaseRunning {
+		// Still in flight (a Job runs on): its outcome decides, later.
+		if long := tooLong("message", meas.Message); long != "" {
+			meas.Message = long
+		}
 		started := metav1.NewMicroTime(meas.Started)
 		keep(mr, v1alpha1.Measurement{Phase: meas.Phase, StartedAt: &started, Message: meas.Message, Metadata: meas.Metadata}, limit)
 		mr.Phase, mr.Message = v1alpha1.AnalysisPhaseRunning, meas.Message
@@ -60,6 +68,13 @@ func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, mea
 	phase, msg := judge(m, cond, meas)
 	if msg == "" {
 		msg = meas.Message
+	}
+	if long := tooLong("message", msg); long != "" {
+		phase, msg = v1alpha1.AnalysisPhaseError, long
+	}
+	value := meas.Value
+	if tooLong("value", value) != "" {
+		value = ""
 	}
 	if phase == "" { // skipped
 		mr.Message = "The last measurement returned no data (noDataPolicy: Skip)"
@@ -87,7 +102,7 @@ func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, mea
 	}
 	started, finished := metav1.NewMicroTime(meas.Started), metav1.NewMicroTime(meas.Finished)
 	keep(mr, v1alpha1.Measurement{
-		Phase: phase, Value: meas.Value, StartedAt: &started, FinishedAt: &finished, Message: msg, Metadata: meas.Metadata,
+		Phase: phase, Value: value, StartedAt: &started, FinishedAt: &finished, Message: msg, Metadata: meas.Metadata,
 	}, limit)
 	mr.Phase, mr.Message = metricPhase(m, mr)
 	if msg != "" && mr.Phase != v1alpha1.AnalysisPhaseSuccessful {
@@ -115,10 +130,60 @@ func inFlight(mr *v1alpha1.MetricResult) *v1alpha1.Measurement {
 	return nil
 }
 
+// tooLong says why s, a measurement's value or message, is too long to be
+// stored, or "".
+func tooLong(what, s string) string {
+	if len(s) <= v1alpha1.MaxMeasurementBytes {
+		return ""
+	}
+	return fmt.Sprintf("measurement %s is %d bytes, more than the 1 KiB allowed", what, len(s))
+}
+
+// noData describes a result that holds no data: the provider found none (an
+// empty vector, no series, nothing selected), or it is JSON null, NaN, an
+// empty list, or a list of only NaN and null. A list with some numbers
+// among NaN values is data: conditions can test for NaN with isNaN.
+func noData(meas Measured) (string, bool) {
+	if meas.NoData {
+		return "empty", true
+	}
+	nan := func(v any) bool {
+		f, ok := v.(float64)
+		return v == nil || ok && math.IsNaN(f)
+	}
+	switch r := meas.Result.(type) {
+	case nil:
+		return "null", true
+	case float64:
+		if math.IsNaN(r) {
+			return "NaN", true
+		}
+	case []float64:
+		if !slices.ContainsFunc(r, func(f float64) bool { return !math.IsNaN(f) }) {
+			return listNoData(len(r)), true
+		}
+	case []any:
+		if !slices.ContainsFunc(r, func(v any) bool { return !nan(v) }) {
+			return listNoData(len(r)), true
+		}
+	}
+	return "", false
+}
+
+func listNoData(n int) string {
+	if n == 0 {
+		return "an empty list"
+	}
+	return "a list of NaN or null only"
+}
+
 // judge turns a measurement into a phase and a message; "" means skipped.
 func judge(m *v1alpha1.Metric, cond *Conditions, meas Measured) (v1alpha1.AnalysisPhase, string) {
 	if meas.Err != nil {
 		return v1alpha1.AnalysisPhaseError, meas.Err.Error()
+	}
+	if long := tooLong("value", meas.Value); long != "" {
+		return v1alpha1.AnalysisPhaseError, long
 	}
 	switch meas.Phase {
 	case "": // judged by the conditions below
@@ -127,16 +192,23 @@ func judge(m *v1alpha1.Metric, cond *Conditions, meas Measured) (v1alpha1.Analys
 	default:
 		return v1alpha1.AnalysisPhaseError, fmt.Sprintf("a provider cannot end a measurement %s", meas.Phase)
 	}
-	if meas.NoData {
-		switch m.NoDataPolicy {
+	if what, ok := noData(meas); ok {
+		policy := m.NoDataPolicy
+		if policy == "" {
+			policy = v1alpha1.NoDataError
+		}
+		msg := fmt.Sprintf("No data: the result is %s (noDataPolicy: %s)", what, policy)
+		switch policy {
+		case v1alpha1.NoDataError:
+			return v1alpha1.AnalysisPhaseError, msg
 		case v1alpha1.NoDataInconclusive:
-			return v1alpha1.AnalysisPhaseInconclusive, "No data"
+			return v1alpha1.AnalysisPhaseInconclusive, msg
 		case v1alpha1.NoDataFail:
-			return v1alpha1.AnalysisPhaseFailed, "No data"
+			return v1alpha1.AnalysisPhaseFailed, msg
 		case v1alpha1.NoDataSkip:
 			return "", ""
 		}
-		return v1alpha1.AnalysisPhaseError, "No data: the query returned an empty result"
+		return v1alpha1.AnalysisPhaseError, fmt.Sprintf("No data, and unknown noDataPolicy %q", policy)
 	}
 	phase, err := cond.Evaluate(meas.Result)
 	if err != nil {

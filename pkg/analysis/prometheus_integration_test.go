@@ -116,7 +116,7 @@ func TestIntegrationPrometheusProvider(t *testing.T) {
 	ar := &v1alpha1.AnalysisRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "unreachable", Namespace: ns},
 		Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{{
-			Name: "rate", Interval: "100ms", ConsecutiveErrorLimit: ptr.To[int32](1), SuccessCondition: "result[0] > 0.9",
+			Name: "rate", Interval: "1s", ConsecutiveErrorLimit: ptr.To[int32](1), SuccessCondition: "result[0] > 0.9",
 			Provider: v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusMetric{PrometheusConnection: v1alpha1.PrometheusConnection{Address: "http://127.0.0.1:1"}, Query: "up"}},
 		}}},
 	}

@@ -25,7 +25,8 @@ type ArgResolver func(name string, from *v1alpha1.ArgValueFrom) (string, error)
 // reconciler to fill in at measurement time, so the value never enters the
 // run. An arg without a value, an arg the metrics use but nobody declares,
 // and two templates giving one arg different defaults are errors naming the
-// arg.
+// arg; a run that breaks a bound (v1alpha1.ValidateRunBounds) is a
+// *field.Error naming the metric.
 func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.AnalysisArg, resolve ArgResolver) (v1alpha1.AnalysisRunSpec, error) {
 	var spec v1alpha1.AnalysisRunSpec
 	declared := map[string]v1alpha1.AnalysisArg{}
@@ -83,6 +84,11 @@ func BuildRunSpec(templates []v1alpha1.AnalysisTemplateSpec, args []v1alpha1.Ana
 			return spec, err
 		}
 		spec.Metrics[i] = m
+	}
+	// The run would be refused at admission; a template stored before the
+	// bounds existed breaks them here, with the same message.
+	if errs := v1alpha1.ValidateRunBounds(&spec, nil); len(errs) > 0 {
+		return spec, errs[0]
 	}
 	return spec, nil
 }

@@ -84,6 +84,16 @@ func TestBuildRunSpecErrors(t *testing.T) {
 			{Args: []v1alpha1.AnalysisArg{{Name: "t", Value: ptr.To("2")}}},
 		}, nil, `arg "t" has different defaults`},
 		{"unresolvable valueFrom", []v1alpha1.AnalysisTemplateSpec{base}, []v1alpha1.AnalysisArg{{Name: "service", ValueFrom: &v1alpha1.ArgValueFrom{FieldRef: &v1alpha1.FieldRef{FieldPath: "spec.nothing"}}}}, `arg "service": cannot resolve service`},
+		// Templates stored before the bounds existed.
+		{"interval below 1s", []v1alpha1.AnalysisTemplateSpec{{Metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+			m := promMetric("rate", "up")
+			m.Interval = "100ms"
+			return m
+		}()}}}, nil, `metrics[rate].interval: Invalid value: "100ms": interval must be at least 1s`},
+		{"retention above 100", []v1alpha1.AnalysisTemplateSpec{{
+			Metrics:              []v1alpha1.Metric{promMetric("rate", "up")},
+			MeasurementRetention: []v1alpha1.MeasurementRetention{{MetricName: "rate", Limit: 500}},
+		}}, nil, `measurementRetention[rate].limit: Invalid value: 500: measurementRetention limit must be at most 100`},
 	}
 	for _, r := range rows {
 		_, err := BuildRunSpec(r.templates, r.args, hashes)

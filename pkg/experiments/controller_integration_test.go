@@ -78,7 +78,7 @@ func TestIntegrationExperiment(t *testing.T) {
 		Spec: v1alpha1.AnalysisTemplateSpec{
 			Args: []v1alpha1.AnalysisArg{{Name: "exp"}, {Name: "baseline"}, {Name: "canary"}},
 			Metrics: []v1alpha1.Metric{{
-				Name: "same", Interval: "200ms", Count: ptr.To[int32](2), SuccessCondition: "result == true",
+				Name: "same", Interval: "1s", Count: ptr.To[int32](2), SuccessCondition: "result == true",
 				Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{URL: srv.URL + "/?exp={{args.exp}}&baseline={{args.baseline}}&canary={{args.canary}}"}},
 			}},
 		},

@@ -47,7 +47,7 @@ func TestIntegrationAnalysisStep(t *testing.T) {
 		Spec: v1alpha1.AnalysisTemplateSpec{
 			Args: []v1alpha1.AnalysisArg{{Name: "hash"}},
 			Metrics: []v1alpha1.Metric{{
-				Name: "rate", Interval: "100ms", Count: ptr.To[int32](2), SuccessCondition: "result >= 0.95",
+				Name: "rate", Interval: "1s", Count: ptr.To[int32](2), SuccessCondition: "result >= 0.95",
 				Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{URL: srv.URL + "/?hash={{args.hash}}", JSONPath: "{$.rate}"}},
 			}},
 		},

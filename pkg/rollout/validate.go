@@ -14,6 +14,11 @@ import (
 // anything.
 func invalidSpec(in Input) string {
 	ro := in.Rollout
+	// Admission refuses such names; a Rollout stored before it did must not
+	// create objects whose derived names are too long.
+	if errs := v1alpha1.ValidateRolloutName(ro.Name); len(errs) > 0 {
+		return errs[0].Error()
+	}
 	if ro.Spec.Template == nil {
 		return "spec.template is missing"
 	}

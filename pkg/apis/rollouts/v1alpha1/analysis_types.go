@@ -68,7 +68,7 @@ type AnalysisTemplateSpec struct {
 	// +optional
 	DryRun []DryRun `json:"dryRun,omitempty"`
 	// MeasurementRetention sets how many measurements of a metric to keep
-	// (default 10).
+	// (default 10, at most 100).
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	MeasurementRetention []MeasurementRetention `json:"measurementRetention,omitempty"`
@@ -120,6 +120,7 @@ type MeasurementRetention struct {
 	// +kubebuilder:validation:MinLength=1
 	MetricName string `json:"metricName"`
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:XValidation:rule="self <= 100",message="measurementRetention limit must be at most 100"
 	Limit int32 `json:"limit"`
 }
 
@@ -127,8 +128,9 @@ type MeasurementRetention struct {
 type Metric struct {
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
-	// Interval between measurements; without it the metric is measured once
-	// (or count times back to back).
+	// Interval between measurements, at least 1s; without it the metric is
+	// measured once (or count times back to back).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="interval must be at least 1s"
 	// +optional
 	Interval Duration `json:"interval,omitempty"`
 	// InitialDelay before the first measurement.
@@ -163,7 +165,8 @@ type Metric struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	ConsecutiveSuccessLimit *int32 `json:"consecutiveSuccessLimit,omitempty"`
-	// NoDataPolicy is what an empty query result counts as.
+	// NoDataPolicy is what a result without data counts as: NaN, an empty
+	// list, a list of NaN only, or JSON null. The conditions never see one.
 	// +kubebuilder:default=Error
 	// +optional
 	NoDataPolicy NoDataPolicy `json:"noDataPolicy,omitempty"`

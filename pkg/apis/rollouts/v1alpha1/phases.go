@@ -76,7 +76,8 @@ func Worst(a, b AnalysisPhase) (AnalysisPhase, error) {
 	return a, nil
 }
 
-// NoDataPolicy says what an empty query result counts as.
+// NoDataPolicy says what a result without data (NaN, an empty list, a list
+// of NaN only, JSON null) counts as.
 // +kubebuilder:validation:Enum=Error;Inconclusive;Fail;Skip
 type NoDataPolicy string
 

@@ -60,7 +60,8 @@ type PrometheusConnection struct {
 	// Address of the server; defaults to the controller's --prometheus-address.
 	// +optional
 	Address string `json:"address,omitempty"`
-	// Timeout of one query.
+	// Timeout of one query (default 30s, at most 60s).
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('60s')",message="timeout must be at most 60s"
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`
 	// Headers sent with every query.
@@ -165,6 +166,8 @@ type WebMetric struct {
 	// JSONBody is sent as JSON.
 	// +optional
 	JSONBody *apiextensionsv1.JSON `json:"jsonBody,omitempty"`
+	// Timeout of the request (default 10s, at most 60s).
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('60s')",message="timeout must be at most 60s"
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`
 	// JSONPath selects the result in Kubernetes JSONPath syntax ({$.data.ok}).
@@ -174,7 +177,12 @@ type WebMetric struct {
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
-// JobMetric runs a Job; it succeeds or fails with the Job.
+// JobMetric runs a Job; it succeeds or fails with the Job. The Job runs at
+// most 600 seconds: spec.activeDeadlineSeconds defaults to 600 and may be
+// set lower, not higher. Its Pods run as the namespace's default
+// ServiceAccount unless the pod template names another, which must exist.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.activeDeadlineSeconds) || self.spec.activeDeadlineSeconds <= 600",fieldPath=".spec.activeDeadlineSeconds",message="activeDeadlineSeconds of a job metric must be at most 600 (10 minutes)"
 type JobMetric struct {
 	// +optional
 	Metadata PodMetadata     `json:"metadata,omitempty"`

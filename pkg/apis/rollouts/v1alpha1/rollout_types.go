@@ -21,6 +21,7 @@ import (
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStepIndex`
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canary.weights.canary.weight`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",fieldPath=".metadata",message="a Rollout name must be at most 52 characters: the names of its ReplicaSets and AnalysisRuns are derived from it"
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -189,7 +189,13 @@ func baseDoc(t *testing.T, base string) []byte {
 // patched applies a JSON merge patch, written in YAML, to a base document.
 func patched(t *testing.T, base, patch string) []byte {
 	t.Helper()
-	orig, err := yaml.YAMLToJSON(baseDoc(t, base))
+	return patchedDoc(t, baseDoc(t, base), patch)
+}
+
+// patchedDoc applies a JSON merge patch, written in YAML, to a document.
+func patchedDoc(t *testing.T, doc []byte, patch string) []byte {
+	t.Helper()
+	orig, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		t.Fatal(err)
 	}

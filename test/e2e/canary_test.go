@@ -197,7 +197,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl, err = cl.StartController("controller-restarted", kc, "--leader-elect", "--leader-election-namespace="+controllerNS)
+	ctl, err = cl.StartController("controller-restarted", kc, controllerArgs()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func run(m *testing.M) int {
 	}
 	// TestTenancyEgressDenied needs an address of lo that the egress
 	// policy denies.
-	ctl, err = cl.StartController("controller", kc, "--leader-elect", "--leader-election-namespace="+controllerNS, "--analysis-deny-cidrs="+deniedLoopback+"/32")
+	ctl, err = cl.StartController("controller", kc, controllerArgs()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -361,4 +361,10 @@ func TestPluginVersionFindsTheController(t *testing.T) {
 	if !strings.Contains(string(out), want) {
 		t.Errorf("version output lacks %q:\n%s", want, out)
 	}
+}
+
+// controllerArgs are the flags of the shared e2e controller, also when a
+// test restarts it.
+func controllerArgs() []string {
+	return []string{"--leader-elect", "--leader-election-namespace=" + controllerNS, "--analysis-deny-cidrs=" + deniedLoopback + "/32"}
 }

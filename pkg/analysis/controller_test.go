@@ -29,7 +29,9 @@ func newTestReconciler(t *testing.T, now time.Time, objs ...client.Object) (*Rec
 		t.Fatal(err)
 	}
 	clk := clocktesting.NewFakePassiveClock(now)
-	return &Reconciler{Client: c, APIReader: c, Clock: clk, Providers: Registry{}, Metrics: metrics}, clk
+	exec := newExecutor(DefaultMeasurements, DefaultMeasurementsPerNamespace, func(context.Context, types.NamespacedName) {})
+	t.Cleanup(exec.shutdown)
+	return &Reconciler{Client: c, APIReader: c, Clock: clk, Providers: Registry{}, Metrics: metrics, measurements: exec}, clk
 }
 
 // TestCompiledConditionsForgotten: the conditions compiled for a run are

@@ -39,5 +39,5 @@ func (d retry) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.
 	}
 	// %v, not %w: a terminal error the cut-off caused must not end the
 	// retries.
-	return reconcile.Result{}, fmt.Errorf("%w: %v", ErrTimedOut, err)
+	return reconcile.Result{}, fmt.Errorf("%w: %s", ErrTimedOut, err.Error())
 }

@@ -62,6 +62,13 @@ type options struct {
 	pprofAddr         string
 	printVersion      bool
 	zap               zap.Options
+
+	// Fairness and deadlines (docs/security-fairness.md): the analysis
+	// measurements taken at once, in all and per namespace, and the
+	// deadline of every reconcile.
+	measurements             int
+	measurementsPerNamespace int
+	reconcileTimeout         time.Duration
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
@@ -74,6 +81,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 10, "Rollouts reconciled in parallel.")
 	fs.IntVar(&o.analysisWorkers, "analysis-workers", 10, "AnalysisRuns reconciled in parallel.")
 	fs.IntVar(&o.experimentWorkers, "experiment-workers", 5, "Experiments reconciled in parallel.")
+	fs.IntVar(&o.measurements, "analysis-measurements", analysis.DefaultMeasurements, "Analysis measurements taken at once, in all namespaces; they run apart from the --analysis-workers.")
+	fs.IntVar(&o.measurementsPerNamespace, "analysis-measurements-per-namespace", analysis.DefaultMeasurementsPerNamespace, "Analysis measurements taken at once in one namespace; the namespaces waiting for a slot take turns.")
+	fs.DurationVar(&o.reconcileTimeout, "reconcile-timeout", 30*time.Second, "Deadline of every reconcile (Rollout, AnalysisRun, Experiment); one that runs past it is retried with backoff.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Default Prometheus address for metrics that don't set one.")
 	denyCIDRs := fs.String("analysis-deny-cidrs", "", "Comma-separated CIDRs analysis measurements (web, prometheus, judge) may not connect to, in addition to the default "+strings.Join(analysis.DefaultDeniedCIDRs, ", ")+". Checked on the dialled address.")
 	allowCIDRs := fs.String("analysis-allow-cidrs", "", "Comma-separated CIDRs exempted from the analysis deny list: an allowed CIDR at least as specific as the most specific denied CIDR containing an address lets measurements connect to it.")
@@ -98,7 +108,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return nil, fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1, got %g and %d", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
-	for name, n := range map[string]int{"rollout-workers": o.rolloutWorkers, "analysis-workers": o.analysisWorkers, "experiment-workers": o.experimentWorkers} {
+	if o.reconcileTimeout <= 0 {
+		return nil, fmt.Errorf("--reconcile-timeout must be above 0, got %s", o.reconcileTimeout)
+	}
+	for name, n := range map[string]int{
+		"rollout-workers": o.rolloutWorkers, "analysis-workers": o.analysisWorkers, "experiment-workers": o.experimentWorkers,
+		"analysis-measurements": o.measurements, "analysis-measurements-per-namespace": o.measurementsPerNamespace,
+	} {
 		if n < 1 {
 			return nil, fmt.Errorf("--%s must be at least 1, got %d", name, n)
 		}
@@ -203,20 +219,30 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
 	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return fmt.Errorf("registering analysis metrics: %w", err)
 	}
-	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress, Egress: o.analysisEgress, Metrics: analysisMetrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
+	ar := &analysis.Reconciler{
+		Client: c, PrometheusAddress: o.prometheusAddress, Egress: o.analysisEgress, Metrics: analysisMetrics,
+		Measurements: o.measurements, MeasurementsPerNamespace: o.measurementsPerNamespace,
+	}
+	if err := ar.SetupWithManager(mgr, o.controllerOptions(o.analysisWorkers)); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
-	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {
+	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, o.controllerOptions(o.experimentWorkers)); err != nil {
 		return fmt.Errorf("setting up experiment reconciler: %w", err)
 	}
 	return nil
+}
+
+// controllerOptions are a controller's: its workers, and the deadline of
+// each reconcile (a reconcile that runs past it is retried: deadline.Retry).
+func (o *options) controllerOptions(workers int) controller.Options {
+	return controller.Options{MaxConcurrentReconciles: workers, ReconciliationTimeout: o.reconcileTimeout}
 }
 
 // setupProbes serves /healthz (the process is alive) and /readyz (every

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,8 +30,8 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{o.metricsAddr, o.probeAddr, o.namespace, o.leaderElect, o.rolloutWorkers, o.analysisWorkers}
-	want := []any{":8090", ":8091", "", false, 10, 10}
+	got := []any{o.metricsAddr, o.probeAddr, o.namespace, o.leaderElect, o.rolloutWorkers, o.analysisWorkers, o.reconcileTimeout}
+	want := []any{":8090", ":8091", "", false, 10, 10, 30 * time.Second}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -40,6 +41,10 @@ func TestBadFlagsAreRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--rollout-workers=0"},
 		{"--analysis-workers=-1"},
+		{"--analysis-measurements=0"},
+		{"--analysis-measurements-per-namespace=0"},
+		{"--reconcile-timeout=0"},
+		{"--reconcile-timeout=-1s"},
 		{"--no-such-flag"},
 		{"--zap-log-level=loud"},
 		{"--analysis-deny-cidrs=10.0.0.0/33"},
@@ -139,6 +144,19 @@ func TestManifestArgsAreFlags(t *testing.T) {
 		if _, err := parse(t, args...); err != nil {
 			t.Errorf("%s: args %v: %v", path, args, err)
 		}
+	}
+}
+
+func TestControllerOptions(t *testing.T) {
+	o, err := parse(t, "--reconcile-timeout=5s", "--analysis-workers=3", "--analysis-measurements=40", "--analysis-measurements-per-namespace=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.controllerOptions(o.analysisWorkers); c.MaxConcurrentReconciles != 3 || c.ReconciliationTimeout != 5*time.Second {
+		t.Errorf("controller options %d workers, timeout %s; want 3 and 5s", c.MaxConcurrentReconciles, c.ReconciliationTimeout)
+	}
+	if o.measurements != 40 || o.measurementsPerNamespace != 4 {
+		t.Errorf("measurements %d, per namespace %d; want 40 and 4", o.measurements, o.measurementsPerNamespace)
 	}
 }
 

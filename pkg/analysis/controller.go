@@ -5,6 +5,7 @@
 package analysis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,10 +22,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/kubeseed/rollouts/internal/deadline"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
@@ -45,6 +50,15 @@ type Reconciler struct {
 	// Metrics records the runs' phases and metric values; nil records
 	// nothing.
 	Metrics *Metrics
+	// Measurements and MeasurementsPerNamespace bound the measurements
+	// taken at once, in all and in one namespace (DefaultMeasurements and
+	// DefaultMeasurementsPerNamespace when 0).
+	Measurements, MeasurementsPerNamespace int
+
+	// measurements takes measurements outside the reconcile workers;
+	// measured brings a run back when one of them finished.
+	measurements *executor
+	measured     chan event.GenericEvent
 
 	// compiled caches each run's conditions (compiled once per run).
 	compiled sync.Map // types.NamespacedName → compiledRun
@@ -103,21 +117,41 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 			v1alpha1.ProviderJudge:      &Judge{Prometheus: prometheus},
 		}
 	}
+	r.measured = make(chan event.GenericEvent, measuredBuffer)
+	r.measurements = newExecutor(cmp.Or(r.Measurements, DefaultMeasurements), cmp.Or(r.MeasurementsPerNamespace, DefaultMeasurementsPerNamespace), r.tell)
+	if err := mgr.Add(r.measurements); err != nil {
+		return fmt.Errorf("adding the measurement executor: %w", err)
+	}
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.AnalysisRun{}).
 		Owns(&batchv1.Job{}).
+		WatchesRawSource(source.Channel(r.measured, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
-		Complete(r)
+		Complete(deadline.Retry(r))
 }
 
-// Reconcile measures what is due and records it; once the run has ended it
-// stops what is still in flight and deletes the run when its ttlStrategy
-// says so.
+// measuredBuffer is how many finished measurements may wait to be handed to
+// the controller's queue.
+const measuredBuffer = 256
+
+// tell brings a run back to the queue once a measurement of it finished.
+func (r *Reconciler) tell(ctx context.Context, key types.NamespacedName) {
+	run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	select {
+	case r.measured <- event.GenericEvent{Object: run}:
+	case <-ctx.Done():
+	}
+}
+
+// Reconcile hands the measurements that are due to the executor and
+// records those it finished; once the run has ended it stops what is still
+// in flight and deletes the run when its ttlStrategy says so.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var run v1alpha1.AnalysisRun
 	if err := r.Client.Get(ctx, req.NamespacedName, &run); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(req.NamespacedName)
+			r.measurements.forgetRun(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting analysisrun: %w", err)
@@ -130,11 +164,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	st := run.Status.DeepCopy()
 	now := r.Clock.Now()
 	var next time.Time
+	var recorded []measureKey
 	if !st.Phase.Completed() {
 		if st.StartedAt == nil {
 			st.StartedAt = &metav1.Time{Time: now}
 		}
-		next = r.measure(ctx, &run, st, now)
+		next, recorded = r.measure(ctx, &run, st, now)
 		summarize(&run, st, now)
 	}
 	var abortErr error
@@ -156,6 +191,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		r.recorded.Store(req.NamespacedName, recordedRun{uid: run.UID, count: recordedCount(st)})
 	}
+	// Only now that the status holds them: a failed write records them
+	// again on the next reconcile.
+	for _, key := range recorded {
+		r.measurements.forget(key)
+	}
+	if st.Phase.Completed() {
+		r.measurements.forgetRun(req.NamespacedName)
+	}
 	r.Metrics.observe(&run)
 	switch {
 	case abortErr != nil:
@@ -175,10 +218,15 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.Metrics.forget(key)
 }
 
-// measure takes every due measurement and returns when the next one is due.
-func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st *v1alpha1.AnalysisRunStatus, now time.Time) time.Time {
+// measure records the measurements the executor finished and hands it
+// those that are due; it returns when the next one is due (the zero time
+// when only the executor's measurements will bring the run back) and the
+// measurements it recorded.
+func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st *v1alpha1.AnalysisRunStatus, now time.Time) (time.Time, []measureKey) {
 	conds, err := r.conditions(run)
 	var next time.Time
+	var recorded []measureKey
+	var snapshot *v1alpha1.AnalysisRun // what the executor's measurements see
 	for i := range run.Spec.Metrics {
 		m := &run.Spec.Metrics[i]
 		mr := metricResult(st, m.Name)
@@ -195,6 +243,17 @@ func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st 
 			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, err.Error()
 			continue
 		}
+		key := measureKey{run: client.ObjectKeyFromObject(run), uid: run.UID, metric: m.Name}
+		state, result := r.measurements.state(key)
+		switch state {
+		case measureBusy:
+			// Its end brings the run back.
+			continue
+		case measureDone:
+			recorded = append(recorded, key)
+			next = earliest(next, r.record(run, m, mr, conds[m.Name], result, st.StartedAt.Time))
+			continue
+		}
 		due, derr := NextMeasurement(m, mr, st.StartedAt.Time)
 		if derr != nil {
 			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, derr.Error()
@@ -209,37 +268,60 @@ func (r *Reconciler) measure(ctx context.Context, run *v1alpha1.AnalysisRun, st 
 			mr.Phase, mr.Message = v1alpha1.AnalysisPhaseError, perr.Error()
 			continue
 		}
-		Record(m, mr, conds[m.Name], r.take(ctx, run, m, mr, provider), retention(run, m.Name))
-		if !mr.Phase.Completed() {
-			if due, err := NextMeasurement(m, mr, st.StartedAt.Time); err == nil {
-				next = earliest(next, due)
-			}
+		if in := inFlight(mr); in != nil {
+			// A Job's measurement in flight: a look at the cache.
+			next = earliest(next, r.record(run, m, mr, conds[m.Name], r.resume(ctx, run, m, in, provider), st.StartedAt.Time))
+			continue
 		}
+		if snapshot == nil {
+			snapshot = run.DeepCopy()
+		}
+		measured := &snapshot.Spec.Metrics[i]
+		logger := log.FromContext(ctx).WithValues("analysisRun", run.Name, "metric", m.Name)
+		logger.V(1).Info("Measuring")
+		r.measurements.submit(key, func(ctx context.Context) Measured {
+			return r.take(log.IntoContext(ctx, logger), snapshot, measured, provider)
+		})
 	}
-	return next
+	return next, recorded
 }
 
-// take measures a metric once, with the run's args substituted into a copy
-// of it and the values of Secrets hidden in what comes back, or looks at
-// its measurement in flight.
-func (r *Reconciler) take(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, mr *v1alpha1.MetricResult, provider Provider) Measured {
-	logger := log.FromContext(ctx).WithValues("analysisRun", run.Name, "metric", m.Name)
-	ctx, secrets := withRevealed(ctx)
-	if in := inFlight(mr); in != nil {
-		resumer, ok := provider.(Resumer)
-		if !ok {
-			now := r.Clock.Now()
-			return Measured{Err: errors.New("the provider cannot resume the measurement in flight"), Started: now, Finished: now}
-		}
-		logger.V(1).Info("Checking the measurement in flight")
-		return redact(resumer.Resume(ctx, run, m, in), secrets.all())
+// record adds a measurement to the metric's result and returns when the
+// next one is due, or the zero time.
+func (r *Reconciler) record(run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, meas Measured, started time.Time) time.Time {
+	Record(m, mr, cond, meas, retention(run, m.Name))
+	if mr.Phase.Completed() {
+		return time.Time{}
 	}
+	due, err := NextMeasurement(m, mr, started)
+	if err != nil {
+		return time.Time{}
+	}
+	return due
+}
+
+// resume looks at a measurement in flight.
+func (r *Reconciler) resume(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, in *v1alpha1.Measurement, provider Provider) Measured {
+	resumer, ok := provider.(Resumer)
+	if !ok {
+		now := r.Clock.Now()
+		return Measured{Err: errors.New("the provider cannot resume the measurement in flight"), Started: now, Finished: now}
+	}
+	log.FromContext(ctx).V(1).Info("Checking the measurement in flight", "analysisRun", run.Name, "metric", m.Name)
+	ctx, secrets := withRevealed(ctx)
+	return redact(resumer.Resume(ctx, run, m, in), secrets.all())
+}
+
+// take measures a metric once, in the executor, with the run's args
+// substituted into a copy of it and the values of Secrets hidden in what
+// comes back.
+func (r *Reconciler) take(ctx context.Context, run *v1alpha1.AnalysisRun, m *v1alpha1.Metric, provider Provider) Measured {
+	ctx, secrets := withRevealed(ctx)
 	metric, err := r.withArgs(ctx, run, m)
 	if err != nil {
 		now := r.Clock.Now()
 		return redact(Measured{Err: err, Started: now, Finished: now}, secrets.all())
 	}
-	logger.V(1).Info("Measuring")
 	return redact(provider.Measure(ctx, run, metric), secrets.all())
 }
 

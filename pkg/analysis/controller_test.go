@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,9 @@ func newTestReconciler(t *testing.T, now time.Time, objs ...client.Object) (*Rec
 		t.Fatal(err)
 	}
 	clk := clocktesting.NewFakePassiveClock(now)
-	return &Reconciler{Client: c, APIReader: c, Clock: clk, Providers: Registry{}, Metrics: metrics}, clk
+	exec := newExecutor(DefaultMeasurements, DefaultMeasurementsPerNamespace, func(context.Context, types.NamespacedName) {})
+	t.Cleanup(exec.shutdown)
+	return &Reconciler{Client: c, APIReader: c, Clock: clk, Providers: Registry{}, Metrics: metrics, measurements: exec}, clk
 }
 
 // TestCompiledConditionsForgotten: the conditions compiled for a run are
@@ -133,5 +136,72 @@ func TestProviderMissing(t *testing.T) {
 	}
 	if got.Status.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Status.Message, `provider "job" is not supported`) {
 		t.Errorf("a missing provider: %s %q", got.Status.Phase, got.Status.Message)
+	}
+}
+
+// gatedProvider answers each measurement once released, counting them.
+type gatedProvider struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (p *gatedProvider) Measure(ctx context.Context, _ *v1alpha1.AnalysisRun, _ *v1alpha1.Metric) Measured {
+	p.calls.Add(1)
+	now := time.Now()
+	select {
+	case <-p.release:
+		return Measured{Result: 0.99, Value: "0.99", Started: now, Finished: time.Now()}
+	case <-ctx.Done():
+		return Measured{Err: ctx.Err(), Started: now, Finished: time.Now()}
+	}
+}
+
+// TestMeasurementOutsideReconcile: a reconcile hands a due measurement to
+// the executor and returns without waiting for it; reconciles while it runs
+// start no other; its end brings the run back, and that reconcile records
+// it and lets the executor forget it.
+func TestMeasurementOutsideReconcile(t *testing.T) {
+	ctx := context.Background()
+	run := &v1alpha1.AnalysisRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "smoke", Namespace: "shop", UID: "u"},
+		Spec: v1alpha1.AnalysisRunSpec{Metrics: []v1alpha1.Metric{{Name: "rate", SuccessCondition: "result > 0.9",
+			Provider: v1alpha1.MetricProvider{Web: &v1alpha1.WebMetric{URL: "http://x"}}}}},
+	}
+	r, _ := newTestReconciler(t, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), run)
+	told := make(chan types.NamespacedName, 10)
+	r.measurements = newExecutor(10, 10, func(_ context.Context, run types.NamespacedName) { told <- run })
+	t.Cleanup(r.measurements.shutdown)
+	p := &gatedProvider{release: make(chan struct{})}
+	r.Providers = Registry{v1alpha1.ProviderWeb: p}
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(run)}
+	measurement := measureKey{run: req.NamespacedName, uid: run.UID, metric: "rate"}
+
+	for range 3 { // returns while the measurement hangs
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if state, _ := r.measurements.state(measurement); state != measureBusy {
+		t.Fatalf("measurement %v after the reconciles, want busy", state)
+	}
+	close(p.release)
+	if got := <-told; got != req.NamespacedName {
+		t.Fatalf("told about %v", got)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	var got v1alpha1.AnalysisRun
+	if err := r.Client.Get(ctx, req.NamespacedName, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != v1alpha1.AnalysisPhaseSuccessful || len(got.Status.MetricResults) != 1 || got.Status.MetricResults[0].Count != 1 {
+		t.Errorf("after the measurement: %s %+v", got.Status.Phase, got.Status.MetricResults)
+	}
+	if n := p.calls.Load(); n != 1 {
+		t.Errorf("measured %d times, want once", n)
+	}
+	if state, _ := r.measurements.state(measurement); state != measureNone {
+		t.Errorf("the recorded measurement is still in the executor (%v)", state)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/kubeseed/rollouts/internal/deadline"
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
@@ -47,7 +48,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		Owns(&corev1.Service{}).
 		Owns(&v1alpha1.AnalysisRun{}).
 		WithOptions(opts).
-		Complete(r)
+		Complete(deadline.Retry(r))
 }
 
 // Reconcile observes, plans and applies.

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/kubeseed/rollouts/internal/deadline"
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/traffic"
@@ -170,7 +171,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		}
 		b = b.Watches(w.obj, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(w.index)))
 	}
-	return b.Complete(r)
+	return b.Complete(deadline.Retry(r))
 }
 
 // rolloutsNaming maps an object to the Rollouts that name it, by index.

@@ -163,12 +163,15 @@ func managerOptions(o *options) manager.Options {
 			&batchv1.Job{}:       {Label: labels.NewSelector().Add(*ofRuns)},
 		},
 	}
+	var newCache cache.NewCacheFunc
 	if o.namespace != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+		newCache = newNamespacedCache(o.namespace)
 	}
 	return manager.Options{
 		Scheme:                        apis.NewScheme(),
 		Cache:                         cacheOpts,
+		NewCache:                      newCache,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
@@ -190,7 +193,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
 	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.rolloutWorkers}); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
@@ -200,7 +203,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err := (&analysis.Reconciler{Client: c, PrometheusAddress: o.prometheusAddress, Metrics: analysisMetrics}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.analysisWorkers}); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
-	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {
+	if err := (&experiments.Reconciler{Client: c, WatchNamespace: o.namespace}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.experimentWorkers}); err != nil {
 		return fmt.Errorf("setting up experiment reconciler: %w", err)
 	}
 	return nil

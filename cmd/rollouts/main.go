@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeseed/rollouts/internal/cachetransform"
@@ -49,6 +51,8 @@ type options struct {
 	leaderElect       bool
 	leaderElectionNS  string
 	metricsAddr       string
+	metricsSecure     bool
+	metricsCertDir    string
 	probeAddr         string
 	rolloutWorkers    int
 	analysisWorkers   int
@@ -68,6 +72,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader through a Lease so only one replica reconciles.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (default: the pod's namespace).")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8090", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics). false serves plain HTTP to anyone, for local development and tests.")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the HTTPS /metrics endpoint, reloaded when they change; empty, or without those files, uses a self-signed certificate.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8091", "Address of the /healthz and /readyz probes.")
 	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 10, "Rollouts reconciled in parallel.")
 	fs.IntVar(&o.analysisWorkers, "analysis-workers", 10, "AnalysisRuns reconciled in parallel.")
@@ -172,7 +178,7 @@ func managerOptions(o *options) manager.Options {
 		Scheme:                        apis.NewScheme(),
 		Cache:                         cacheOpts,
 		NewCache:                      newCache,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
@@ -184,6 +190,21 @@ func managerOptions(o *options) manager.Options {
 			FieldOwner: v1alpha1.FieldManager,
 		},
 	}
+}
+
+// metricsOptions serves /metrics over HTTPS with authentication and
+// authorization delegated to the API server, unless --metrics-secure=false.
+func metricsOptions(o *options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.CertDir = o.metricsCertDir
+		// HTTP/1.1 only: HTTP/2's stream reset and rapid-reset attacks
+		// (CVE-2023-44487) cost a server more than a scrape endpoint needs.
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return m
 }
 
 func setupReconcilers(mgr manager.Manager, o *options) error {

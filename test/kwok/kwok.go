@@ -7,6 +7,7 @@ package kwok
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,7 +117,7 @@ func (c *Cluster) Impersonating(namespace, serviceAccount string) (string, error
 type Controller struct {
 	Cmd     *exec.Cmd
 	LogPath string
-	Metrics string // base URL of /metrics
+	Metrics string // base URL of /metrics: https unless --metrics-secure=false
 	Probes  string // base URL of /healthz and /readyz
 	done    chan error
 	once    sync.Once
@@ -153,9 +155,13 @@ func (c *Cluster) StartControllerCommand(name string, command func(args []string
 	if err != nil {
 		return nil, err
 	}
+	scheme := "https"
+	if slices.Contains(args, "--metrics-secure=false") {
+		scheme = "http"
+	}
 	ctl := &Controller{
 		LogPath: filepath.Join(c.LogDir, name+".log"),
-		Metrics: fmt.Sprintf("http://127.0.0.1:%d", mp),
+		Metrics: fmt.Sprintf("%s://127.0.0.1:%d", scheme, mp),
 		Probes:  fmt.Sprintf("http://127.0.0.1:%d", pp),
 		done:    make(chan error, 1),
 	}
@@ -244,11 +250,37 @@ func (ctl *Controller) Stop(timeout time.Duration) error {
 
 // HTTPGet returns the status code and body of a GET.
 func HTTPGet(ctx context.Context, url string) (int, string, error) {
+	return HTTPGetWithToken(ctx, url, "")
+}
+
+// loopbackTLS trusts any certificate, which is safe only because tests dial
+// loopback addresses alone: the controller's /metrics certificate is
+// self-signed.
+var loopbackTLS = &http.Client{Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback only, self-signed
+	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("refusing to dial %s: tests dial loopback only", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	},
+}}
+
+// HTTPGetWithToken is HTTPGet with a bearer token, if not empty.
+func HTTPGetWithToken(ctx context.Context, url, token string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := loopbackTLS.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

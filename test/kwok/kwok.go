@@ -25,6 +25,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Cluster is a running local cluster.
@@ -41,6 +42,9 @@ type Options struct {
 	// DisableQPSLimits lifts the control plane's client rate limits, so
 	// the controller under test is the only one that throttles itself.
 	DisableQPSLimits bool
+	// AuditPolicy is the path of an audit policy (audit.k8s.io/v1) for the
+	// kube-apiserver, which then writes AuditLog.
+	AuditPolicy string
 }
 
 // Up starts the cluster name; its kubeconfig and logs go to logDir.
@@ -50,7 +54,7 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{Name: name, Kubeconfig: filepath.Join(logDir, "kubeconfig"), Root: root, LogDir: logDir}
 	cmd := exec.Command(c.script(), "up", name, fmt.Sprint(max(o.Nodes, 1)), c.Kubeconfig)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w\n%s", name, err, out)
 	}
@@ -71,6 +75,10 @@ func (c *Cluster) Down() {
 func (c *Cluster) WorkDir() string {
 	return filepath.Join(c.Root, "bin", "clusters", "clusters", c.Name)
 }
+
+// AuditLog is the kube-apiserver's audit log (JSON lines), written when the
+// cluster was started with Options.AuditPolicy.
+func (c *Cluster) AuditLog() string { return filepath.Join(c.WorkDir(), "logs", "audit.log") }
 
 // Bin is the path of a binary of bin/.
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.Root, "bin", name) }
@@ -111,6 +119,39 @@ func (c *Cluster) Impersonating(namespace, serviceAccount string) (string, error
 	}
 	path := filepath.Join(c.LogDir, fmt.Sprintf("kubeconfig-%s-%s", namespace, serviceAccount))
 	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that authenticates as a
+// ServiceAccount with a token from the TokenRequest API, so a process using
+// it has exactly the permissions granted to it, and the API server (and its
+// audit log) sees the ServiceAccount itself, not an impersonating admin.
+func (c *Cluster) ServiceAccountKubeconfig(namespace, serviceAccount string) (string, error) {
+	token, err := c.Token(namespace, serviceAccount)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, ai := range cfg.AuthInfos {
+		*ai = clientcmdapi.AuthInfo{Token: token}
+	}
+	path := filepath.Join(c.LogDir, fmt.Sprintf("kubeconfig-token-%s-%s", namespace, serviceAccount))
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// Token is a token of the ServiceAccount, valid for a day.
+func (c *Cluster) Token(namespace, serviceAccount string) (string, error) {
+	out, err := exec.Command(c.Bin("kubectl"), "--kubeconfig", c.Kubeconfig, "-n", namespace, "create", "token", serviceAccount, "--duration=24h").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return "", fmt.Errorf("token of %s/%s: %w", namespace, serviceAccount, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Controller is a running bin/rollouts process.

@@ -340,6 +340,12 @@ func TestNamespacedMode(t *testing.T) {
 // starts a controller there as the overlay's ServiceAccount.
 func startNamespaced(t *testing.T, ns string) *controller {
 	t.Helper()
+	return startNamespacedOn(t, cl, ns)
+}
+
+// startNamespacedOn is startNamespaced on another cluster.
+func startNamespacedOn(t *testing.T, cl *cluster, ns string) *controller {
+	t.Helper()
 	dir := filepath.Join(cl.LogDir, "overlay-"+ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

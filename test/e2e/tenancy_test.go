@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,10 +21,22 @@ import (
 // so, instead of holding a worker while the controller waits for a
 // cluster-wide cache its Role cannot fill; another Rollout of the
 // namespace keeps going through an update.
+//
+// It has a cluster of its own, with only the namespaced install: the shared
+// cluster's cluster-wide controller would reconcile the namespace too.
 func TestTenancyNamespacedClusterScopeIsInvalidSpec(t *testing.T) {
 	t.Parallel()
-	ns := namespace(t)
-	nsCtl := startNamespaced(t, ns)
+	own, err := kwok.Up(cl.Root, cl.Name+"-tenancy", filepath.Join(cl.LogDir, "tenancy"), kwok.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(own.Down)
+	cl := own // the helpers below use the package's cl: shadowed on purpose
+	const ns = "team-a"
+	cl.MustKubectl(t, "", "create", "namespace", ns)
+	cl.MustKubectl(t, "", "apply", "--server-side", "-k", "manifests/crds")
+	cl.MustKubectl(t, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+	nsCtl := startNamespacedOn(t, cl, ns)
 	template := "shared-" + ns
 	cl.MustKubectl(t, fmt.Sprintf(`
 apiVersion: rollouts.kubeseed.io/v1alpha1
@@ -77,15 +90,25 @@ spec:
 		out, err := cl.Kubectl(ctx, "", "-n", ns, "get", "experiments.rollouts.kubeseed.io", "shared-ref", "-o", "jsonpath={.status.phase}|{.status.message}")
 		return err == nil && out == "Error|spec.analyses[0] "+want, fmt.Sprintf("%q %v", out, err)
 	})
-	if out := cl.MustKubectl(t, "", "-n", ns, "get", "rs,analysisruns", "-o", "name"); strings.TrimSpace(out) != "" {
+	if out := cl.MustKubectl(t, "", "-n", ns, "get", "rs,analysisruns", "-l", "app.kubernetes.io/name!=rollouts-controller", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("objects created for the refused Rollout and Experiment:\n%s", out)
 	}
 
 	// The namespace's other Rollout goes through an update.
 	cl.MustKubectl(t, kwok.CanaryServices+"---"+kwok.CanaryRolloutYAML(2, "[{setWeight: 50}]"), "-n", ns, "apply", "-f", "-")
-	waitFor(t, ns, "Healthy 1", "web:1 2/2")
-	setImage(t, ns, "web:2")
-	waitFor(t, ns, "Healthy 1", "web:2 2/2")
+	healthy := func(image string) {
+		t.Helper()
+		eventually(t, 90*time.Second, "Healthy "+image, func(ctx context.Context) (bool, string) {
+			out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "rollout", "web", "-o", "jsonpath={.status.phase} {.status.updatedReplicas}/{.status.availableReplicas} {.status.observedGeneration}/{.metadata.generation}")
+			img, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "rs", "-l", "app=web,rollouts.kubeseed.io/pod-template-hash", "-o", "jsonpath={range .items[?(@.spec.replicas>0)]}{.spec.template.spec.containers[0].image} {end}")
+			f := strings.Fields(out)
+			gen := strings.Split(f[len(f)-1], "/")
+			return len(f) == 3 && f[0] == "Healthy" && f[1] == "2/2" && gen[0] == gen[1] && strings.TrimSpace(img) == image, out + " " + img
+		})
+	}
+	healthy("web:1")
+	cl.MustKubectl(t, "", "-n", ns, "patch", "rollout", "web", "--type=merge", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"web:2"}]}}}}`)
+	healthy("web:2")
 
 	log := nsCtl.Log()
 	if strings.Contains(log, "is cluster-scoped and the controller watches only namespace") {

@@ -247,14 +247,23 @@ func hasFlag(args []string, flag string) bool {
 	return false
 }
 
-// WaitReady waits until /readyz answers 200, or the process exits.
+// WaitReady waits until /readyz answers 200 and the metrics endpoint
+// accepts connections (it starts apart from the probes), or the process exits.
 func (ctl *Controller) WaitReady(ctx context.Context) error {
+	metrics := strings.TrimPrefix(strings.TrimPrefix(ctl.Metrics, "https://"), "http://")
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if err := ctl.Exited(); err != nil {
 			return false, err
 		}
-		code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz")
-		return err == nil && code == http.StatusOK, nil
+		if code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz"); err != nil || code != http.StatusOK {
+			return false, nil
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", metrics)
+		if err != nil {
+			return false, nil
+		}
+		return true, conn.Close()
 	})
 }
 

@@ -9,12 +9,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	stdlog "log"
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -126,6 +129,10 @@ func run(ctx context.Context, o *options) error {
 		debug.SetGCPercent(gcPercent)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	// Go's standard logger (an HTTP server's TLS handshake errors, say)
+	// writes through the structured one, so every line is JSON.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(logWriter{ctrl.Log.WithName("http")})
 	log := ctrl.Log.WithName("setup")
 	log.Info("Starting rollouts controller", "version", version.Get().Version, "commit", version.Get().Commit, "namespace", o.namespace)
 
@@ -146,6 +153,14 @@ func run(ctx context.Context, o *options) error {
 	}
 	log.Info("Starting manager")
 	return mgr.Start(ctx)
+}
+
+// logWriter logs each write of Go's standard logger as one message.
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func managerOptions(o *options) manager.Options {

@@ -277,7 +277,7 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		want               bool
 	}{
 		{"patch", "rollouts.rollouts.kubeseed.io --subresource=status", "any", true},
-		{"update", "rollouts.rollouts.kubeseed.io", "any", true},
+		{"patch", "rollouts.rollouts.kubeseed.io", "any", true}, // the cleanup finalizer
 		{"create", "replicasets.apps", "any", true},
 		{"create", "pods --subresource=eviction", "any", true},
 		{"patch", "pods", "any", true}, // ephemeral metadata
@@ -289,12 +289,24 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		{"create", "jobs.batch", "any", true},
 		{"update", "leases.coordination.k8s.io", controllerNS, true},
 		{"list", "clusteranalysistemplates.rollouts.kubeseed.io", "", true},
+		{"create", "tokenreviews.authentication.k8s.io", "", true}, // /metrics authentication
+		{"create", "subjectaccessreviews.authorization.k8s.io", "", true},
+		{"update", "rollouts.rollouts.kubeseed.io --subresource=finalizers", "any", true}, // blockOwnerDeletion
 
 		{"list", "secrets", "any", false},
 		{"create", "pods", "any", false},
 		{"delete", "pods", "any", false},
 		{"update", "pods", "any", false},
 		{"delete", "rollouts.rollouts.kubeseed.io", "any", false},
+		// Everything is written by patch: no update, which would replace
+		// whole objects.
+		{"update", "rollouts.rollouts.kubeseed.io", "any", false},
+		{"update", "rollouts.rollouts.kubeseed.io --subresource=status", "any", false},
+		{"update", "replicasets.apps", "any", false},
+		{"update", "services", "any", false},
+		{"update", "httproutes.gateway.networking.k8s.io", "any", false},
+		{"delete", "experiments.rollouts.kubeseed.io", "any", false},
+		{"delete", "leases.coordination.k8s.io", controllerNS, false},
 		{"update", "leases.coordination.k8s.io", "kube-system", false},
 		{"delete", "nodes", "", false},
 		{"delete", "namespaces", "", false},

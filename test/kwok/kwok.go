@@ -250,7 +250,6 @@ func hasFlag(args []string, flag string) bool {
 // WaitReady waits until /readyz answers 200 and the metrics endpoint
 // accepts connections (it starts apart from the probes), or the process exits.
 func (ctl *Controller) WaitReady(ctx context.Context) error {
-	metrics := strings.TrimPrefix(strings.TrimPrefix(ctl.Metrics, "https://"), "http://")
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if err := ctl.Exited(); err != nil {
 			return false, err
@@ -258,12 +257,9 @@ func (ctl *Controller) WaitReady(ctx context.Context) error {
 		if code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz"); err != nil || code != http.StatusOK {
 			return false, nil
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", metrics)
-		if err != nil {
-			return false, nil
-		}
-		return true, conn.Close()
+		// Any answer will do (401 without a token).
+		_, _, err := HTTPGet(ctx, ctl.Metrics+"/metrics")
+		return err == nil, nil
 	})
 }
 

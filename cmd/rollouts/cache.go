@@ -48,12 +48,13 @@ func newNamespacedCache(namespace string) cache.NewCacheFunc {
 // refuse returns an error for a cluster-scoped kind. A kind the API server
 // does not serve is left to the cache, which reports it as such.
 func (c *namespacedCache) refuse(obj runtime.Object) error {
+	// A type the scheme lacks is left to the cache, which reports it.
 	gvk, err := apiutil.GVKForObject(obj, c.scheme)
-	if err != nil {
-		return nil
+	if err == nil {
+		gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+		return c.refuseKind(gvk)
 	}
-	gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
-	return c.refuseKind(gvk)
+	return nil
 }
 
 func (c *namespacedCache) refuseKind(gvk schema.GroupVersionKind) error {

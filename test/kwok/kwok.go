@@ -254,11 +254,12 @@ func (ctl *Controller) WaitReady(ctx context.Context) error {
 		if err := ctl.Exited(); err != nil {
 			return false, err
 		}
-		if code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz"); err != nil || code != http.StatusOK {
+		code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz")
+		if ready := err == nil && code == http.StatusOK; !ready {
 			return false, nil
 		}
 		// Any answer will do (401 without a token).
-		_, _, err := HTTPGet(ctx, ctl.Metrics+"/metrics")
+		_, _, err = HTTPGet(ctx, ctl.Metrics+"/metrics")
 		return err == nil, nil
 	})
 }

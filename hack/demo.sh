@@ -168,7 +168,7 @@ start_controller() {
 		--as=system:serviceaccount:rollouts-system:rollouts-controller >/dev/null
 	start rollouts --kubeconfig "$state/controller.kubeconfig" \
 		--leader-elect --leader-election-namespace rollouts-system \
-		--metrics-bind-address "$controller_metrics" --health-probe-bind-address "$controller_probes" \
+		--metrics-bind-address "$controller_metrics" --metrics-secure=false --health-probe-bind-address "$controller_probes" \
 		--prometheus-address "http://$prometheus_addr"
 	wait_until "the controller to be ready (rollouts.log)" 60 curl -fsS "http://$controller_probes/readyz"
 	echo "ready: /readyz on $controller_probes, /metrics on $controller_metrics, default Prometheus http://$prometheus_addr"

@@ -5,9 +5,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	stdlog "log"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -15,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeseed/rollouts/internal/cachetransform"
@@ -50,6 +54,8 @@ type options struct {
 	leaderElect       bool
 	leaderElectionNS  string
 	metricsAddr       string
+	metricsSecure     bool
+	metricsCertDir    string
 	probeAddr         string
 	rolloutWorkers    int
 	analysisWorkers   int
@@ -77,6 +83,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader through a Lease so only one replica reconciles.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (default: the pod's namespace).")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8090", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics). false serves plain HTTP to anyone, for local development and tests.")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the HTTPS /metrics endpoint, reloaded when they change; empty, or without those files, uses a self-signed certificate.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8091", "Address of the /healthz and /readyz probes.")
 	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 10, "Rollouts reconciled in parallel.")
 	fs.IntVar(&o.analysisWorkers, "analysis-workers", 10, "AnalysisRuns reconciled in parallel.")
@@ -149,6 +157,10 @@ func run(ctx context.Context, o *options) error {
 		debug.SetGCPercent(gcPercent)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	// Go's standard logger (an HTTP server's TLS handshake errors, say)
+	// writes through the structured one, so every line is JSON.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(logWriter{ctrl.Log.WithName("http")})
 	log := ctrl.Log.WithName("setup")
 	log.Info("Starting rollouts controller", "version", version.Get().Version, "commit", version.Get().Commit, "namespace", o.namespace)
 
@@ -169,6 +181,14 @@ func run(ctx context.Context, o *options) error {
 	}
 	log.Info("Starting manager")
 	return mgr.Start(ctx)
+}
+
+// logWriter logs each write of Go's standard logger as one message.
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func managerOptions(o *options) manager.Options {
@@ -192,13 +212,16 @@ func managerOptions(o *options) manager.Options {
 			&batchv1.Job{}:       {Label: labels.NewSelector().Add(*ofRuns)},
 		},
 	}
+	var newCache cache.NewCacheFunc
 	if o.namespace != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+		newCache = newNamespacedCache(o.namespace)
 	}
 	return manager.Options{
 		Scheme:                        apis.NewScheme(),
 		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		NewCache:                      newCache,
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
@@ -212,6 +235,21 @@ func managerOptions(o *options) manager.Options {
 	}
 }
 
+// metricsOptions serves /metrics over HTTPS with authentication and
+// authorization delegated to the API server, unless --metrics-secure=false.
+func metricsOptions(o *options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.CertDir = o.metricsCertDir
+		// HTTP/1.1 only: HTTP/2's stream reset and rapid-reset attacks
+		// (CVE-2023-44487) cost a server more than a scrape endpoint needs.
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return m
+}
+
 func setupReconcilers(mgr manager.Manager, o *options) error {
 	c := mgr.GetClient()
 	metrics, err := rollout.NewMetrics(ctrlmetrics.Registry)
@@ -219,7 +257,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
 	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
@@ -233,7 +271,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err := ar.SetupWithManager(mgr, o.controllerOptions(o.analysisWorkers)); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
-	if err := (&experiments.Reconciler{Client: c}).SetupWithManager(mgr, o.controllerOptions(o.experimentWorkers)); err != nil {
+	if err := (&experiments.Reconciler{Client: c, WatchNamespace: o.namespace}).SetupWithManager(mgr, o.controllerOptions(o.experimentWorkers)); err != nil {
 		return fmt.Errorf("setting up experiment reconciler: %w", err)
 	}
 	return nil

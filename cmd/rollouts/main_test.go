@@ -30,8 +30,8 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{o.metricsAddr, o.probeAddr, o.namespace, o.leaderElect, o.rolloutWorkers, o.analysisWorkers, o.reconcileTimeout}
-	want := []any{":8090", ":8091", "", false, 10, 10, 30 * time.Second}
+	got := []any{o.metricsAddr, o.metricsSecure, o.probeAddr, o.namespace, o.leaderElect, o.rolloutWorkers, o.analysisWorkers, o.reconcileTimeout}
+	want := []any{":8090", true, ":8091", "", false, 10, 10, 30 * time.Second}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -178,5 +178,25 @@ func TestClientLimitsAreFlags(t *testing.T) {
 		if _, err := parse(t, bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// TestMetricsAreSecureUnlessSaidOtherwise: HTTPS with the API server's
+// authentication and authorization by default; plain HTTP only on request.
+func TestMetricsAreSecureUnlessSaidOtherwise(t *testing.T) {
+	o, err := parse(t, "--metrics-cert-dir=/certs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metricsOptions(o)
+	if !m.SecureServing || m.FilterProvider == nil || m.CertDir != "/certs" {
+		t.Errorf("default metrics: secure %t, filter %t, cert dir %q; want HTTPS with authn/authz from /certs", m.SecureServing, m.FilterProvider != nil, m.CertDir)
+	}
+	o, err = parse(t, "--metrics-secure=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := metricsOptions(o); m.SecureServing || m.FilterProvider != nil {
+		t.Errorf("--metrics-secure=false: secure %t, filter %t; want plain HTTP", m.SecureServing, m.FilterProvider != nil)
 	}
 }

@@ -50,12 +50,26 @@ func TemplateKey(ref v1alpha1.AnalysisTemplateRef) string {
 	return ref.TemplateName
 }
 
+// ClusterScopeRefused is the user-facing problem of a clusterScope
+// reference, at field, to the ClusterAnalysisTemplate name, when the
+// controller watches only watchNamespace (namespaced mode): its Role cannot
+// read cluster-scoped objects. Empty in cluster mode (watchNamespace "").
+func ClusterScopeRefused(watchNamespace, field, name string) string {
+	if watchNamespace == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s refers to ClusterAnalysisTemplate %q, but the controller runs namespaced (--namespace=%s) and cannot read cluster-scoped templates", field, name, watchNamespace)
+}
+
 // FetchTemplates reads the templates refs name into templates, by
-// TemplateKey; a missing template is left out.
-func FetchTemplates(ctx context.Context, c client.Reader, namespace string, refs []v1alpha1.AnalysisTemplateRef, templates map[string]*v1alpha1.AnalysisTemplateSpec) error {
+// TemplateKey; a missing template is left out. A controller that watches
+// only watchNamespace leaves out clusterScope references without reading:
+// they are refused (ClusterScopeRefused), and a read would wait for a
+// cluster-wide cache that its Role cannot fill.
+func FetchTemplates(ctx context.Context, c client.Reader, watchNamespace, namespace string, refs []v1alpha1.AnalysisTemplateRef, templates map[string]*v1alpha1.AnalysisTemplateSpec) error {
 	for _, ref := range refs {
 		key := TemplateKey(ref)
-		if _, done := templates[key]; done {
+		if _, done := templates[key]; done || (ref.ClusterScope && watchNamespace != "") {
 			continue
 		}
 		var err error

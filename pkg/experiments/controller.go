@@ -32,6 +32,9 @@ type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+	// WatchNamespace is the one namespace a namespaced controller
+	// (--namespace) watches; empty in cluster mode.
+	WatchNamespace string
 }
 
 // SetupWithManager registers the reconciler and its watches.
@@ -74,12 +77,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ex *v1alpha1.Experiment) (Input, error) {
 	in := Input{
-		Experiment:   ex,
-		ReplicaSets:  map[string]*appsv1.ReplicaSet{},
-		Services:     map[string]*corev1.Service{},
-		AnalysisRuns: map[string]*v1alpha1.AnalysisRun{},
-		Templates:    map[string]*v1alpha1.AnalysisTemplateSpec{},
-		Now:          r.Clock.Now(),
+		Experiment:     ex,
+		ReplicaSets:    map[string]*appsv1.ReplicaSet{},
+		Services:       map[string]*corev1.Service{},
+		AnalysisRuns:   map[string]*v1alpha1.AnalysisRun{},
+		Templates:      map[string]*v1alpha1.AnalysisTemplateSpec{},
+		WatchNamespace: r.WatchNamespace,
+		Now:            r.Clock.Now(),
 	}
 	owned := func(o metav1.Object) bool {
 		ref := metav1.GetControllerOf(o)
@@ -115,7 +119,7 @@ func (r *Reconciler) observe(ctx context.Context, ex *v1alpha1.Experiment) (Inpu
 	}
 	for _, a := range ex.Spec.Analyses {
 		ref := v1alpha1.AnalysisTemplateRef{TemplateName: a.TemplateName, ClusterScope: a.ClusterScope}
-		if err := analysis.FetchTemplates(ctx, r.Client, ex.Namespace, []v1alpha1.AnalysisTemplateRef{ref}, in.Templates); err != nil {
+		if err := analysis.FetchTemplates(ctx, r.Client, r.WatchNamespace, ex.Namespace, []v1alpha1.AnalysisTemplateRef{ref}, in.Templates); err != nil {
 			return in, err
 		}
 	}

@@ -36,7 +36,10 @@ type Input struct {
 	// Templates are the analysis templates referenced, by
 	// analysis.TemplateKey; a missing one is absent.
 	Templates map[string]*v1alpha1.AnalysisTemplateSpec
-	Now       time.Time
+	// WatchNamespace is the one namespace a namespaced controller watches
+	// (empty in cluster mode): clusterScope references are invalid there.
+	WatchNamespace string
+	Now            time.Time
 }
 
 // Plan is what the applier does.
@@ -93,7 +96,10 @@ func plan(in Input) Plan {
 	st.ObservedGeneration = ex.Generation
 	var p Plan
 	if completed(st) == nil {
-		if hashes, err := templateHashes(ex); err != nil {
+		if msg := invalidSpec(in); msg != "" {
+			end(&p, st, v1alpha1.AnalysisPhaseError, msg, in.Now)
+			p.Events[len(p.Events)-1].Reason = v1alpha1.ReasonInvalidSpec
+		} else if hashes, err := templateHashes(ex); err != nil {
 			end(&p, st, v1alpha1.AnalysisPhaseError, err.Error(), in.Now)
 		} else {
 			p.run(in, st, hashes)
@@ -104,6 +110,19 @@ func plan(in Input) Plan {
 	}
 	p.Status = *st
 	return p
+}
+
+// invalidSpec is what the controller cannot run in the spec, checked before
+// anything is created.
+func invalidSpec(in Input) string {
+	for i, a := range in.Experiment.Spec.Analyses {
+		if a.ClusterScope {
+			if msg := analysis.ClusterScopeRefused(in.WatchNamespace, fmt.Sprintf("spec.analyses[%d]", i), a.TemplateName); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
 }
 
 // completed is when the Experiment ended, or nil.

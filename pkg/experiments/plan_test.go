@@ -316,3 +316,29 @@ func TestServiceNameFitsADNSLabel(t *testing.T) {
 		t.Fatalf("explicit service name %q", got)
 	}
 }
+
+// TestClusterScopeInNamespacedMode: a namespaced controller cannot read
+// ClusterAnalysisTemplates, so an Experiment that names one ends at once,
+// InvalidSpec, before creating anything.
+func TestClusterScopeInNamespacedMode(t *testing.T) {
+	shared := judgeAnalysis(false)
+	shared.TemplateName, shared.ClusterScope = "shared", true
+	ex := &v1alpha1.Experiment{
+		ObjectMeta: metav1.ObjectMeta{Name: "cmp", Namespace: "team-a", CreationTimestamp: metav1.NewTime(start)},
+		Spec:       v1alpha1.ExperimentSpec{Templates: []v1alpha1.ExperimentTemplate{template("baseline", 1)}, Analyses: []v1alpha1.ExperimentAnalysis{judgeAnalysis(false), shared}},
+	}
+	p := plan(Input{Experiment: ex, WatchNamespace: "team-a", Now: start})
+	want := `spec.analyses[1] refers to ClusterAnalysisTemplate "shared", but the controller runs namespaced (--namespace=team-a) and cannot read cluster-scoped templates`
+	if p.Status.Phase != v1alpha1.AnalysisPhaseError || p.Status.Message != want {
+		t.Errorf("phase %s message %q, want Error %q", p.Status.Phase, p.Status.Message, want)
+	}
+	if len(p.Events) != 1 || p.Events[0].Reason != v1alpha1.ReasonInvalidSpec || !p.Events[0].Warning {
+		t.Errorf("events %+v, want one InvalidSpec warning", p.Events)
+	}
+	if len(p.CreateReplicaSets) != 0 || len(p.CreateRuns) != 0 || len(p.CreateServices) != 0 {
+		t.Errorf("an invalid Experiment creates objects: %+v", p)
+	}
+	if p := plan(Input{Experiment: ex, Now: start}); len(p.CreateReplicaSets) != 1 || p.Status.Phase == v1alpha1.AnalysisPhaseError {
+		t.Errorf("cluster mode: phase %s, ReplicaSets %d; want the experiment to start", p.Status.Phase, len(p.CreateReplicaSets))
+	}
+}

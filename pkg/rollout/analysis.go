@@ -21,25 +21,31 @@ const (
 	runOfPostPromotion = "postPromotion"
 )
 
+// fieldAnalysis is an analysis of the strategy and the field that holds it.
+type fieldAnalysis struct {
+	field    string
+	analysis *v1alpha1.RolloutAnalysis
+}
+
 // analysesOf lists every analysis the Rollout's strategy may run.
-func analysesOf(ro *v1alpha1.Rollout) []*v1alpha1.RolloutAnalysis {
-	var out []*v1alpha1.RolloutAnalysis
+func analysesOf(ro *v1alpha1.Rollout) []fieldAnalysis {
+	var out []fieldAnalysis
+	add := func(field string, a *v1alpha1.RolloutAnalysis) {
+		if a != nil {
+			out = append(out, fieldAnalysis{field, a})
+		}
+	}
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		if c.Analysis != nil {
-			out = append(out, &c.Analysis.RolloutAnalysis)
+			add("spec.strategy.canary.analysis", &c.Analysis.RolloutAnalysis)
 		}
-		for _, step := range c.Steps {
-			if step.Analysis != nil {
-				out = append(out, step.Analysis)
-			}
+		for i, step := range c.Steps {
+			add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), step.Analysis)
 		}
 	}
 	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
-		for _, a := range []*v1alpha1.RolloutAnalysis{bg.PrePromotionAnalysis, bg.PostPromotionAnalysis} {
-			if a != nil {
-				out = append(out, a)
-			}
-		}
+		add("spec.strategy.blueGreen.prePromotionAnalysis", bg.PrePromotionAnalysis)
+		add("spec.strategy.blueGreen.postPromotionAnalysis", bg.PostPromotionAnalysis)
 	}
 	return out
 }

@@ -110,6 +110,9 @@ type Reconciler struct {
 	Metrics *Metrics
 	// Routers are the traffic routers this controller offers.
 	Routers traffic.Registry
+	// WatchNamespace is the one namespace a namespaced controller
+	// (--namespace) watches; empty in cluster mode.
+	WatchNamespace string
 	// coalesce times the status writes that may wait (Plan.StatusCanWait).
 	coalesce *coalescer
 	// superseded and scaled keep a reconcile from planning on a cache that
@@ -275,7 +278,7 @@ func (r *Reconciler) validateTraffic(ctx context.Context, ro *v1alpha1.Rollout) 
 func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, in *Input) error {
 	in.Templates = map[string]*v1alpha1.AnalysisTemplateSpec{}
 	for _, a := range analysesOf(ro) {
-		if err := analysis.FetchTemplates(ctx, r.Client, ro.Namespace, a.Templates, in.Templates); err != nil {
+		if err := analysis.FetchTemplates(ctx, r.Client, r.WatchNamespace, ro.Namespace, a.analysis.Templates, in.Templates); err != nil {
 			return err
 		}
 	}
@@ -301,7 +304,7 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
-	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, Now: r.Clock.Now()}
+	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, WatchNamespace: r.WatchNamespace, Now: r.Clock.Now()}
 	selector := ro.Spec.Selector
 	if ref := ro.Spec.WorkloadRef; ref != nil {
 		var d appsv1.Deployment

@@ -38,7 +38,10 @@ type Input struct {
 	Templates map[string]*v1alpha1.AnalysisTemplateSpec
 	// Experiments owned by the Rollout, by name.
 	Experiments map[string]*v1alpha1.Experiment
-	Now         time.Time
+	// WatchNamespace is the one namespace a namespaced controller watches
+	// (empty in cluster mode): clusterScope references are invalid there.
+	WatchNamespace string
+	Now            time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch

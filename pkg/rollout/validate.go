@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
@@ -35,6 +36,13 @@ func invalidSpec(in Input) string {
 	if errs := v1alpha1.ValidateEphemeralMetadata(&ro.Spec); len(errs) > 0 {
 		return errs[0].Error()
 	}
+	for _, ref := range templateRefs(ro) {
+		if ref.clusterScope {
+			if msg := analysis.ClusterScopeRefused(in.WatchNamespace, ref.field, ref.name); msg != "" {
+				return msg
+			}
+		}
+	}
 	for _, ref := range serviceRefs(ro) {
 		svc, ok := in.Services[ref.name]
 		if !ok {
@@ -45,6 +53,33 @@ func invalidSpec(in Input) string {
 		}
 	}
 	return ""
+}
+
+type templateRef struct {
+	field, name  string
+	clusterScope bool
+}
+
+// templateRefs lists the analysis templates the strategy names, with the
+// field of each: analyses the Rollout runs and those of its experiments.
+func templateRefs(ro *v1alpha1.Rollout) []templateRef {
+	var refs []templateRef
+	for _, a := range analysesOf(ro) {
+		for i, t := range a.analysis.Templates {
+			refs = append(refs, templateRef{fmt.Sprintf("%s.templates[%d]", a.field, i), t.TemplateName, t.ClusterScope})
+		}
+	}
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		for i, step := range c.Steps {
+			if step.Experiment == nil {
+				continue
+			}
+			for j, a := range step.Experiment.Analyses {
+				refs = append(refs, templateRef{fmt.Sprintf("spec.strategy.canary.steps[%d].experiment.analyses[%d]", i, j), a.TemplateName, a.ClusterScope})
+			}
+		}
+	}
+	return refs
 }
 
 type serviceRef struct{ field, name string }

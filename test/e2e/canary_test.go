@@ -193,7 +193,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	if err := ctl.Kill(); err == nil {
 		t.Fatal("the killed controller reported a clean exit")
 	}
-	kc, err := cl.Impersonating(controllerNS, controllerSA)
+	kc, err := cl.ServiceAccountKubeconfig(controllerNS, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,9 @@ up)
 	kubeconfig="${4:-$bin/kubeconfig}"
 	extra=()
 	[[ "${DISABLE_QPS_LIMITS:-}" == "true" ]] && extra+=(--disable-qps-limits)
+	# AUDIT_POLICY: the kube-apiserver writes an audit log by this policy to
+	# $KWOK_WORKDIR/clusters/NAME/logs/audit.log.
+	[[ -n "${AUDIT_POLICY:-}" ]] && extra+=(--kube-audit-policy "$AUDIT_POLICY")
 	if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
 		echo "cluster $name exists; recreating it" >&2
 		kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -32,7 +33,13 @@ const (
 var (
 	cl  *cluster
 	ctl *controller
+	// metricsToken is the token of a ServiceAccount bound to the ClusterRole
+	// rollouts-metrics-reader, which may scrape the controller's /metrics.
+	metricsToken string
 )
+
+// metricsScraper is the ServiceAccount whose token scrapes /metrics.
+const metricsScraper = "metrics-scraper"
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -68,7 +75,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	kc, err := cl.Impersonating(controllerNS, controllerSA)
+	if metricsToken, err = scraperToken(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	kc, err := cl.ServiceAccountKubeconfig(controllerNS, controllerSA)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -85,10 +96,36 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: controller did not shut down cleanly: %v\n%s", err, ctl.Log())
 		code = 1
 	}
+	// Last, with every controller stopped: the RBAC the manifests grant is
+	// the RBAC the run used. Only a run of every test can show a rule unused.
+	complete := flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == ""
+	if err := checkRBACAgainstAudit(cl.AuditLog(), complete); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: RBAC and the audit log %s disagree:\n%v\n", cl.AuditLog(), err)
+		code = 1
+	}
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "e2e: controller log: %s\n", ctl.LogPath)
 	}
 	return code
+}
+
+// scraperToken creates the ServiceAccount metricsScraper, bound to the
+// ClusterRole rollouts-metrics-reader, and returns a token of it.
+func scraperToken(ctx context.Context) (string, error) {
+	for _, args := range [][]string{
+		{"-n", controllerNS, "create", "serviceaccount", metricsScraper},
+		{"create", "clusterrolebinding", metricsScraper, "--clusterrole=rollouts-metrics-reader", "--serviceaccount=" + controllerNS + ":" + metricsScraper},
+	} {
+		if _, err := cl.Kubectl(ctx, "", args...); err != nil {
+			return "", err
+		}
+	}
+	return cl.Token(controllerNS, metricsScraper)
+}
+
+// scrape reads the controller's /metrics with the scraper's token.
+func scrape(ctx context.Context, c *controller) (int, string, error) {
+	return kwok.HTTPGetWithToken(ctx, c.Metrics+"/metrics", metricsToken)
 }
 
 // namespace creates a namespace of the test's own.
@@ -157,12 +194,12 @@ spec:
 	})
 	info := `rollouts_info{name="web",namespace="` + ns + `",phase="Healthy",strategy="canary"} 1`
 	eventually(t, 30*time.Second, "rollouts_info for the Healthy rollout", func(ctx context.Context) (bool, string) {
-		_, body, err := kwok.HTTPGet(ctx, ctl.Metrics+"/metrics")
+		_, body, err := scrape(ctx, ctl)
 		return err == nil && strings.Contains(body, info), "want " + info
 	})
-	_, metrics, err := kwok.HTTPGet(ctx, ctl.Metrics+"/metrics")
-	if err != nil {
-		t.Fatal(err)
+	code, metrics, err := scrape(ctx, ctl)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics with the token of a rollouts-metrics-reader: %d %v", code, err)
 	}
 	for _, want := range []string{
 		`controller_runtime_active_workers\{controller="analysisrun"\}`,
@@ -182,9 +219,9 @@ spec:
 // summed over results.
 func reconcileCount(t *testing.T, controllerName string) int {
 	t.Helper()
-	_, body, err := kwok.HTTPGet(context.Background(), ctl.Metrics+"/metrics")
-	if err != nil {
-		t.Fatal(err)
+	code, body, err := scrape(context.Background(), ctl)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
 	}
 	re := regexp.MustCompile(`(?m)^controller_runtime_reconcile_total\{controller="` + controllerName + `",result="[a-z_]+"\} (\d+)$`)
 	total := 0
@@ -242,7 +279,7 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		want               bool
 	}{
 		{"patch", "rollouts.rollouts.kubeseed.io --subresource=status", "any", true},
-		{"update", "rollouts.rollouts.kubeseed.io", "any", true},
+		{"patch", "rollouts.rollouts.kubeseed.io", "any", true}, // the cleanup finalizer
 		{"create", "replicasets.apps", "any", true},
 		{"create", "pods --subresource=eviction", "any", true},
 		{"patch", "pods", "any", true}, // ephemeral metadata
@@ -254,12 +291,24 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 		{"create", "jobs.batch", "any", true},
 		{"update", "leases.coordination.k8s.io", controllerNS, true},
 		{"list", "clusteranalysistemplates.rollouts.kubeseed.io", "", true},
+		{"create", "tokenreviews.authentication.k8s.io", "", true}, // /metrics authentication
+		{"create", "subjectaccessreviews.authorization.k8s.io", "", true},
+		{"update", "rollouts.rollouts.kubeseed.io --subresource=finalizers", "any", true}, // blockOwnerDeletion
 
 		{"list", "secrets", "any", false},
 		{"create", "pods", "any", false},
 		{"delete", "pods", "any", false},
 		{"update", "pods", "any", false},
 		{"delete", "rollouts.rollouts.kubeseed.io", "any", false},
+		// Everything is written by patch: no update, which would replace
+		// whole objects.
+		{"update", "rollouts.rollouts.kubeseed.io", "any", false},
+		{"update", "rollouts.rollouts.kubeseed.io --subresource=status", "any", false},
+		{"update", "replicasets.apps", "any", false},
+		{"update", "services", "any", false},
+		{"update", "httproutes.gateway.networking.k8s.io", "any", false},
+		{"delete", "experiments.rollouts.kubeseed.io", "any", false},
+		{"delete", "leases.coordination.k8s.io", controllerNS, false},
 		{"update", "leases.coordination.k8s.io", "kube-system", false},
 		{"delete", "nodes", "", false},
 		{"delete", "namespaces", "", false},
@@ -286,8 +335,31 @@ func TestServiceAccountIsLeastPrivilege(t *testing.T) {
 func TestNamespacedMode(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	// A user's own kustomization on top of the overlay, as the overlay's
-	// comment suggests, choosing the namespace.
+	nsCtl := startNamespaced(t, ns)
+
+	as := fmt.Sprintf("--as=system:serviceaccount:%s:%s", ns, controllerSA)
+	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "list", "rollouts.rollouts.kubeseed.io", "-n", "default", as); lastLine(out) != "no" {
+		t.Errorf("namespaced ServiceAccount may list rollouts in another namespace: %s", out)
+	}
+	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "patch", "rollouts.rollouts.kubeseed.io", "--subresource=status", "-n", ns, as); lastLine(out) != "yes" {
+		t.Errorf("namespaced ServiceAccount may not patch rollout status in its namespace: %s", out)
+	}
+	if rbacDenied(nsCtl.Log()) {
+		t.Errorf("permission errors in the namespaced controller's log:\n%s", nsCtl.Log())
+	}
+}
+
+// startNamespaced installs the namespaced overlay into ns, through a user's
+// own kustomization on top of it as the overlay's comment suggests, and
+// starts a controller there as the overlay's ServiceAccount.
+func startNamespaced(t *testing.T, ns string) *controller {
+	t.Helper()
+	return startNamespacedOn(t, cl, ns)
+}
+
+// startNamespacedOn is startNamespaced on another cluster.
+func startNamespacedOn(t *testing.T, cl *cluster, ns string) *controller {
+	t.Helper()
 	dir := filepath.Join(cl.LogDir, "overlay-"+ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -309,7 +381,7 @@ func TestNamespacedMode(t *testing.T) {
 	}
 	cl.MustKubectl(t, string(rendered), "apply", "--server-side", "-f", "-")
 
-	kc, err := cl.Impersonating(ns, controllerSA)
+	kc, err := cl.ServiceAccountKubeconfig(ns, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,24 +390,14 @@ func TestNamespacedMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nsCtl.Stop(40 * time.Second) })
-
-	as := fmt.Sprintf("--as=system:serviceaccount:%s:%s", ns, controllerSA)
-	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "list", "rollouts.rollouts.kubeseed.io", "-n", "default", as); lastLine(out) != "no" {
-		t.Errorf("namespaced ServiceAccount may list rollouts in another namespace: %s", out)
-	}
-	if out, _ := cl.Kubectl(context.Background(), "", "auth", "can-i", "patch", "rollouts.rollouts.kubeseed.io", "--subresource=status", "-n", ns, as); lastLine(out) != "yes" {
-		t.Errorf("namespaced ServiceAccount may not patch rollout status in its namespace: %s", out)
-	}
-	if rbacDenied(nsCtl.Log()) {
-		t.Errorf("permission errors in the namespaced controller's log:\n%s", nsCtl.Log())
-	}
+	return nsCtl
 }
 
 // TestGracefulShutdown stops a controller with SIGTERM and expects a clean,
 // prompt exit that releases its Lease.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	kc, err := cl.Impersonating(controllerNS, controllerSA)
+	kc, err := cl.ServiceAccountKubeconfig(controllerNS, controllerSA)
 	if err != nil {
 		t.Fatal(err)
 	}

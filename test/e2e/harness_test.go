@@ -25,7 +25,10 @@ type (
 func newCluster() (*cluster, error) {
 	root := testenv.RepoRoot()
 	name := fmt.Sprintf("e2e-%d", os.Getpid())
-	return kwok.Up(root, name, filepath.Join(root, "bin", "e2e", name), kwok.Options{Nodes: 3})
+	return kwok.Up(root, name, filepath.Join(root, "bin", "e2e", name), kwok.Options{
+		Nodes:       3,
+		AuditPolicy: filepath.Join(root, "test", "e2e", "testdata", "audit-policy.yaml"),
+	})
 }
 
 // eventually polls cond until it holds or the timeout passes, then fails the

@@ -7,6 +7,7 @@ package kwok
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +25,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Cluster is a running local cluster.
@@ -39,6 +42,9 @@ type Options struct {
 	// DisableQPSLimits lifts the control plane's client rate limits, so
 	// the controller under test is the only one that throttles itself.
 	DisableQPSLimits bool
+	// AuditPolicy is the path of an audit policy (audit.k8s.io/v1) for the
+	// kube-apiserver, which then writes AuditLog.
+	AuditPolicy string
 }
 
 // Up starts the cluster name; its kubeconfig and logs go to logDir.
@@ -48,7 +54,7 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{Name: name, Kubeconfig: filepath.Join(logDir, "kubeconfig"), Root: root, LogDir: logDir}
 	cmd := exec.Command(c.script(), "up", name, fmt.Sprint(max(o.Nodes, 1)), c.Kubeconfig)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w\n%s", name, err, out)
 	}
@@ -69,6 +75,10 @@ func (c *Cluster) Down() {
 func (c *Cluster) WorkDir() string {
 	return filepath.Join(c.Root, "bin", "clusters", "clusters", c.Name)
 }
+
+// AuditLog is the kube-apiserver's audit log (JSON lines), written when the
+// cluster was started with Options.AuditPolicy.
+func (c *Cluster) AuditLog() string { return filepath.Join(c.WorkDir(), "logs", "audit.log") }
 
 // Bin is the path of a binary of bin/.
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.Root, "bin", name) }
@@ -111,11 +121,44 @@ func (c *Cluster) Impersonating(namespace, serviceAccount string) (string, error
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
+// ServiceAccountKubeconfig writes a kubeconfig that authenticates as a
+// ServiceAccount with a token from the TokenRequest API, so a process using
+// it has exactly the permissions granted to it, and the API server (and its
+// audit log) sees the ServiceAccount itself, not an impersonating admin.
+func (c *Cluster) ServiceAccountKubeconfig(namespace, serviceAccount string) (string, error) {
+	token, err := c.Token(namespace, serviceAccount)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, ai := range cfg.AuthInfos {
+		*ai = clientcmdapi.AuthInfo{Token: token}
+	}
+	path := filepath.Join(c.LogDir, fmt.Sprintf("kubeconfig-token-%s-%s", namespace, serviceAccount))
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// Token is a token of the ServiceAccount, valid for a day.
+func (c *Cluster) Token(namespace, serviceAccount string) (string, error) {
+	out, err := exec.Command(c.Bin("kubectl"), "--kubeconfig", c.Kubeconfig, "-n", namespace, "create", "token", serviceAccount, "--duration=24h").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return "", fmt.Errorf("token of %s/%s: %w", namespace, serviceAccount, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // Controller is a running bin/rollouts process.
 type Controller struct {
 	Cmd     *exec.Cmd
 	LogPath string
-	Metrics string // base URL of /metrics
+	Metrics string // base URL of /metrics: https unless --metrics-secure=false
 	Probes  string // base URL of /healthz and /readyz
 	done    chan error
 	once    sync.Once
@@ -153,9 +196,13 @@ func (c *Cluster) StartControllerCommand(name string, command func(args []string
 	if err != nil {
 		return nil, err
 	}
+	scheme := "https"
+	if slices.Contains(args, "--metrics-secure=false") {
+		scheme = "http"
+	}
 	ctl := &Controller{
 		LogPath: filepath.Join(c.LogDir, name+".log"),
-		Metrics: fmt.Sprintf("http://127.0.0.1:%d", mp),
+		Metrics: fmt.Sprintf("%s://127.0.0.1:%d", scheme, mp),
 		Probes:  fmt.Sprintf("http://127.0.0.1:%d", pp),
 		done:    make(chan error, 1),
 	}
@@ -200,14 +247,20 @@ func hasFlag(args []string, flag string) bool {
 	return false
 }
 
-// WaitReady waits until /readyz answers 200, or the process exits.
+// WaitReady waits until /readyz answers 200 and the metrics endpoint
+// accepts connections (it starts apart from the probes), or the process exits.
 func (ctl *Controller) WaitReady(ctx context.Context) error {
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if err := ctl.Exited(); err != nil {
 			return false, err
 		}
 		code, _, err := HTTPGet(ctx, ctl.Probes+"/readyz")
-		return err == nil && code == http.StatusOK, nil
+		if ready := err == nil && code == http.StatusOK; !ready {
+			return false, nil
+		}
+		// Any answer will do (401 without a token).
+		_, _, err = HTTPGet(ctx, ctl.Metrics+"/metrics")
+		return err == nil, nil
 	})
 }
 
@@ -244,11 +297,37 @@ func (ctl *Controller) Stop(timeout time.Duration) error {
 
 // HTTPGet returns the status code and body of a GET.
 func HTTPGet(ctx context.Context, url string) (int, string, error) {
+	return HTTPGetWithToken(ctx, url, "")
+}
+
+// loopbackTLS trusts any certificate, which is safe only because tests dial
+// loopback addresses alone: the controller's /metrics certificate is
+// self-signed.
+var loopbackTLS = &http.Client{Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback only, self-signed
+	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("refusing to dial %s: tests dial loopback only", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	},
+}}
+
+// HTTPGetWithToken is HTTPGet with a bearer token, if not empty.
+func HTTPGetWithToken(ctx context.Context, url, token string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := loopbackTLS.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

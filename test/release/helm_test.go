@@ -370,6 +370,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 		want := []string{
 			"clusterrole.rbac.authorization.k8s.io/rollouts-controller",
+			"clusterrole.rbac.authorization.k8s.io/rollouts-metrics-reader",
 			"clusterrolebinding.rbac.authorization.k8s.io/rollouts-controller",
 		}
 		if diff := cmp.Diff(want, objectNames(t, cl, "", "clusterrole,clusterrolebinding", "app.kubernetes.io/instance=rollouts")); diff != "" {

@@ -88,6 +88,9 @@ controller's defaults (logLevel info, logFormat json, null) render nothing.
 {{- with .Values.watchNamespace }}
 - --namespace={{ . }}
 {{- end }}
+{{- if not .Values.metrics.secure }}
+- --metrics-secure=false
+{{- end }}
 {{- if ne (toString .Values.logLevel) "info" }}
 - --zap-log-level={{ .Values.logLevel }}
 {{- end }}
@@ -127,4 +130,12 @@ the file is missing from the chart. Call with (dict "ctx" $ "file" PATH).
 {{- fail (printf "chart file %s is missing or empty: run make generate" .file) -}}
 {{- end -}}
 {{- toYaml $rules -}}
+{{- end }}
+
+{{/*
+The metrics Service's port name and scheme: https unless metrics.secure is
+false.
+*/}}
+{{- define "rollouts.metricsScheme" -}}
+{{ ternary "https" "http" .Values.metrics.secure }}
 {{- end }}

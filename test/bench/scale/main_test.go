@@ -117,10 +117,11 @@ func envInt(key string, def int) int {
 }
 
 // startController runs the controller binary as cluster-admin with its
-// default settings (info logging), plus BENCH_CONTROLLER_ARGS.
+// default settings (info logging, but plain HTTP /metrics, which the
+// benchmark scrapes), plus BENCH_CONTROLLER_ARGS.
 func startController(tb testing.TB, name string) *kwok.Controller {
 	tb.Helper()
-	args := append([]string{"--zap-log-level=info"}, strings.Fields(os.Getenv("BENCH_CONTROLLER_ARGS"))...)
+	args := append([]string{"--zap-log-level=info", "--metrics-secure=false"}, strings.Fields(os.Getenv("BENCH_CONTROLLER_ARGS"))...)
 	ctl, err := cl.StartController(name, cl.Kubeconfig, args...)
 	if err != nil {
 		tb.Fatal(err)

@@ -57,7 +57,6 @@ func TestTemplateBreakingABoundIsInvalidSpec(t *testing.T) {
 	}
 }
 
-
 // TestClusterScopeInNamespacedMode: a namespaced controller cannot read
 // ClusterAnalysisTemplates, so a Rollout that names one, wherever, is
 // InvalidSpec there and plans nothing; in cluster mode the same Rollout is

@@ -69,7 +69,7 @@ type options struct {
 	printVersion      bool
 	zap               zap.Options
 
-	// Fairness and deadlines (docs/security-fairness.md): the analysis
+	// Fairness and deadlines (docs/security.md): the analysis
 	// measurements taken at once, in all and per namespace, and the
 	// deadline of every reconcile.
 	measurements             int

@@ -40,31 +40,40 @@ const blockedRetry = 5 * time.Second
 // that brings the cache up to date usually comes first.
 const staleCacheRetry = 250 * time.Millisecond
 
-// apply carries out a plan: adoptions, the new ReplicaSet, Service selectors,
-// scaling, deletions; then the status, in one patch, and the events. Writes
-// carry the rollouts-controller field manager; scale patches are guarded by
-// the resourceVersion the plan saw, so a stale cache cannot scale twice.
+// apply carries out a plan: on an abort the routers first, then adoptions,
+// the new ReplicaSet, Service selectors, scaling, deletions; then the status,
+// in one patch, and the events. Writes carry the rollouts-controller field
+// manager; scale patches are guarded by the resourceVersion the plan saw, so
+// a stale cache cannot scale twice. How it ended decides the result and, on
+// failure, the conditions (ending).
 func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
+	key := client.ObjectKeyFromObject(ro)
 	err := r.applyObjects(ctx, ro, &p)
-	switch {
-	case errors.Is(err, errBlocked):
-		return reconcile.Result{RequeueAfter: blockedRetry}, r.writeStatus(ctx, ro, p.Status)
-	case errors.Is(err, errRequeue):
+	end := classify(err)
+	switch end {
+	case applied:
+	case blocked:
+		r.failures.forget(key)
+		if err := r.writeStatus(ctx, ro, p.Status); err != nil {
+			return r.failed(ctx, ro, classify(err), err)
+		}
+		return end.result(err, 0)
+	case stale:
 		logger.V(1).Info("Requeueing: cache behind the API server")
-		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
-	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		// The namespace is going away, and the Rollout with it.
+		return end.result(err, 0)
+	case terminating:
 		logger.V(1).Info("Namespace is terminating: nothing to do", "error", err.Error())
-		return reconcile.Result{}, nil
-	case err != nil:
-		return reconcile.Result{}, err
+		return end.result(err, 0)
+	default:
+		return r.failed(ctx, ro, end, err)
 	}
+	r.failures.forget(key)
 	r.Metrics.observe(ro, p.Status)
-	wait := r.coalesce.hold(client.ObjectKeyFromObject(ro), p.StatusCanWait, r.Clock.Now())
+	wait := r.coalesce.hold(key, p.StatusCanWait, r.Clock.Now())
 	if wait == 0 {
 		if err := r.writeStatus(ctx, ro, p.Status); err != nil {
-			return reconcile.Result{}, err
+			return r.failed(ctx, ro, classify(err), err)
 		}
 	}
 	for _, e := range p.Events {
@@ -74,13 +83,38 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		}
 		r.Recorder.Eventf(ro, nil, typ, e.Reason, e.Reason, "%s", e.Message)
 	}
-	return reconcile.Result{RequeueAfter: soonest(p.RequeueAfter, wait)}, nil
+	return end.result(nil, soonest(p.RequeueAfter, wait))
+}
+
+// failed reports a plan that could not be carried out: a Warning event with
+// the API server's message each time, and the conditions once the failure
+// needs a person or has lasted (ending.failedStatus).
+func (r *Reconciler) failed(ctx context.Context, ro *v1alpha1.Rollout, end ending, err error) (reconcile.Result, error) {
+	n := r.failures.failed(client.ObjectKeyFromObject(ro))
+	r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, v1alpha1.ReasonReconcileError, v1alpha1.ReasonReconcileError, "%s", err.Error())
+	if st, ok := end.failedStatus(ro, err, n, r.Clock.Now()); ok {
+		if werr := r.writeStatus(ctx, ro, st); werr != nil {
+			log.FromContext(ctx).Error(werr, "Writing the conditions of a failed reconcile")
+		}
+	}
+	if end == permanent {
+		log.FromContext(ctx).Error(err, "Reconcile needs a person: retrying slowly", "retryAfter", permanentRetry)
+	}
+	return end.result(err, 0)
 }
 
 func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *Plan) error {
 	logger := log.FromContext(ctx)
 	if p.Finalize {
 		if err := r.addFinalizer(ctx, ro); err != nil {
+			return err
+		}
+	}
+	if p.TrafficFirst {
+		// An abort takes the traffic off the canary before anything else
+		// moves: no scale-down or selector switch while a router still
+		// sends requests to the pods it would take away.
+		if err := r.shiftTraffic(ctx, ro, p); err != nil {
 			return err
 		}
 	}
@@ -155,7 +189,7 @@ func (r *Reconciler) applyObjects(ctx context.Context, ro *v1alpha1.Rollout, p *
 			return fmt.Errorf("annotating replicaset %s: %w", a.Name, err)
 		}
 	}
-	if p.TrafficWeight != nil {
+	if p.TrafficWeight != nil && !p.TrafficFirst {
 		if err := r.shiftTraffic(ctx, ro, p); err != nil {
 			return err
 		}
@@ -218,7 +252,9 @@ func (r *Reconciler) switchService(ctx context.Context, ro *v1alpha1.Rollout, sc
 
 // shiftTraffic sets the canary weight on every router, reads it back, and
 // records in the status whether all of them carry it. Routers see the status
-// this plan is about to write (the hashes of a subset-level split).
+// this plan is about to write (the hashes of a subset-level split). Each
+// router is tried whatever the others answer, so one failing router leaves
+// the others' traffic where the plan wants it; the failures come back joined.
 func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout, p *Plan) error {
 	ro := current.DeepCopy()
 	ro.Status = p.Status
@@ -228,30 +264,49 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout
 	}
 	verified := true
 	weights := traffic.Weights{Canary: *p.TrafficWeight, Extra: p.TrafficExtra}
+	var errs []error
 	for _, rt := range routers {
-		log.FromContext(ctx).V(1).Info("Setting traffic weight", "router", rt.Name(), "weight", weights.Canary, "extra", len(weights.Extra))
-		if err := rt.SetWeight(ctx, ro, weights); err != nil {
-			if apierrors.IsConflict(err) {
-				return errRequeue
-			}
-			return fmt.Errorf("router %s: %w", rt.Name(), err)
+		ok, err := r.route(ctx, rt, ro, weights, p.Routes)
+		if err != nil && p.TrafficFirst && apierrors.IsNotFound(err) {
+			// An object that is gone sends no traffic to the canary.
+			log.FromContext(ctx).Info("Route gone while aborting: nothing to take back", "router", rt.Name(), "error", err.Error())
+			continue
 		}
-		if err := rt.SetManagedRoutes(ctx, ro, p.Routes); err != nil {
-			if apierrors.IsConflict(err) {
-				return errRequeue
-			}
-			return fmt.Errorf("router %s: managed routes: %w", rt.Name(), err)
-		}
-		ok, err := rt.Verify(ctx, ro, weights)
 		if err != nil {
-			return fmt.Errorf("router %s: verifying: %w", rt.Name(), err)
+			errs = append(errs, fmt.Errorf("router %s: %w", rt.Name(), err))
 		}
 		verified = verified && ok
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if p.Status.Canary.Weights != nil {
 		p.Status.Canary.Weights.Verified = &verified
 	}
 	return nil
+}
+
+// route makes one router carry the weights and managed routes, and reports
+// whether it reads them back. A conflict means our read was stale: errRequeue.
+func (r *Reconciler) route(ctx context.Context, rt traffic.Router, ro *v1alpha1.Rollout, weights traffic.Weights, routes []traffic.ManagedRoute) (bool, error) {
+	log.FromContext(ctx).V(1).Info("Setting traffic weight", "router", rt.Name(), "weight", weights.Canary, "extra", len(weights.Extra))
+	stale := func(err error) error {
+		if apierrors.IsConflict(err) {
+			return errRequeue
+		}
+		return err
+	}
+	if err := rt.SetWeight(ctx, ro, weights); err != nil {
+		return false, stale(err)
+	}
+	if err := rt.SetManagedRoutes(ctx, ro, routes); err != nil {
+		return false, fmt.Errorf("managed routes: %w", stale(err))
+	}
+	ok, err := rt.Verify(ctx, ro, weights)
+	if err != nil {
+		return false, fmt.Errorf("verifying: %w", err)
+	}
+	return ok, nil
 }
 
 func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, name string) error {

@@ -118,6 +118,9 @@ type Reconciler struct {
 	// superseded and scaled keep a reconcile from planning on a cache that
 	// has not seen our last status write, or our last scale.
 	superseded, scaled staleGuard
+	// failures counts failed applies in a row, so that transient ones show
+	// in the conditions only once they last.
+	failures failures
 }
 
 // SetupWithManager registers the reconciler, its index and its watches:
@@ -203,6 +206,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			r.Metrics.forget(req.Namespace, req.Name)
 			r.coalesce.forget(req.NamespacedName)
 			r.superseded.forget(req.NamespacedName)
+			r.failures.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)

@@ -68,6 +68,9 @@ type Plan struct {
 	// TrafficWeight is the canary weight the routers must carry; nil without
 	// traffic routing (or while paused).
 	TrafficWeight *int32
+	// TrafficFirst: the update is aborted, so the routers are set before
+	// any other write.
+	TrafficFirst bool
 	// TrafficExtra are the experiment destinations beside the canary; those
 	// at weight 0 must be removed.
 	TrafficExtra []traffic.Destination
@@ -197,6 +200,7 @@ func plan(in Input) (Plan, error) {
 	}
 	if msg != "" {
 		p.Events = append(p.Events, Event{Warning: true, Reason: v1alpha1.ReasonInvalidSpec, Message: msg})
+		p.Events = append(p.Events, abortWhileInvalid(ro, st, in.Now, &p)...)
 		p.Status = finishStatus(ro, *st, nil, outcome{phase: v1alpha1.RolloutPhaseDegraded, reason: v1alpha1.ReasonInvalidSpec, message: msg}, in.Now)
 		return p, nil
 	}
@@ -217,7 +221,7 @@ func plan(in Input) (Plan, error) {
 		st.StableRS = w.hash
 		w.stable = w.current
 	}
-	req, events := handleRequests(ro, st, w, in.Now)
+	req, events := handleRequests(ro, st, st.StableRS != w.hash, in.Now)
 	p.Events = append(p.Events, events...)
 
 	var out outcome
@@ -237,14 +241,17 @@ func plan(in Input) (Plan, error) {
 		applyTargets(&p, ro, w, targets, out.dropNow)
 		p.Services = serviceChanges(ro, in.Services, out.services)
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
-		if w.routed && st.Canary.Weights != nil {
-			p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
-			p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
-			if st.StableRS != w.hash && !st.Abort {
-				p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
-			}
-		}
 		p.Relabel = planMetadata(ro, st, w, in.Pods, p.Create)
+	}
+	// An abort moves the traffic even under spec.paused: taking it off the
+	// canary is always safe, and it goes first (DESIGN §14).
+	if (!ro.Spec.Paused || st.Abort) && w.routed && st.Canary.Weights != nil {
+		p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
+		p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
+		p.TrafficFirst = st.Abort
+		if st.StableRS != w.hash && !st.Abort {
+			p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
+		}
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
@@ -265,6 +272,34 @@ func plan(in Input) (Plan, error) {
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	p.Finalize = needsFinalizer(ro, &p)
 	return p, nil
+}
+
+// abortWhileInvalid handles the abort and retry requests of a Rollout whose
+// spec is invalid, and sends an aborted update's traffic back to the stable
+// on every router the spec names: the one write that needs no valid spec,
+// since the stable keeps its full size under traffic routing (DESIGN §14).
+// Nothing is scaled, and with dynamicStableScale, where the stable may be
+// too small for all the traffic, the weights wait for a valid spec too.
+func abortWhileInvalid(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, now time.Time, p *Plan) []Event {
+	updating := st.StableRS != "" && st.CurrentPodHash != st.StableRS
+	events := handleAbortRequests(ro, st, updating, now)
+	c := ro.Spec.Strategy.Canary
+	w := st.Canary.Weights
+	if !st.Abort || c == nil || c.TrafficRouting == nil || c.DynamicStableScale || w == nil {
+		return events
+	}
+	if w.Canary.Weight == 0 && len(w.Additional) == 0 && ptr.Deref(w.Verified, false) {
+		return events // already back, and read back
+	}
+	back := &v1alpha1.TrafficWeights{
+		Canary: v1alpha1.WeightDestination{PodTemplateHash: w.Canary.PodTemplateHash},
+		Stable: v1alpha1.WeightDestination{Weight: max(c.TrafficRouting.MaxTrafficWeight, 1), PodTemplateHash: st.StableRS},
+	}
+	st.Canary.Weights = back
+	p.TrafficWeight = ptr.To[int32](0)
+	p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, back)
+	p.TrafficFirst = true
+	return events
 }
 
 // extraTraffic lists the experiment destinations the routers must carry

@@ -18,27 +18,37 @@ type requests struct {
 // handleRequests consumes new request tokens (annotation values not yet in
 // status.lastHandled). Every token is recorded, also one that has no effect;
 // an event then says why it was ignored. Replaying a token does nothing.
-func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, now time.Time) (requests, []Event) {
+// updating: an update is in progress (the current template is not stable).
+func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, updating bool, now time.Time) (requests, []Event) {
 	var req requests
-	var events []Event
-	updating := st.StableRS != w.hash
-	ignore := func(kind, why string) {
-		events = append(events, Event{Reason: v1alpha1.ReasonRequestIgnored, Message: fmt.Sprintf("%s request ignored: %s", kind, why)})
-	}
-	token := func(annotation string, last *string) bool {
-		v, ok := ro.Annotations[annotation]
-		if !ok || v == "" || v == *last {
-			return false
+	events := handleAbortRequests(ro, st, updating, now)
+	promote := func(annotation string, last *string, kind string, do func()) {
+		if !token(ro, annotation, last) {
+			return
 		}
-		*last = v
-		return true
+		if reason := ignoredBecause(st, updating, false); reason != "" {
+			events = append(events, ignored(kind, reason))
+			return
+		}
+		do()
 	}
+	promote(v1alpha1.PromoteFullAnnotation, &st.LastHandled.PromoteFull, "promote-full", func() {
+		st.PromoteFull = true
+		st.PauseConditions = nil
+		events = append(events, Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: "Full promotion requested: skipping the remaining steps"})
+	})
+	promote(v1alpha1.PromoteAnnotation, &st.LastHandled.Promote, "promote", func() { req.promote = true })
+	return req, events
+}
 
-	// Retry is handled before abort: when both arrive in one reconcile the
-	// abort wins, so an abort is never lost.
-	if token(v1alpha1.RetryAnnotation, &st.LastHandled.Retry) {
+// handleAbortRequests consumes the retry and abort tokens: the requests
+// that are handled even while the spec is invalid. Retry comes first: when
+// both arrive in one reconcile the abort wins, so an abort is never lost.
+func handleAbortRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, updating bool, now time.Time) []Event {
+	var events []Event
+	if token(ro, v1alpha1.RetryAnnotation, &st.LastHandled.Retry) {
 		if !st.Abort {
-			ignore("retry", "the update is not aborted")
+			events = append(events, ignored("retry", "the update is not aborted"))
 		} else {
 			st.Abort = false
 			st.AbortedAt = nil
@@ -50,43 +60,44 @@ func handleRequests(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 			events = append(events, Event{Reason: v1alpha1.ReasonRolloutRetried, Message: "Update retried on request: restarting from step 0"})
 		}
 	}
-	// why is the reason a request about the running update is ignored now.
-	why := func(abortedIsOK bool) string {
-		switch {
-		case !updating:
-			return "no update is in progress"
-		case st.Abort && abortedIsOK:
-			return "the update is already aborted"
-		case st.Abort:
-			return "the update is aborted; retry it first"
-		}
-		return ""
-	}
-	if token(v1alpha1.AbortAnnotation, &st.LastHandled.Abort) {
-		if reason := why(true); reason != "" {
-			ignore("abort", reason)
+	if token(ro, v1alpha1.AbortAnnotation, &st.LastHandled.Abort) {
+		if reason := ignoredBecause(st, updating, true); reason != "" {
+			events = append(events, ignored("abort", reason))
 		} else {
 			abort(st, now)
 			events = append(events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: "Update aborted on request: returning to the stable revision"})
 		}
 	}
-	if token(v1alpha1.PromoteFullAnnotation, &st.LastHandled.PromoteFull) {
-		if reason := why(false); reason != "" {
-			ignore("promote-full", reason)
-		} else {
-			st.PromoteFull = true
-			st.PauseConditions = nil
-			events = append(events, Event{Reason: v1alpha1.ReasonRolloutPromoted, Message: "Full promotion requested: skipping the remaining steps"})
-		}
+	return events
+}
+
+// token reports whether the request annotation carries a token not handled
+// yet, and records it as handled.
+func token(ro *v1alpha1.Rollout, annotation string, last *string) bool {
+	v, ok := ro.Annotations[annotation]
+	if !ok || v == "" || v == *last {
+		return false
 	}
-	if token(v1alpha1.PromoteAnnotation, &st.LastHandled.Promote) {
-		if reason := why(false); reason != "" {
-			ignore("promote", reason)
-		} else {
-			req.promote = true
-		}
+	*last = v
+	return true
+}
+
+// ignoredBecause is why a request about the running update is ignored now;
+// empty when it is not.
+func ignoredBecause(st *v1alpha1.RolloutStatus, updating, abortedIsOK bool) string {
+	switch {
+	case !updating:
+		return "no update is in progress"
+	case st.Abort && abortedIsOK:
+		return "the update is already aborted"
+	case st.Abort:
+		return "the update is aborted; retry it first"
 	}
-	return req, events
+	return ""
+}
+
+func ignored(kind, why string) Event {
+	return Event{Reason: v1alpha1.ReasonRequestIgnored, Message: fmt.Sprintf("%s request ignored: %s", kind, why)}
 }
 
 // abort marks the update aborted: pauses and promotions in flight end.

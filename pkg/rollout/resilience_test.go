@@ -1,0 +1,323 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/traffic"
+)
+
+// pausedAtHalf is a routed Rollout paused at 50 % of its update.
+func pausedAtHalf(t *testing.T) *sim {
+	s := newSim(t, routedRollout(4, setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	if s.weight != 50 {
+		t.Fatalf("traffic %d at the pause, want 50", s.weight)
+	}
+	return s
+}
+
+// TestAbortOfInvalidRolloutSendsTrafficToStable: the canary Service is
+// deleted mid-update, so the spec is invalid; an abort request still sends
+// every router to weight 0, first, and nothing else is written.
+func TestAbortOfInvalidRolloutSendsTrafficToStable(t *testing.T) {
+	s := pausedAtHalf(t)
+	name := s.ro.Spec.Strategy.Canary.CanaryService
+	svc := s.services[name]
+	delete(s.services, name)
+	if p := s.tick(); p.TrafficWeight != nil {
+		t.Fatalf("an invalid Rollout without abort moves traffic to %d", *p.TrafficWeight)
+	}
+	before := s.sizes()
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight == nil || *p.TrafficWeight != 0 || !p.TrafficFirst {
+		t.Fatalf("abort of an invalid Rollout: traffic %v, first %v; want 0, first", p.TrafficWeight, p.TrafficFirst)
+	}
+	if p.Create != nil || len(p.Scale) > 0 || len(p.Services) > 0 || len(p.Delete) > 0 {
+		t.Errorf("abort of an invalid Rollout writes more than the routers: %+v", p)
+	}
+	if !p.Status.Abort || p.Status.LastHandled.Abort != "a" {
+		t.Errorf("status abort %v, last handled %q; want the request recorded", p.Status.Abort, p.Status.LastHandled.Abort)
+	}
+	if w := p.Status.Canary.Weights; w == nil || w.Canary.Weight != 0 || w.Stable.Weight != 100 {
+		t.Errorf("status weights %+v, want all on the stable", w)
+	}
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled); c == nil || c.Reason != v1alpha1.ReasonInvalidSpec {
+		t.Errorf("Stalled %+v, want InvalidSpec", c)
+	}
+	if !slices.ContainsFunc(p.Events, func(e Event) bool { return e.Reason == v1alpha1.ReasonRolloutAborted }) {
+		t.Errorf("events %+v, want RolloutAborted", p.Events)
+	}
+	if diff := s.sizes(); !equalSizes(diff, before) {
+		t.Errorf("sizes %v after the abort, want %v unchanged", diff, before)
+	}
+	// Once the spec is valid again the abort goes on as usual.
+	s.services[name] = svc
+	s.until("canary scaled down", 20, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:2"] == 0 })
+}
+
+func equalSizes(a, b map[string]int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestAbortOfInvalidRolloutWithoutRouting records the abort; there is no
+// router to move and no replica count to trust.
+func TestAbortOfInvalidRolloutWithoutRouting(t *testing.T) {
+	s := newSim(t, canaryRollout(4, "1", "0", setWeight(50), pause("")))
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("paused", 20, pausedPhase)
+	delete(s.services, s.ro.Spec.Strategy.Canary.CanaryService)
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight != nil || len(p.Scale) > 0 || !p.Status.Abort {
+		t.Errorf("traffic %v, scale %+v, abort %v; want only the abort recorded", p.TrafficWeight, p.Scale, p.Status.Abort)
+	}
+}
+
+// TestAbortPlansTrafficFirst: an abort by request, also under spec.paused,
+// plans weight 0 to be written before the rest.
+func TestAbortPlansTrafficFirst(t *testing.T) {
+	for _, paused := range []bool{false, true} {
+		s := pausedAtHalf(t)
+		s.ro.Spec.Paused = paused
+		s.request(v1alpha1.AbortAnnotation, "a")
+		p := s.tick()
+		if p.TrafficWeight == nil || *p.TrafficWeight != 0 || !p.TrafficFirst {
+			t.Errorf("spec.paused %v: traffic %v, first %v; want 0, first", paused, p.TrafficWeight, p.TrafficFirst)
+		}
+	}
+	s := pausedAtHalf(t)
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	if p := s.tick(); p.TrafficFirst {
+		t.Errorf("a promotion plans traffic first: %+v", p)
+	}
+}
+
+// router is a traffic router that records its calls in a shared log and
+// fails SetWeight with err.
+type router struct {
+	name string
+	log  *[]string
+	err  error
+}
+
+func (r *router) Name() string                                      { return r.name }
+func (r *router) Validate(context.Context, *v1alpha1.Rollout) error { return nil }
+func (r *router) SetWeight(_ context.Context, _ *v1alpha1.Rollout, w traffic.Weights) error {
+	*r.log = append(*r.log, fmt.Sprintf("%s weight %d", r.name, w.Canary))
+	return r.err
+}
+
+func (r *router) Verify(context.Context, *v1alpha1.Rollout, traffic.Weights) (bool, error) {
+	return r.err == nil, nil
+}
+
+func (r *router) SetManagedRoutes(context.Context, *v1alpha1.Rollout, []traffic.ManagedRoute) error {
+	return nil
+}
+
+func (r *router) Release(context.Context, *v1alpha1.Rollout, []traffic.Destination) error {
+	return nil
+}
+
+// applier is a Reconciler over a fake client whose writes are logged in
+// order with the routers' (narrow: the order and the error handling of the
+// applier, not the API).
+func applier(t *testing.T, ro *v1alpha1.Rollout, routerErrs map[string]error, objs ...client.Object) (*Reconciler, *[]string, *events.FakeRecorder) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(append(objs, ro)...).WithStatusSubresource(ro).
+		WithInterceptorFuncs(interceptor.Funcs{
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				log = append(log, fmt.Sprintf("patch %T %s", obj, obj.GetName()))
+				return c.Patch(ctx, obj, patch, opts...)
+			},
+		}).Build()
+	reg := traffic.Registry{}
+	for name, err := range routerErrs {
+		reg[name] = func(client.Client, client.Reader) traffic.Router { return &router{name: name, log: &log, err: err} }
+	}
+	rec := events.NewFakeRecorder(20)
+	return &Reconciler{Client: c, APIReader: c, Recorder: rec, Routers: reg, Clock: clocktesting.NewFakePassiveClock(time.Unix(1e9, 0))}, &log, rec
+}
+
+// abortPlan is the plan of a routed Rollout that aborts (two routers),
+// with the canary ReplicaSet's scale-down in it, as when
+// abortScaleDownDelaySeconds has passed.
+func abortPlan(t *testing.T) (*v1alpha1.Rollout, Plan, []client.Object) {
+	s := pausedAtHalf(t)
+	s.ro.Spec.Strategy.Canary.TrafficRouting.Istio = &v1alpha1.IstioTrafficRouting{}
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p, err := plan(s.input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.TrafficFirst {
+		t.Fatalf("abort plan: traffic first %v", p.TrafficFirst)
+	}
+	var canary *appsv1.ReplicaSet
+	for _, rs := range s.rss {
+		if rs.Labels[v1alpha1.PodTemplateHashLabel] == s.ro.Status.CurrentPodHash {
+			canary = rs.DeepCopy()
+		}
+	}
+	p.Scale = []ScaleChange{{Name: canary.Name, From: *canary.Spec.Replicas, To: 0}}
+	ro := s.ro.DeepCopy()
+	ro.ResourceVersion = ""
+	canary.ResourceVersion = ""
+	objs := []client.Object{canary}
+	for _, svc := range s.services {
+		svc = svc.DeepCopy()
+		svc.ResourceVersion = ""
+		objs = append(objs, svc)
+	}
+	return ro, p, objs
+}
+
+// TestApplyAbortRoutesFirstEachOnItsOwn: the routers are set before the
+// canary is scaled down; a router that fails does not keep the other from
+// going to 0, and then nothing is scaled.
+func TestApplyAbortRoutesFirstEachOnItsOwn(t *testing.T) {
+	ro, p, objs := abortPlan(t)
+	r, log, _ := applier(t, ro, map[string]error{"gatewayAPI": nil, "istio": nil}, objs...)
+	if err := r.applyObjects(context.Background(), ro, &p); err != nil {
+		t.Fatal(err)
+	}
+	scaled := slices.IndexFunc(*log, func(l string) bool { return strings.HasPrefix(l, "patch *v1.ReplicaSet") })
+	if scaled < 2 || !slices.Contains((*log)[:scaled], "istio weight 0") || !slices.Contains((*log)[:scaled], "gatewayAPI weight 0") {
+		t.Errorf("writes %q: want both routers at 0 before the ReplicaSet is scaled", *log)
+	}
+
+	ro, p, objs = abortPlan(t)
+	unavailable := apierrors.NewServiceUnavailable("etcd is busy")
+	r, log, _ = applier(t, ro, map[string]error{"gatewayAPI": unavailable, "istio": nil}, objs...)
+	err := r.applyObjects(context.Background(), ro, &p)
+	if !errors.Is(err, unavailable) || classify(err) != transient {
+		t.Errorf("error %v (%v), want the router's 503, transient", err, classify(err))
+	}
+	if !slices.Contains(*log, "istio weight 0") {
+		t.Errorf("writes %q: the healthy router was not set to 0", *log)
+	}
+	if slices.ContainsFunc(*log, func(l string) bool { return strings.HasPrefix(l, "patch *v1.ReplicaSet") }) {
+		t.Errorf("writes %q: the canary was scaled while a router still sends it traffic", *log)
+	}
+}
+
+// TestApplyFailureConditions: a forbidden write is Stalled at once with
+// the API's message and a Warning event; a transient one shows in
+// Reconciling only once it lasts, and a success clears both.
+func TestApplyFailureConditions(t *testing.T) {
+	ro, p, objs := abortPlan(t)
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "gateway.networking.k8s.io", Resource: "httproutes"}, "web", errors.New("RBAC says no"))
+	r, _, rec := applier(t, ro, map[string]error{"gatewayAPI": forbidden, "istio": nil}, objs...)
+	ctx := context.Background()
+	res, err := r.apply(ctx, ro, p)
+	if err != nil || res.RequeueAfter != permanentRetry {
+		t.Errorf("forbidden: result %+v, %v; want a slow retry and no error", res, err)
+	}
+	var got v1alpha1.Rollout
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
+		t.Fatal(err)
+	}
+	c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonReconcileError || !strings.Contains(c.Message, "RBAC says no") {
+		t.Errorf("Stalled %+v, want True ReconcileError with the API's message", c)
+	}
+	if got.Status.Phase != v1alpha1.RolloutPhaseDegraded || got.Status.ObservedGeneration != ro.Generation {
+		t.Errorf("phase %s, observed generation %d; want Degraded at %d", got.Status.Phase, got.Status.ObservedGeneration, ro.Generation)
+	}
+	if got.Status.Abort {
+		t.Error("the plan's status was written though the plan was not carried out")
+	}
+	if e := <-rec.Events; !strings.Contains(e, "Warning ReconcileError") || !strings.Contains(e, "RBAC says no") {
+		t.Errorf("event %q, want a ReconcileError warning with the API's message", e)
+	}
+
+	ro, p, objs = abortPlan(t)
+	unavailable := apierrors.NewServiceUnavailable("etcd is busy")
+	r, _, _ = applier(t, ro, map[string]error{"gatewayAPI": unavailable, "istio": nil}, objs...)
+	for i := 1; i <= transientReported; i++ {
+		if _, err := r.apply(ctx, ro, p); !errors.Is(err, unavailable) {
+			t.Fatalf("transient failure %d returned %v, want the error for backoff", i, err)
+		}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReconciling)
+		reported := c != nil && c.Reason == v1alpha1.ReasonReconcileError
+		if reported != (i >= transientReported) {
+			t.Errorf("after %d transient failures Reconciling is %+v", i, c)
+		}
+		if s := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled); s != nil && s.Reason == v1alpha1.ReasonReconcileError {
+			t.Errorf("a transient failure made the Rollout Stalled: %+v", s)
+		}
+		ro = got.DeepCopy()
+	}
+}
+
+func TestClassify(t *testing.T) {
+	gr := schema.GroupResource{Resource: "services"}
+	rows := []struct {
+		err  error
+		want ending
+	}{
+		{nil, applied},
+		{errRequeue, stale},
+		{fmt.Errorf("router x: %w", errRequeue), stale},
+		{errBlocked, blocked},
+		{apierrors.NewForbidden(gr, "web", errors.New("no")), permanent},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "web", nil), permanent},
+		{apierrors.NewBadRequest(`admission webhook "deny.example.com" denied the request`), permanent},
+		{traffic.Invalid("no route"), permanent},
+		{apierrors.NewInternalError(errors.New("boom")), transient},
+		{apierrors.NewServiceUnavailable("later"), transient},
+		{apierrors.NewTooManyRequests("slow down", 1), transient},
+		{apierrors.NewNotFound(gr, "web"), transient},
+		{context.DeadlineExceeded, transient},
+		{errors.Join(errRequeue, apierrors.NewInternalError(errors.New("boom"))), transient},
+		{errors.Join(apierrors.NewInternalError(errors.New("boom")), apierrors.NewForbidden(gr, "web", errors.New("no"))), permanent},
+	}
+	for _, r := range rows {
+		if got := classify(r.err); got != r.want {
+			t.Errorf("classify(%v) = %d, want %d", r.err, got, r.want)
+		}
+	}
+}

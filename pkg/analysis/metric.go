@@ -78,6 +78,8 @@ func Record(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, cond *Conditions, mea
 	}
 	if phase == "" { // skipped
 		mr.Message = "The last measurement returned no data (noDataPolicy: Skip)"
+		skipped := metav1.NewMicroTime(meas.Finished)
+		mr.SkippedAt = &skipped
 		return
 	}
 	switch phase {
@@ -247,20 +249,32 @@ func metricPhase(m *v1alpha1.Metric, mr *v1alpha1.MetricResult) (v1alpha1.Analys
 // flight no other is taken: the zero time says it is looked at on every
 // reconcile instead (a Job's changes trigger them) and needs no timer.
 func NextMeasurement(m *v1alpha1.Metric, mr *v1alpha1.MetricResult, runStarted time.Time) (time.Time, error) {
-	if len(mr.Measurements) == 0 {
+	if len(mr.Measurements) == 0 && mr.SkippedAt == nil {
 		d, err := m.InitialDelay.Parse()
 		return runStarted.Add(d), err
 	}
 	if inFlight(mr) != nil {
 		return time.Time{}, nil
 	}
-	last := mr.Measurements[len(mr.Measurements)-1]
 	interval, err := m.Interval.Parse()
 	if err != nil {
 		return time.Time{}, err
 	}
-	if interval == 0 && last.Phase == v1alpha1.AnalysisPhaseError {
-		interval = errorRetry
+	var last time.Time
+	if n := len(mr.Measurements); n > 0 {
+		lm := mr.Measurements[n-1]
+		last = lm.FinishedAt.Time
+		if interval == 0 && lm.Phase == v1alpha1.AnalysisPhaseError {
+			interval = errorRetry
+		}
 	}
-	return last.FinishedAt.Add(interval), nil
+	if s := mr.SkippedAt; s != nil && s.After(last) {
+		// A skipped measurement waits like any other; without an
+		// interval, like an error, so no data cannot make a hot loop.
+		last = s.Time
+		if interval == 0 {
+			interval = errorRetry
+		}
+	}
+	return last.Add(interval), nil
 }

@@ -114,6 +114,27 @@ func TestNextMeasurement(t *testing.T) {
 	if got, _ := NextMeasurement(once, mr, start); !got.Equal(start.Add(time.Second + errorRetry)) {
 		t.Errorf("an error without interval retried at %s, want %s later", got, errorRetry)
 	}
+
+	// No data skipped: not counted, but the next measurement still waits,
+	// an interval, or without one as long as after an error.
+	for _, tc := range []struct {
+		interval v1alpha1.Duration
+		wait     time.Duration
+	}{{"1m", time.Minute}, {"", errorRetry}} {
+		skip := &v1alpha1.Metric{Interval: tc.interval, NoDataPolicy: v1alpha1.NoDataSkip}
+		mr = &v1alpha1.MetricResult{}
+		Record(skip, mr, cond, measure('n', start), 0)
+		if mr.Count != 0 || len(mr.Measurements) != 0 {
+			t.Errorf("a skipped measurement was counted: %+v", mr)
+		}
+		if got, _ := NextMeasurement(skip, mr, start); !got.Equal(start.Add(time.Second + tc.wait)) {
+			t.Errorf("interval %q: after a skip the next is due at %s, want %s after it", tc.interval, got, tc.wait)
+		}
+		Record(skip, mr, cond, measure('s', start.Add(time.Hour)), 0)
+		if got, _ := NextMeasurement(skip, mr, start); tc.interval != "" && !got.Equal(start.Add(time.Hour+time.Second+tc.wait)) {
+			t.Errorf("interval %q: after a measurement that follows a skip the next is due at %s", tc.interval, got)
+		}
+	}
 }
 
 // TestInFlight follows a measurement that outlives a reconcile (a Job): it

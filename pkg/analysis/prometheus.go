@@ -2,12 +2,15 @@ package analysis
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -32,6 +35,11 @@ type Prometheus struct {
 	// DefaultAddress is used by metrics that name no address.
 	DefaultAddress string
 	Now            func() time.Time
+
+	// transports are kept by their configuration, so measurements over one
+	// connection setting reuse connections instead of each leaving a
+	// transport with idle connections behind.
+	transports transports
 }
 
 // Measure implements Provider.
@@ -175,7 +183,9 @@ func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1
 			cfg.TLSConfig.Cert, cfg.TLSConfig.Key = cert, config.Secret(key)
 		}
 	}
-	rt, err := config.NewRoundTripperFromConfig(cfg, "rollouts-analysis", config.WithDialContextFunc(p.Egress.dialContext))
+	rt, err := p.transports.get(cfg, func() (http.RoundTripper, error) {
+		return config.NewRoundTripperFromConfig(cfg, "rollouts-analysis", config.WithDialContextFunc(p.Egress.dialContext))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
@@ -191,6 +201,66 @@ func (p *Prometheus) client(ctx context.Context, namespace string, conn v1alpha1
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
 	return promv1.NewAPI(c), nil
+}
+
+// maxTransports bounds the transports kept: past it (many distinct
+// credentials, or rotated ones) all are dropped and their idle connections
+// closed, and the cache starts again.
+const maxTransports = 64
+
+// transports caches round trippers by a digest of their configuration,
+// secret values included (the digest, never the values, is the key).
+type transports struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]http.RoundTripper
+}
+
+func (t *transports) get(cfg config.HTTPClientConfig, build func() (http.RoundTripper, error)) (http.RoundTripper, error) {
+	key := configDigest(cfg)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rt, ok := t.m[key]; ok {
+		return rt, nil
+	}
+	rt, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if len(t.m) >= maxTransports {
+		for _, old := range t.m {
+			if c, ok := old.(interface{ CloseIdleConnections() }); ok {
+				c.CloseIdleConnections()
+			}
+		}
+		t.m = nil
+	}
+	if t.m == nil {
+		t.m = map[[sha256.Size]byte]http.RoundTripper{}
+	}
+	t.m[key] = rt
+	return rt, nil
+}
+
+// configDigest hashes what makes two client configurations differ. The
+// config's own marshalling hides secrets, so the fields are written out.
+func configDigest(cfg config.HTTPClientConfig) [sha256.Size]byte {
+	var parts []string
+	if a := cfg.Authorization; a != nil {
+		parts = append(parts, "authorization", a.Type, string(a.Credentials))
+	}
+	if b := cfg.BasicAuth; b != nil {
+		parts = append(parts, "basic", b.Username, string(b.Password))
+	}
+	t := cfg.TLSConfig
+	parts = append(parts, "tls", strconv.FormatBool(t.InsecureSkipVerify), t.ServerName, t.CA, t.Cert, string(t.Key))
+	h := sha256.New()
+	for _, p := range parts {
+		// Length-prefixed, so no two lists write the same bytes.
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	var sum [sha256.Size]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
 }
 
 // withHeaders adds fixed headers to every request.

@@ -55,3 +55,37 @@ func TestPrometheusEgress(t *testing.T) {
 		t.Errorf("refused servers got %d connections", n)
 	}
 }
+
+// TestPrometheusReusesConnections: measurements over the same connection
+// settings share a transport, so they reuse one connection instead of each
+// opening its own (and leaving it idle).
+func TestPrometheusReusesConnections(t *testing.T) {
+	srv, conns := countingServer(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[0,"1"]}}`)
+	}))
+	p := &Prometheus{Now: time.Now}
+	run := &v1alpha1.AnalysisRun{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "shop"}}
+	measure := func(insecure bool) {
+		t.Helper()
+		conn := v1alpha1.PrometheusConnection{Address: srv.URL, Timeout: "5s"}
+		if insecure {
+			conn.TLS = &v1alpha1.TLSConfig{InsecureSkipVerify: true}
+		}
+		m := p.Measure(context.Background(), run, &v1alpha1.Metric{Name: "m", Provider: v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusMetric{
+			PrometheusConnection: conn, Query: "up",
+		}}})
+		if m.Err != nil {
+			t.Fatal(m.Err)
+		}
+	}
+	for range 5 {
+		measure(false)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("5 measurements opened %d connections, want 1", n)
+	}
+	measure(true)
+	if n := conns.Load(); n != 2 {
+		t.Errorf("other TLS settings: %d connections in all, want a second transport's", n)
+	}
+}

@@ -307,6 +307,10 @@ type MetricResult struct {
 	// Measurements retained, oldest first.
 	// +optional
 	Measurements []Measurement `json:"measurements,omitempty"`
+	// SkippedAt is when the last measurement without data was dropped
+	// (noDataPolicy: Skip): the next one is due an interval after it.
+	// +optional
+	SkippedAt *metav1.MicroTime `json:"skippedAt,omitempty"`
 }
 
 // Measurement is one measurement of a metric.

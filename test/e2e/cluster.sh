@@ -18,6 +18,9 @@ case "$cmd" in
 up)
 	nodes="${3:-4}"
 	kubeconfig="${4:-$bin/kubeconfig}"
+	block="${LOOPBACK_BLOCK:-1}"
+	[[ "$block" =~ ^[0-9]+$ ]] && ((block >= 1 && block <= 254)) ||
+		{ echo "cluster.sh: LOOPBACK_BLOCK=$block: want 1 to 254 (127.B.0.0/16)" >&2; exit 2; }
 	extra=()
 	[[ "${DISABLE_QPS_LIMITS:-}" == "true" ]] && extra+=(--disable-qps-limits)
 	# AUDIT_POLICY: the kube-apiserver writes an audit log by this policy to
@@ -45,7 +48,17 @@ up)
 	# kwokctl merges into the given kubeconfig; write our own single-cluster file.
 	cp "$KWOK_WORKDIR/clusters/$name/kubeconfig.yaml" "$kubeconfig"
 	rm -f "$kubeconfig.tmp"
-	kwokctl -v WARN scale node --name "$name" --replicas "$nodes" >&2
+	# Loopback only (DESIGN §15): in the block 127.B.0.0/16 (B is
+	# LOOPBACK_BLOCK, default 1) node i gets podCIDR 127.B.i.0/24, from which
+	# kwok gives its pods their IPs, and InternalIP 127.B.255.(i+1), which its
+	# host-network pods would get. Nothing the cluster hands out is routable
+	# off this machine, so test/podsim can serve every pod on its own IP; a
+	# process that serves a cluster's pods claims its block first
+	# (test/loopback), so two such clusters never share an address. A /24
+	# holds a node's 110 pods; kwok's pool reuses freed addresses first.
+	((nodes <= 255)) || { echo "cluster.sh: at most 255 nodes fit a loopback block" >&2; exit 2; }
+	kwokctl -v WARN scale node --name "$name" --replicas "$nodes" \
+		--param ".podCIDRs=[\"127.$block.0.0/24\"]" --param ".nodeIPs=[\"127.$block.255.1\"]" >&2
 	kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready nodes --all --timeout=60s >&2
 	echo "cluster $name is up with $nodes nodes; kubeconfig: $kubeconfig" >&2
 	;;

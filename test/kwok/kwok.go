@@ -8,24 +8,26 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kubeseed/rollouts/test/loopback"
 )
 
 // Cluster is a running local cluster.
@@ -34,7 +36,15 @@ type Cluster struct {
 	Kubeconfig string // cluster-admin
 	Root       string // the repository: binaries are in Root/bin
 	LogDir     string
+	// Loopback holds every pod IP and node address of the cluster.
+	Loopback netip.Prefix
+	// block is the claim on Loopback, if any, held until Down: it must
+	// stay reachable, or the finalizer of its file would end it.
+	block *loopback.Block
 }
+
+// defaultBlock is cluster.sh's LOOPBACK_BLOCK default.
+var defaultBlock = netip.MustParsePrefix("127.1.0.0/16")
 
 // Options shape a cluster.
 type Options struct {
@@ -45,6 +55,10 @@ type Options struct {
 	// AuditPolicy is the path of an audit policy (audit.k8s.io/v1) for the
 	// kube-apiserver, which then writes AuditLog.
 	AuditPolicy string
+	// Loopback is the block the nodes take pod IPs and addresses from,
+	// released by Down; nil takes 127.1.0.0/16, which suits clusters whose
+	// pods nobody serves. Claim one (loopback.Claim) to serve the pods.
+	Loopback *loopback.Block
 }
 
 // Up starts the cluster name; its kubeconfig and logs go to logDir.
@@ -52,21 +66,75 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: name, Kubeconfig: filepath.Join(logDir, "kubeconfig"), Root: root, LogDir: logDir}
+	c := &Cluster{Name: name, Kubeconfig: filepath.Join(logDir, "kubeconfig"), Root: root, LogDir: logDir, Loopback: defaultBlock}
+	if o.Loopback != nil {
+		c.Loopback, c.block = o.Loopback.Prefix(), o.Loopback
+	}
 	cmd := exec.Command(c.script(), "up", name, fmt.Sprint(max(o.Nodes, 1)), c.Kubeconfig)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy,
+		fmt.Sprintf("LOOPBACK_BLOCK=%d", c.Loopback.Addr().As4()[1]))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w\n%s", name, err, out)
+	}
+	if err := c.checkLoopbackNodes(); err != nil {
+		c.Down()
+		return nil, err
 	}
 	return c, nil
 }
 
+// inBlock checks that cidr is inside the cluster's loopback block.
+func (c *Cluster) inBlock(what, cidr string) error {
+	if err := loopback.CheckPrefix(what, cidr); err != nil {
+		return err
+	}
+	if p := netip.MustParsePrefix(cidr); p.Bits() < c.Loopback.Bits() || !c.Loopback.Contains(p.Addr()) {
+		return fmt.Errorf("%s: %s is outside the cluster's block %s", what, cidr, c.Loopback)
+	}
+	return nil
+}
+
+// checkLoopbackNodes fails unless every node hands out loopback addresses
+// only: its podCIDRs, from which kwok takes pod IPs, and its addresses,
+// which host-network pods get (cluster.sh sets both).
+func (c *Cluster) checkLoopbackNodes() error {
+	out, err := c.Kubectl(context.Background(), "", "get", "nodes", "-o",
+		`jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.podCIDRs}{" "}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`)
+	if err != nil {
+		return err
+	}
+	var problems []error
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			problems = append(problems, fmt.Errorf("node without a podCIDR or an InternalIP: %q", line))
+			continue
+		}
+		var cidrs []string
+		if err := json.Unmarshal([]byte(f[1]), &cidrs); err != nil {
+			problems = append(problems, fmt.Errorf("node %s: podCIDRs %s: %w", f[0], f[1], err))
+		}
+		for _, cidr := range cidrs {
+			problems = append(problems, c.inBlock("node "+f[0]+" podCIDR", cidr))
+		}
+		problems = append(problems, c.inBlock("node "+f[0]+" InternalIP", f[2]+"/32"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	return nil
+}
+
 func (c *Cluster) script() string { return filepath.Join(c.Root, "test", "e2e", "cluster.sh") }
 
-// Down stops the cluster and removes its state.
+// Down stops the cluster, removes its state and releases its loopback
+// block.
 func (c *Cluster) Down() {
 	if out, err := exec.Command(c.script(), "down", c.Name).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "stopping cluster: %v\n%s", err, out)
+	}
+	if c.block != nil {
+		c.block.Release()
 	}
 }
 
@@ -156,13 +224,9 @@ func (c *Cluster) Token(namespace, serviceAccount string) (string, error) {
 
 // Controller is a running bin/rollouts process.
 type Controller struct {
-	Cmd     *exec.Cmd
-	LogPath string
+	*Process
 	Metrics string // base URL of /metrics: https unless --metrics-secure=false
 	Probes  string // base URL of /healthz and /readyz
-	done    chan error
-	once    sync.Once
-	exitErr error
 }
 
 // FreePort is a TCP port nothing listens on now.
@@ -201,14 +265,8 @@ func (c *Cluster) StartControllerCommand(name string, command func(args []string
 		scheme = "http"
 	}
 	ctl := &Controller{
-		LogPath: filepath.Join(c.LogDir, name+".log"),
 		Metrics: fmt.Sprintf("%s://127.0.0.1:%d", scheme, mp),
 		Probes:  fmt.Sprintf("http://127.0.0.1:%d", pp),
-		done:    make(chan error, 1),
-	}
-	logFile, err := os.Create(ctl.LogPath)
-	if err != nil {
-		return nil, err
 	}
 	all := []string{
 		"--kubeconfig=" + kubeconfig,
@@ -218,17 +276,9 @@ func (c *Cluster) StartControllerCommand(name string, command func(args []string
 	if !hasFlag(args, "--zap-log-level") {
 		all = append(all, "--zap-log-level=debug")
 	}
-	ctl.Cmd = command(append(all, args...))
-	ctl.Cmd.Stdout = logFile
-	ctl.Cmd.Stderr = logFile
-	if err := ctl.Cmd.Start(); err != nil {
-		_ = logFile.Close()
+	if ctl.Process, err = c.StartProcess("controller", name, command(append(all, args...))); err != nil {
 		return nil, err
 	}
-	go func() {
-		ctl.done <- ctl.Cmd.Wait()
-		_ = logFile.Close()
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := ctl.WaitReady(ctx); err != nil {
@@ -264,37 +314,6 @@ func (ctl *Controller) WaitReady(ctx context.Context) error {
 	})
 }
 
-// Exited returns an error when the process has exited, nil while it runs.
-func (ctl *Controller) Exited() error {
-	select {
-	case err := <-ctl.done:
-		ctl.done <- err
-		return fmt.Errorf("controller exited: %w", err)
-	default:
-		return nil
-	}
-}
-
-// Log is what the process has written so far.
-func (ctl *Controller) Log() string {
-	b, _ := os.ReadFile(ctl.LogPath)
-	return string(b)
-}
-
-// Stop sends SIGTERM and waits for the process to exit.
-func (ctl *Controller) Stop(timeout time.Duration) error {
-	ctl.once.Do(func() {
-		_ = ctl.Cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case ctl.exitErr = <-ctl.done:
-		case <-time.After(timeout):
-			_ = ctl.Cmd.Process.Kill()
-			ctl.exitErr = errors.Join(errors.New("did not exit after SIGTERM"), <-ctl.done)
-		}
-	})
-	return ctl.exitErr
-}
-
 // HTTPGet returns the status code and body of a GET.
 func HTTPGet(ctx context.Context, url string) (int, string, error) {
 	return HTTPGetWithToken(ctx, url, "")
@@ -305,17 +324,7 @@ func HTTPGet(ctx context.Context, url string) (int, string, error) {
 // self-signed.
 var loopbackTLS = &http.Client{Transport: &http.Transport{
 	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback only, self-signed
-	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, err
-		}
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return nil, fmt.Errorf("refusing to dial %s: tests dial loopback only", addr)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	},
+	DialContext:     loopback.DialContext,
 }}
 
 // HTTPGetWithToken is HTTPGet with a bearer token, if not empty.
@@ -335,13 +344,4 @@ func HTTPGetWithToken(ctx context.Context, url, token string) (int, string, erro
 	var b bytes.Buffer
 	_, err = io.Copy(&b, resp.Body)
 	return resp.StatusCode, b.String(), err
-}
-
-// Kill kills the process (no graceful shutdown) and returns how it exited.
-func (ctl *Controller) Kill() error {
-	ctl.once.Do(func() {
-		_ = ctl.Cmd.Process.Kill()
-		ctl.exitErr = <-ctl.done
-	})
-	return ctl.exitErr
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubeseed/rollouts/test/podsim"
 )
 
 // Behaviour is how the pods of one image answer.
@@ -113,7 +115,7 @@ func (r Rules) Behaviour(namespace, image string) (Behaviour, bool) {
 	if len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, namespace) {
 		return Behaviour{}, false
 	}
-	tag := imageTag(image)
+	tag := podsim.Tag(image)
 	for _, rule := range r.Rules {
 		if ok, _ := path.Match(rule.Tag, tag); ok {
 			return rule.Behaviour, true
@@ -170,15 +172,4 @@ func parseShare(s string) (float64, error) {
 		return 0, fmt.Errorf("%q is not between 0 and 1 (0 %% and 100 %%)", s)
 	}
 	return share, nil
-}
-
-// imageTag is the tag of an image reference: "3" for registry:5000/web:3,
-// "latest" when it has none. A digest is not a tag.
-func imageTag(image string) string {
-	image, _, _ = strings.Cut(image, "@")
-	name := image[strings.LastIndex(image, "/")+1:]
-	if _, tag, ok := strings.Cut(name, ":"); ok {
-		return tag
-	}
-	return "latest"
 }

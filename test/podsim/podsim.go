@@ -1,0 +1,383 @@
+// Package podsim makes the pods of a kwok cluster answer HTTP. kwok runs no
+// containers, but its nodes give pods loopback IPs (test/e2e/cluster.sh), so
+// this process can listen on each Running pod's IP and container ports and
+// answer as the pod: a proxy that dials the addresses of a Service's
+// EndpointSlices reaches the pods of the revision the route chose, and the
+// answer says which one it was.
+//
+// Every answer carries the headers X-Pod, X-Namespace, X-Image and
+// X-Pod-Template-Hash (the revision); how it answers comes from the image's
+// tag (ParseImage). A pod is served from the moment it is Running with an IP
+// until it is deleted or leaves Running — as a real process listens before
+// its readiness probe passes, and stops when it is sent SIGTERM. Readiness
+// is not consulted: it decides whether proxies send traffic, not whether
+// the process listens.
+//
+// Ports are the container ports the pod declares (TCP); a pod that declares
+// none is served on DefaultPort of its first container.
+//
+// Loopback only: a pod or host IP outside 127.0.0.0/8, or two pods on one
+// address, is never served and is reported by Err, which the test harness
+// checks, so a cluster that stops handing out loopback addresses fails the
+// run instead of sending requests elsewhere.
+package podsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/loopback"
+)
+
+// The headers of every answer.
+const (
+	HeaderPod       = "X-Pod"
+	HeaderNamespace = "X-Namespace"
+	HeaderImage     = "X-Image"
+	// HeaderRevision is the pod's rollouts.kubeseed.io/pod-template-hash.
+	HeaderRevision = "X-Pod-Template-Hash"
+)
+
+// DefaultPort is served for pods whose containers declare no port.
+const DefaultPort = 8080
+
+const (
+	// syncTimeout bounds the wait for the first list of pods.
+	syncTimeout = 30 * time.Second
+	// drainTimeout bounds how long a stopped pod finishes requests in
+	// flight, as a process does between SIGTERM and exit.
+	drainTimeout = 5 * time.Second
+)
+
+// Simulator serves the pods of one cluster. Create it with New, then Start.
+type Simulator struct {
+	factory informers.SharedInformerFactory
+	log     *slog.Logger
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	pods     map[types.UID]*pod
+	addrs    map[netip.AddrPort]types.UID
+	problems []error
+	// reported keeps a pod's problem from being reported on each update.
+	reported map[types.UID]string
+}
+
+// pod is a served pod.
+type pod struct {
+	name      types.NamespacedName
+	revision  string
+	endpoints []endpoint
+	servers   []*http.Server
+	listeners []net.Listener
+}
+
+// endpoint is an address a pod answers on, as one of its containers.
+type endpoint struct {
+	addr  netip.AddrPort
+	image string
+}
+
+// New returns a simulator of the pods cfg can list and watch; it logs to
+// w (one JSON line per pod served, stopped or refused).
+func New(cfg *rest.Config, w io.Writer) (*Simulator, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := newSimulator(w)
+	s.factory = informers.NewSharedInformerFactory(cs, 0)
+	return s, nil
+}
+
+// newSimulator is a simulator without its informer, fed by sync alone.
+func newSimulator(w io.Writer) *Simulator {
+	return &Simulator{
+		log:      slog.New(slog.NewJSONHandler(w, nil)),
+		pods:     map[types.UID]*pod{},
+		addrs:    map[netip.AddrPort]types.UID{},
+		reported: map[types.UID]string{},
+	}
+}
+
+// Start watches the cluster's pods and returns once the first list is
+// served; the simulator runs until ctx ends. Call Stop after.
+func (s *Simulator) Start(ctx context.Context) error {
+	inf := s.factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.sync(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { s.sync(obj.(*corev1.Pod)) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.stop(p.UID, "deleted")
+				delete(s.reported, p.UID)
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("pod informer: %w", err)
+	}
+	s.wg.Go(func() { s.factory.Start(ctx.Done()) })
+	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+		return fmt.Errorf("pod informer did not sync within %s", syncTimeout)
+	}
+	return nil
+}
+
+// Stop stops serving every pod; ctx must have ended (the informer stops
+// with it).
+func (s *Simulator) Stop() {
+	s.factory.Shutdown()
+	s.mu.Lock()
+	for uid := range s.pods {
+		s.stop(uid, "simulator stopped")
+	}
+	s.mu.Unlock()
+	// The servers' goroutines return once their listeners are closed.
+	s.wg.Wait()
+}
+
+// Err reports every pod the simulator refused to serve — an address
+// outside loopback, an address two pods share, a port it could not listen
+// on, an image tag it could not read — or nil.
+func (s *Simulator) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.problems...)
+}
+
+// Serving returns the addresses ("ip:port") the pods of a namespace are
+// served on, by pod name.
+func (s *Simulator) Serving(namespace string) map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for _, p := range s.pods {
+		if p.name.Namespace != namespace {
+			continue
+		}
+		for _, e := range p.endpoints {
+			out[p.name.Name] = append(out[p.name.Name], e.addr.String())
+		}
+	}
+	return out
+}
+
+// sync brings one pod's listeners in line with its object.
+func (s *Simulator) sync(p *corev1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+		s.stop(p.UID, "not running")
+		return
+	}
+	name := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+	want, err := endpoints(p)
+	if err != nil {
+		s.stop(p.UID, "refused")
+		s.refuse(p.UID, name, err)
+		return
+	}
+	revision := p.Labels[v1alpha1.PodTemplateHashLabel]
+	if cur := s.pods[p.UID]; cur != nil {
+		if cur.revision == revision && slices.Equal(cur.endpoints, want) {
+			return
+		}
+		s.stop(p.UID, "changed")
+	}
+	s.serve(p.UID, name, revision, want)
+}
+
+// refuse records why a pod is not served, once per pod and reason.
+func (s *Simulator) refuse(uid types.UID, name types.NamespacedName, err error) {
+	if s.reported[uid] == err.Error() {
+		return
+	}
+	s.reported[uid] = err.Error()
+	err = fmt.Errorf("pod %s: %w", name, err)
+	s.problems = append(s.problems, err)
+	s.log.Error("Refusing to serve pod", "pod", name.String(), "err", err.Error())
+}
+
+// endpoints are the addresses a Running pod answers on, after the
+// loopback rule.
+func endpoints(p *corev1.Pod) ([]endpoint, error) {
+	ips := []string{p.Status.PodIP}
+	for _, ip := range p.Status.PodIPs {
+		if ip.IP != p.Status.PodIP {
+			ips = append(ips, ip.IP)
+		}
+	}
+	var problems []error
+	for _, ip := range ips {
+		problems = append(problems, loopback.Check("pod IP", ip))
+	}
+	for _, ip := range p.Status.HostIPs {
+		problems = append(problems, loopback.Check("host IP", ip.IP))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	if len(p.Spec.Containers) == 0 {
+		return nil, errors.New("no containers")
+	}
+	type port struct {
+		number int32
+		image  string
+	}
+	var ports []port
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Protocol == "" || cp.Protocol == corev1.ProtocolTCP {
+				ports = append(ports, port{cp.ContainerPort, c.Image})
+			}
+		}
+	}
+	if len(ports) == 0 {
+		ports = []port{{DefaultPort, p.Spec.Containers[0].Image}}
+	}
+	var out []endpoint
+	for _, ip := range ips {
+		a := netip.MustParseAddr(ip).Unmap() // checked above
+		for _, pt := range ports {
+			if _, err := ParseImage(pt.image); err != nil {
+				return nil, err
+			}
+			out = append(out, endpoint{netip.AddrPortFrom(a, uint16(pt.number)), pt.image})
+		}
+	}
+	return out, nil
+}
+
+// serve starts a pod's listeners. s.mu is held.
+func (s *Simulator) serve(uid types.UID, name types.NamespacedName, revision string, eps []endpoint) {
+	p := &pod{name: name, revision: revision, endpoints: eps}
+	s.pods[uid] = p
+	// One answerer per pod: its error share holds over all its ports.
+	ans := &answerer{pod: name, revision: revision}
+	for _, e := range eps {
+		if other, taken := s.addrs[e.addr]; taken {
+			s.stop(uid, "refused")
+			s.refuse(uid, name, fmt.Errorf("%s is already pod %s's", e.addr, s.pods[other].name))
+			return
+		}
+		b, _ := ParseImage(e.image) // checked by endpoints
+		l, err := net.Listen("tcp", e.addr.String())
+		if err != nil {
+			s.stop(uid, "refused")
+			s.refuse(uid, name, fmt.Errorf("listening on %s: %w", e.addr, err))
+			return
+		}
+		srv := &http.Server{
+			Handler:           ans.handler(e.image, b),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		s.addrs[e.addr] = uid
+		p.servers = append(p.servers, srv)
+		p.listeners = append(p.listeners, l)
+		s.wg.Go(func() { _ = srv.Serve(l) })
+		s.log.Info("Serving pod", "pod", name.String(), "addr", e.addr.String(), "image", e.image,
+			"revision", revision, "errorShare", b.ErrorShare, "latency", b.Latency.String())
+	}
+}
+
+// stop closes a pod's listeners at once, so its address is free for the
+// next pod kwok gives it to, and lets requests in flight finish. s.mu is
+// held.
+func (s *Simulator) stop(uid types.UID, why string) {
+	p := s.pods[uid]
+	if p == nil {
+		return
+	}
+	delete(s.pods, uid)
+	for _, e := range p.endpoints {
+		if s.addrs[e.addr] == uid {
+			delete(s.addrs, e.addr)
+		}
+	}
+	for i, srv := range p.servers {
+		_ = p.listeners[i].Close()
+		s.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		})
+	}
+	s.log.Info("Stopped serving pod", "pod", p.name.String(), "reason", why)
+}
+
+// answerer answers the requests of one pod.
+type answerer struct {
+	pod      types.NamespacedName
+	revision string
+
+	mu sync.Mutex
+	// owed carries the fractions of failures over to the next requests, so
+	// a pod of web:bad-30 fails exactly 3 of every 10 in a row, not about
+	// 30 % at random: a share measured over a few hundred requests holds.
+	owed float64
+}
+
+func (a *answerer) fail(share float64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.owed += share
+	// The epsilon keeps 0.3×10 = 2.9999… from failing 2.
+	if a.owed >= 1-1e-9 {
+		a.owed--
+		return true
+	}
+	return false
+}
+
+func (a *answerer) handler(image string, b Behaviour) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.Latency > 0 {
+			t := time.NewTimer(b.Latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		h := w.Header()
+		h.Set(HeaderPod, a.pod.Name)
+		h.Set(HeaderNamespace, a.pod.Namespace)
+		h.Set(HeaderImage, image)
+		h.Set(HeaderRevision, a.revision)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		code := http.StatusOK
+		if a.fail(b.ErrorShare) {
+			code = http.StatusInternalServerError
+		}
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, strconv.Itoa(code)+" from "+a.pod.String()+" ("+image+")\n")
+	})
+}

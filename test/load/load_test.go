@@ -1,0 +1,145 @@
+package load
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubeseed/rollouts/test/podsim"
+)
+
+// twoRevisions answers as a pod of revision "a" three times in four and
+// of "b" otherwise; with host other than web.example it answers 404 as a
+// proxy without a route.
+func twoRevisions(t *testing.T) *httptest.Server {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != "web.example" {
+			http.NotFound(w, r)
+			return
+		}
+		rev := "a"
+		if n.Add(1)%4 == 0 {
+			rev = "b"
+		}
+		if r.Header.Get("X-Fail") == "yes" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set(podsim.HeaderRevision, rev)
+		w.Header().Set(podsim.HeaderPod, "web-"+rev)
+		w.Header().Set(podsim.HeaderImage, "web:"+rev)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestSendKeepsTheRateAndCountsRevisions(t *testing.T) {
+	srv := twoRevisions(t)
+	start := time.Now()
+	rs, err := Send(context.Background(), Target{URL: srv.URL, Host: "web.example"}, Options{Rate: 200}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if len(rs) != 100 {
+		t.Fatalf("%d results, want 100", len(rs))
+	}
+	// 100 requests at 200/s: the last is due after 495ms.
+	if took < 490*time.Millisecond || took > 3*time.Second {
+		t.Errorf("100 requests at 200/s took %s", took)
+	}
+	if got := rs.ByRevision(); got["a"] != 75 || got["b"] != 25 {
+		t.Errorf("by revision %v, want a:75 b:25", got)
+	}
+	if got := rs.Share("b"); got != 0.25 {
+		t.Errorf("share of b %v, want 0.25", got)
+	}
+	if err := rs.Err(5); err != nil {
+		t.Errorf("failures: %v", err)
+	}
+	for i := 1; i < len(rs); i++ {
+		if rs[i].Start.Before(rs[i-1].Start) {
+			t.Fatal("results are not in start order")
+		}
+	}
+	if w := rs.Between(rs[10].Start, rs[20].Start); len(w) != 10 {
+		t.Errorf("Between the 10th and 20th start: %d results", len(w))
+	}
+}
+
+func TestFailuresAreRecordedWithTheirTimes(t *testing.T) {
+	srv := twoRevisions(t)
+	h := http.Header{"X-Fail": {"yes"}}
+	rs, err := Send(context.Background(), Target{URL: srv.URL, Host: "web.example", Header: h}, Options{Rate: 100}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(rs.Failures()); got != 5 {
+		t.Errorf("%d failures, want 5", got)
+	}
+	if got := rs.Share(""); got != 1 {
+		t.Errorf("share answered by no pod %v, want 1", got)
+	}
+	err = rs.Err(2)
+	if err == nil || !strings.Contains(err.Error(), "5 of 5 requests failed") || !strings.Contains(err.Error(), "… and 3 more") {
+		t.Errorf("Err(2) = %v", err)
+	}
+
+	// A proxy without the route answers 404: a failure too.
+	rs, _ = Send(context.Background(), Target{URL: srv.URL, Host: "other.example"}, Options{Rate: 100}, 2)
+	if got := len(rs.Failures()); got != 2 {
+		t.Errorf("404s: %d failures, want 2", got)
+	}
+
+	// Nothing listening: the error is recorded.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	rs, _ = Send(context.Background(), Target{URL: "http://" + addr + "/", Host: "web.example"}, Options{Rate: 100}, 2)
+	if len(rs) != 2 || rs[0].Err == "" || !rs[0].Failed() {
+		t.Errorf("refused connections: %v", rs)
+	}
+}
+
+func TestGeneratorRunsUntilStopped(t *testing.T) {
+	srv := twoRevisions(t)
+	g, err := Start(context.Background(), Target{URL: srv.URL, Host: "web.example"}, Options{Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rs := g.Stop()
+	if n := len(rs); n < 20 || n > 40 {
+		t.Errorf("%d requests in 300ms at 100/s", n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(g.Results()); n != len(rs) {
+		t.Errorf("requests after Stop: %d, then %d", len(rs), n)
+	}
+}
+
+func TestRefusesUnboundedRatesAndOtherHosts(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		rate float64
+	}{
+		{"http://127.0.0.1:1/", 0},
+		{"http://127.0.0.1:1/", MaxRate + 1},
+		{"http://192.0.2.1/", 10},
+		{"http://localhost:1/", 10},
+	} {
+		if _, err := Start(context.Background(), Target{URL: tc.url}, Options{Rate: tc.rate}); err == nil {
+			t.Errorf("Start(%s, rate %v) was not refused", tc.url, tc.rate)
+		}
+	}
+}

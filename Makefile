@@ -22,6 +22,8 @@ TEST_FLAGS ?=
 TEST_TAGS := integration,e2e,bench
 
 CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
+# The data plane of the e2e tests and the demo: the Gateway API proxy.
+DATA_PLANE := traefik
 ENVTEST_TOOLS := etcd kube-apiserver prometheus
 export KUBEBUILDER_ASSETS := $(BIN)
 export PATH := $(BIN):$(PATH)
@@ -90,8 +92,8 @@ lint: ## Run golangci-lint (built from its module).
 ##@ Test environment
 
 .PHONY: tools
-tools: ## Build the control plane, kwok and Prometheus into bin/ (cached per version).
-	@./test/tools/install.sh $(CONTROL_PLANE) prometheus
+tools: ## Build the control plane, kwok, Prometheus and Traefik into bin/ (cached per version).
+	@./test/tools/install.sh $(CONTROL_PLANE) prometheus $(DATA_PLANE)
 
 .PHONY: cluster-up
 cluster-up: tools ## Start a local kwok cluster with NODES simulated nodes; kubeconfig in bin/kubeconfig.

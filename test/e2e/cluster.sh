@@ -37,6 +37,11 @@ up)
 	mkdir -p "$KWOK_WORKDIR"
 	exec 9>"$KWOK_WORKDIR/create.lock"
 	flock 9
+	# The pods' IPs are loopback addresses (below), which kube-apiserver
+	# refuses in Endpoints and EndpointSlices of type IPv4: the controllers
+	# that write those could only fail, over and over. test/podsim publishes
+	# the EndpointSlices of the clusters whose pods it serves.
+	extra+=(--extra-args "kube-controller-manager=controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller")
 	kwokctl -v WARN create cluster --name "$name" --runtime binary \
 		--etcd-binary "$bin/etcd" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \

@@ -16,10 +16,14 @@
 // Ports are the container ports the pod declares (TCP); a pod that declares
 // none is served on DefaultPort of its first container.
 //
+// It also publishes the Services' EndpointSlices, which the API server
+// refuses to take from the kube-controller-manager for loopback pod IPs
+// (endpoints.go).
+//
 // Loopback only: a pod or host IP outside 127.0.0.0/8, or two pods on one
-// address, is never served and is reported by Err, which the test harness
-// checks, so a cluster that stops handing out loopback addresses fails the
-// run instead of sending requests elsewhere.
+// address, is never served nor published and is reported by Err, which the
+// test harness checks, so a cluster that stops handing out loopback
+// addresses fails the run instead of sending requests elsewhere.
 package podsim
 
 import (
@@ -42,6 +46,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/loopback"
@@ -69,16 +74,18 @@ const (
 
 // Simulator serves the pods of one cluster. Create it with New, then Start.
 type Simulator struct {
-	factory informers.SharedInformerFactory
-	log     *slog.Logger
-	wg      sync.WaitGroup
+	factory   informers.SharedInformerFactory
+	publisher *publisher
+	log       *slog.Logger
+	wg        sync.WaitGroup
 
 	mu       sync.Mutex
 	pods     map[types.UID]*pod
 	addrs    map[netip.AddrPort]types.UID
 	problems []error
-	// reported keeps a pod's problem from being reported on each update.
-	reported map[types.UID]string
+	// reported keeps an object's problem from being reported on each
+	// update.
+	reported map[string]string
 }
 
 // pod is a served pod.
@@ -105,6 +112,20 @@ func New(cfg *rest.Config, w io.Writer) (*Simulator, error) {
 	}
 	s := newSimulator(w)
 	s.factory = informers.NewSharedInformerFactory(cs, 0)
+	s.publisher = &publisher{
+		client:   cs,
+		log:      s.log,
+		services: s.factory.Core().V1().Services().Lister(),
+		pods:     s.factory.Core().V1().Pods().Lister(),
+		slices:   s.factory.Discovery().V1().EndpointSlices().Lister(),
+		queue: workqueue.NewTypedRateLimitingQueue(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](10*time.Millisecond, retryDelay)),
+		fail: func(svc types.NamespacedName, err error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.report("service "+svc.String(), err)
+		},
+	}
 	return s, nil
 }
 
@@ -114,14 +135,24 @@ func newSimulator(w io.Writer) *Simulator {
 		log:      slog.New(slog.NewJSONHandler(w, nil)),
 		pods:     map[types.UID]*pod{},
 		addrs:    map[netip.AddrPort]types.UID{},
-		reported: map[types.UID]string{},
+		reported: map[string]string{},
 	}
 }
 
-// Start watches the cluster's pods and returns once the first list is
-// served; the simulator runs until ctx ends. Call Stop after.
+// Start watches the cluster's pods, Services and EndpointSlices and
+// returns once it has read them all; it serves and publishes until ctx
+// ends. Call Stop after.
 func (s *Simulator) Start(ctx context.Context) error {
 	inf := s.factory.Core().V1().Pods().Informer()
+	svcHandler, podHandler := s.publisher.handlers()
+	if _, err := inf.AddEventHandler(podHandler); err != nil {
+		return fmt.Errorf("pod informer: %w", err)
+	}
+	svcInf := s.factory.Core().V1().Services().Informer()
+	if _, err := svcInf.AddEventHandler(svcHandler); err != nil {
+		return fmt.Errorf("service informer: %w", err)
+	}
+	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.sync(obj.(*corev1.Pod)) },
 		UpdateFunc: func(_, obj any) { s.sync(obj.(*corev1.Pod)) },
@@ -133,18 +164,18 @@ func (s *Simulator) Start(ctx context.Context) error {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				s.stop(p.UID, "deleted")
-				delete(s.reported, p.UID)
 			}
 		},
 	}); err != nil {
 		return fmt.Errorf("pod informer: %w", err)
 	}
-	s.wg.Go(func() { s.factory.Start(ctx.Done()) })
+	s.factory.Start(ctx.Done())
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
-		return fmt.Errorf("pod informer did not sync within %s", syncTimeout)
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced, svcInf.HasSynced, sliceInf.HasSynced) {
+		return fmt.Errorf("pod, service and endpointslice informers did not sync within %s", syncTimeout)
 	}
+	s.wg.Go(func() { s.publisher.run(ctx) })
 	return nil
 }
 
@@ -199,7 +230,7 @@ func (s *Simulator) sync(p *corev1.Pod) {
 	want, err := endpoints(p)
 	if err != nil {
 		s.stop(p.UID, "refused")
-		s.refuse(p.UID, name, err)
+		s.refuse(name, err)
 		return
 	}
 	revision := p.Labels[v1alpha1.PodTemplateHashLabel]
@@ -212,15 +243,21 @@ func (s *Simulator) sync(p *corev1.Pod) {
 	s.serve(p.UID, name, revision, want)
 }
 
-// refuse records why a pod is not served, once per pod and reason.
-func (s *Simulator) refuse(uid types.UID, name types.NamespacedName, err error) {
-	if s.reported[uid] == err.Error() {
+// refuse records why a pod is not served.
+func (s *Simulator) refuse(name types.NamespacedName, err error) {
+	s.report("pod "+name.String(), err)
+}
+
+// report records a problem of an object, once per object and problem.
+// s.mu is held.
+func (s *Simulator) report(object string, err error) {
+	if s.reported[object] == err.Error() {
 		return
 	}
-	s.reported[uid] = err.Error()
-	err = fmt.Errorf("pod %s: %w", name, err)
+	s.reported[object] = err.Error()
+	err = fmt.Errorf("%s: %w", object, err)
 	s.problems = append(s.problems, err)
-	s.log.Error("Refusing to serve pod", "pod", name.String(), "err", err.Error())
+	s.log.Error("Refusing to serve", "object", object, "err", err.Error())
 }
 
 // endpoints are the addresses a Running pod answers on, after the
@@ -282,14 +319,14 @@ func (s *Simulator) serve(uid types.UID, name types.NamespacedName, revision str
 	for _, e := range eps {
 		if other, taken := s.addrs[e.addr]; taken {
 			s.stop(uid, "refused")
-			s.refuse(uid, name, fmt.Errorf("%s is already pod %s's", e.addr, s.pods[other].name))
+			s.refuse(name, fmt.Errorf("%s is already pod %s's", e.addr, s.pods[other].name))
 			return
 		}
 		b, _ := ParseImage(e.image) // checked by endpoints
 		l, err := net.Listen("tcp", e.addr.String())
 		if err != nil {
 			s.stop(uid, "refused")
-			s.refuse(uid, name, fmt.Errorf("listening on %s: %w", e.addr, err))
+			s.refuse(name, fmt.Errorf("listening on %s: %w", e.addr, err))
 			return
 		}
 		srv := &http.Server{

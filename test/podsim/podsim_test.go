@@ -182,7 +182,7 @@ func TestRefusesAddressesOutsideLoopback(t *testing.T) {
 			if err == nil || strings.Count(err.Error(), "pod ns/web-a") != 1 {
 				t.Errorf("Err = %v, want one problem naming the pod", err)
 			}
-			if !strings.Contains(log.String(), "Refusing to serve pod") {
+			if !strings.Contains(log.String(), "Refusing to serve") {
 				t.Errorf("nothing logged:\n%s", log.String())
 			}
 		})

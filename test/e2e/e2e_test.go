@@ -75,6 +75,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	if err := startPodsim(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	if metricsToken, err = scraperToken(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -94,6 +98,10 @@ func run(m *testing.M) int {
 	code := m.Run()
 	if err := ctl.Stop(40 * time.Second); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: controller did not shut down cleanly: %v\n%s", err, ctl.Log())
+		code = 1
+	}
+	if err := stopDataPlane(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		code = 1
 	}
 	// Last, with every controller stopped: the RBAC the manifests grant is

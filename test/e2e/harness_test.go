@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeseed/rollouts/test/kwok"
+	"github.com/kubeseed/rollouts/test/loopback"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
 
@@ -25,9 +26,20 @@ type (
 func newCluster() (*cluster, error) {
 	root := testenv.RepoRoot()
 	name := fmt.Sprintf("e2e-%d", os.Getpid())
+	// The pod simulator serves this cluster's pods: their addresses are
+	// this process's until it exits.
+	dir, err := loopback.ClaimDir()
+	if err != nil {
+		return nil, err
+	}
+	block, err := loopback.Claim(dir)
+	if err != nil {
+		return nil, err
+	}
 	return kwok.Up(root, name, filepath.Join(root, "bin", "e2e", name), kwok.Options{
 		Nodes:       3,
 		AuditPolicy: filepath.Join(root, "test", "e2e", "testdata", "audit-policy.yaml"),
+		Loopback:    block,
 	})
 }
 

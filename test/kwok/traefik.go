@@ -53,6 +53,9 @@ type Traefik struct {
 // with the Gateway API provider, authenticated as its ServiceAccount, and
 // waits until it answers /ping and has accepted the GatewayClass.
 func (c *Cluster) StartTraefik(name string) (*Traefik, error) {
+	if _, err := os.Stat(c.Bin("traefik")); err != nil {
+		return nil, fmt.Errorf("%w: build it with make tools (test/tools/install.sh traefik)", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if _, err := c.Kubectl(ctx, traefikObjects, "apply", "--server-side", "-f", "-"); err != nil {

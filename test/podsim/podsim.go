@@ -106,6 +106,10 @@ type endpoint struct {
 // New returns a simulator of the pods cfg can list and watch; it logs to
 // w (one JSON line per pod served, stopped or refused).
 func New(cfg *rest.Config, w io.Writer) (*Simulator, error) {
+	cfg = rest.CopyConfig(cfg)
+	// Every write of an FQDN EndpointSlice draws "FQDN endpoints are
+	// deprecated"; it is the one type that takes loopback addresses.
+	cfg.WarningHandler = rest.NoWarnings{}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

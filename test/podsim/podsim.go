@@ -205,23 +205,6 @@ func (s *Simulator) Err() error {
 	return errors.Join(s.problems...)
 }
 
-// Serving returns the addresses ("ip:port") the pods of a namespace are
-// served on, by pod name.
-func (s *Simulator) Serving(namespace string) map[string][]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]string{}
-	for _, p := range s.pods {
-		if p.name.Namespace != namespace {
-			continue
-		}
-		for _, e := range p.endpoints {
-			out[p.name.Name] = append(out[p.name.Name], e.addr.String())
-		}
-	}
-	return out
-}
-
 // sync brings one pod's listeners in line with its object.
 func (s *Simulator) sync(p *corev1.Pod) {
 	s.mu.Lock()

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
 )
 
@@ -91,6 +93,7 @@ func TestDataPlaneSplitAccuracy(t *testing.T) {
 
 	setImage(t, ns, "web:2")
 	var report []string
+	canaryAnswers := 0
 	for i, w := range weights {
 		canaryPods := (4*w + 99) / 100
 		waitFor(t, ns, fmt.Sprintf("Paused %d", 2*i+1), fmt.Sprintf("web:1 4/4, web:2 %d/%d", canaryPods, canaryPods))
@@ -99,6 +102,7 @@ func TestDataPlaneSplitAccuracy(t *testing.T) {
 		start := time.Now()
 		rs := measure(t, target, splitRequests)
 		got := rs.Share(canary)
+		canaryAnswers += rs.ByRevision()[canary]
 		report = append(report, fmt.Sprintf("weight %d: canary %.2f %%", w, 100*got))
 		t.Logf("weight %d: %d requests in %s, canary %s answered %.2f %%, stable %s %.2f %% (%v)",
 			w, len(rs), time.Since(start).Round(time.Millisecond), canary, 100*got, stable, 100*rs.Share(stable), rs.ByRevision())
@@ -112,7 +116,33 @@ func TestDataPlaneSplitAccuracy(t *testing.T) {
 	}
 	waitFor(t, ns, fmt.Sprintf("Healthy %d", len(steps)), "web:2 4/4")
 	t.Logf("measured split: %s", strings.Join(report, "; "))
+
+	// Traefik's own count of the canary Service's requests, which an
+	// analysis would read, is what the pods answered.
+	series := fmt.Sprintf(`traefik_service_requests_total{code="200",method="GET",protocol="http",service="%s-web-canary-http-80@kubernetesgateway"}`, ns)
+	if got := traefikCounter(t, series); got != float64(canaryAnswers) {
+		t.Errorf("%s = %v, want the %d requests the canary's pods answered", series, got, canaryAnswers)
+	}
 	checkDataPlane(t)
+}
+
+// traefikCounter reads one series of Traefik's metrics (0 when absent).
+func traefikCounter(t *testing.T, series string) float64 {
+	t.Helper()
+	code, body, err := kwok.HTTPGet(context.Background(), traefik.Metrics)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", traefik.Metrics, code, err)
+	}
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // TestDataPlaneHeaderRoute: with a header route set, every request that

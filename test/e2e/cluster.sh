@@ -42,7 +42,7 @@ up)
 	# that write those could only fail, over and over. test/podsim publishes
 	# the EndpointSlices of the clusters whose pods it serves.
 	extra+=(--extra-args "kube-controller-manager=controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller")
-	kwokctl -v WARN create cluster --name "$name" --runtime binary \
+	kwokctl -v WARN --config "$root/test/e2e/kwokctl.yaml" create cluster --name "$name" --runtime binary \
 		--etcd-binary "$bin/etcd" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \

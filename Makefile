@@ -125,6 +125,24 @@ test-integration: ## Integration tests against a real kube-apiserver (envtest).
 	@./test/tools/install.sh $(ENVTEST_TOOLS)
 	go test $(TEST_FLAGS) -tags integration -run Integration ./...
 
+# FUZZTIME is how long make fuzz runs each of FUZZ_TARGETS (package:FuzzName).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./pkg/rollout:FuzzPlanner \
+	./pkg/rollout:FuzzReplicaMath \
+	./pkg/analysis:FuzzConditions \
+	./pkg/analysis:FuzzWebJSONPath \
+	./pkg/analysis/judge:FuzzJudge \
+	./internal/jsonpatch:FuzzDiff
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME, one after the other; stop at the first crasher (written to the package's testdata/fuzz).
+	@for target in $(FUZZ_TARGETS); do \
+	  pkg=$${target%%:*}; name=$${target##*:}; \
+	  echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
 .PHONY: clean
 clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 	-./test/e2e/cluster.sh down demo >/dev/null 2>&1

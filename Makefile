@@ -127,6 +127,8 @@ test-integration: ## Integration tests against a real kube-apiserver (envtest).
 
 # FUZZTIME is how long make fuzz runs each of FUZZ_TARGETS (package:FuzzName).
 FUZZTIME ?= 30s
+# FUZZ_FLAGS are extra go test flags, e.g. -parallel=1 on a busy machine.
+FUZZ_FLAGS ?=
 FUZZ_TARGETS := \
 	./pkg/rollout:FuzzPlanner \
 	./pkg/rollout:FuzzReplicaMath \
@@ -140,7 +142,7 @@ fuzz: ## Run each fuzz target for FUZZTIME, one after the other; stop at the fir
 	@for target in $(FUZZ_TARGETS); do \
 	  pkg=$${target%%:*}; name=$${target##*:}; \
 	  echo "== $$name ($$pkg) for $(FUZZTIME)"; \
-	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) $$pkg || exit 1; \
 	done
 
 .PHONY: clean

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,17 +13,8 @@ import (
 	"github.com/kubeseed/rollouts/test/kwok"
 )
 
-// controllerArgs are the flags of the e2e controller (test/e2e
-// controllerArgs): leader election in rollouts-system, and the analysis
-// egress policy denying one loopback address.
-var controllerArgs = []string{"--leader-elect", "--leader-election-namespace=" + controllerNS, "--analysis-deny-cidrs=127.0.0.77/32"}
-
-const (
-	controllerNS = "rollouts-system"
-	controllerSA = "rollouts-controller"
-)
-
-// supervisor runs bin/rollouts through the API proxy, SIGKILLs it at the
+// supervisor runs bin/rollouts through the API proxy, with the e2e
+// controller's flags (kwok.ControllerArgs), SIGKILLs it at the
 // moments of the kill plan and starts it again at once. It also restarts a
 // controller that exited by itself (counted: with the faults, losing the
 // leader Lease is one way), and reports one that panicked.
@@ -48,7 +38,7 @@ func (s *supervisor) start() error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		var ctl *kwok.Controller
-		if ctl, err = s.cl.StartController(name, s.kubeconfig, controllerArgs...); err == nil {
+		if ctl, err = s.cl.StartController(name, s.kubeconfig, kwok.ControllerArgs()...); err == nil {
 			s.mu.Lock()
 			s.ctl, s.killed = ctl, false
 			s.mu.Unlock()
@@ -137,15 +127,17 @@ func (s *supervisor) stop() {
 	}
 }
 
-// killPlan is when the controller is killed: cfg.kills() moments drawn
-// uniformly over the duration, sorted.
+// killPlan is when the controller is killed: cfg.kills() moments, one
+// drawn uniformly in each of as many equal slices of the duration, so that
+// the kills are random but spread over the whole run.
 func killPlan(cfg config) []time.Duration {
 	r := cfg.rng(streamKills)
-	plan := make([]time.Duration, cfg.kills())
+	n := cfg.kills()
+	slot := cfg.duration / time.Duration(n)
+	plan := make([]time.Duration, n)
 	for i := range plan {
-		plan[i] = uniform(r, 0, cfg.duration)
+		plan[i] = time.Duration(i)*slot + uniform(r, 0, slot)
 	}
-	slices.Sort(plan)
 	return plan
 }
 

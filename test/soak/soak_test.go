@@ -82,7 +82,13 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Down()
-	install(ctx, t, cl)
+	crds, err := testenv.RouterCRDPaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Install(ctx, crds...); err != nil {
+		t.Fatal(err)
+	}
 
 	restCfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
 	if err != nil {
@@ -124,7 +130,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.close()
-	token, err := cl.Token(controllerNS, controllerSA)
+	token, err := cl.Token(kwok.ControllerNamespace, kwok.ControllerServiceAccount)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,27 +205,6 @@ func TestSoak(t *testing.T) {
 }
 
 func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
-
-// install applies the manifests and the routers' CRDs, as the e2e suite
-// does (test/e2e TestMain).
-func install(ctx context.Context, t *testing.T, cl *kwok.Cluster) {
-	t.Helper()
-	if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-k", "manifests"); err != nil {
-		t.Fatal(err)
-	}
-	crds, err := testenv.RouterCRDPaths()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range crds {
-		if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-f", p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := cl.Kubectl(ctx, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // allHealthy waits for the first deploy of every Rollout.
 func allHealthy(ctx context.Context, w *watcher, fleet []*member, timeout time.Duration) error {

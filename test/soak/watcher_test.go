@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -127,6 +128,8 @@ type watcher struct {
 	byService map[types.NamespacedName]types.NamespacedName
 	tally     *tally
 	events    chan event
+	// inflight counts events sent and not yet taken in.
+	inflight atomic.Int64
 
 	mu         sync.Mutex
 	objs       [numKinds]map[types.NamespacedName]history
@@ -181,6 +184,7 @@ func (w *watcher) start(ctx context.Context, cfg *rest.Config) error {
 				o = d.Obj
 			}
 			if co, ok := o.(client.Object); ok {
+				w.inflight.Add(1)
 				w.events <- event{kind: objKind(k), obj: co, deleted: deleted, at: time.Now()}
 			}
 		}
@@ -213,6 +217,7 @@ func (w *watcher) loop(ctx context.Context) {
 			w.mu.Lock()
 			w.ingest(e)
 			w.mu.Unlock()
+			w.inflight.Add(-1)
 		case <-tick.C:
 			w.mu.Lock()
 			w.drain(time.Now(), false)
@@ -225,23 +230,22 @@ func (w *watcher) loop(ctx context.Context) {
 	}
 }
 
-// flush processes every event received so far and every pending check,
-// ready or not: the end-state check reads a complete picture.
+// flush waits until the checker has taken in every event received so far
+// and run every check they asked for, each when its streams are ready as
+// always: the end-state check reads a complete picture. Only the checker
+// goroutine takes events, or two could take two events of one stream out
+// of order.
 func (w *watcher) flush() {
-	for {
-		select {
-		case e := <-w.events:
-			w.mu.Lock()
-			w.ingest(e)
-			w.mu.Unlock()
-			continue
-		default:
+	deadline := time.Now().Add(maxWait + 5*time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		idle := w.inflight.Load() == 0 && len(w.pending) == 0
+		w.mu.Unlock()
+		if idle {
+			return
 		}
-		break
+		time.Sleep(100 * time.Millisecond)
 	}
-	w.mu.Lock()
-	w.drain(time.Now(), true)
-	w.mu.Unlock()
 }
 
 func resourceVersion(o client.Object) uint64 {

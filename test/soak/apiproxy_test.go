@@ -221,7 +221,7 @@ func (p *apiProxy) decide(r *http.Request) decision {
 	switch {
 	case isWrite(r.Method):
 		if p.rng.Float64() < p.cfg.writeFaults {
-			d.status = []int{http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable}[p.rng.IntN(3)]
+			d.status = injectedCodes[p.rng.IntN(len(injectedCodes))]
 		}
 	default:
 		if p.rng.Float64() < p.cfg.delayShare {
@@ -256,7 +256,7 @@ func (p *apiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := p.decide(r)
 	if d.status != 0 {
-		p.tally.inc(map[int]string{http.StatusConflict: fault409, http.StatusInternalServerError: fault500, http.StatusServiceUnavailable: fault503}[d.status])
+		p.tally.inc(injected[d.status].fault)
 		writeStatus(w, d.status)
 		return
 	}
@@ -304,12 +304,23 @@ func (p *apiProxy) watchLife() time.Duration {
 	return exponential(p.rng, p.cfg.watchLife)
 }
 
+// The answers the proxy gives in place of a write: an optimistic-concurrency
+// conflict, and the API server failing. None carries Retry-After, which
+// client-go would act on by itself: the controller sees each one.
+var (
+	injectedCodes = []int{http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable}
+	injected      = map[int]struct{ reason, fault string }{
+		http.StatusConflict:            {"Conflict", fault409},
+		http.StatusInternalServerError: {"InternalError", fault500},
+		http.StatusServiceUnavailable:  {"ServiceUnavailable", fault503},
+	}
+)
+
 // writeStatus answers like the API server does, with a metav1.Status.
 func writeStatus(w http.ResponseWriter, code int) {
-	reason := map[int]string{http.StatusConflict: "Conflict", http.StatusInternalServerError: "InternalError", http.StatusServiceUnavailable: "ServiceUnavailable"}[code]
 	body, _ := json.Marshal(map[string]any{
 		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
-		"status": "Failure", "message": fmt.Sprintf("soak: injected %d", code), "reason": reason, "code": code,
+		"status": "Failure", "message": fmt.Sprintf("soak: injected %d", code), "reason": injected[code].reason, "code": code,
 	})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

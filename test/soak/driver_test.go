@@ -98,13 +98,19 @@ func (d *driver) play(ctx context.Context, deadline time.Time) {
 			break
 		}
 		if err := d.intermediate(ctx, u); err != nil {
-			d.problem = fmt.Sprintf("update %d (%s): %v", i+1, u, err)
+			d.stop(fmt.Sprintf("update %d (%s): %v", i+1, u, err))
 			return
 		}
 	}
 	if err := d.finalUpdate(ctx, d.sched.final); err != nil {
-		d.problem = fmt.Sprintf("final update (%s): %v", d.sched.final, err)
+		d.stop(fmt.Sprintf("final update (%s): %v", d.sched.final, err))
 	}
+}
+
+// stop ends the schedule early: the Rollout did not do what it must.
+func (d *driver) stop(problem string) {
+	d.problem = problem
+	d.logf("%s: schedule stopped: %s", d.m.key, problem)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -330,11 +336,7 @@ func (d *driver) must(ctx context.Context, r request) error {
 // sense for the Rollout's status (nothing to promote, nothing to retry),
 // which the schedule's random requests often are.
 func (d *driver) request(ctx context.Context, r request) (bool, error) {
-	args := map[request][]string{
-		requestPromote: {"promote", d.m.key.Name}, requestPromoteFull: {"promote", d.m.key.Name, "--full"},
-		requestAbort: {"abort", d.m.key.Name}, requestRetry: {"retry", d.m.key.Name},
-	}[r]
-	err := d.cli.run(ctx, d.m.key.Namespace, args...)
+	err := d.cli.run(ctx, d.m.key.Namespace, r.args(d.m.key.Name)...)
 	if err != nil {
 		if strings.Contains(err.Error(), fmt.Sprintf("rollout %q: ", d.m.key.Name)) {
 			d.tally.inc("schedule: requests refused by the CLI " + string(r))
@@ -343,17 +345,13 @@ func (d *driver) request(ctx context.Context, r request) (bool, error) {
 		return false, err
 	}
 	d.tally.inc("schedule: requests " + string(r))
-	annotation := map[request]string{
-		requestPromote: v1alpha1.PromoteAnnotation, requestPromoteFull: v1alpha1.PromoteFullAnnotation,
-		requestAbort: v1alpha1.AbortAnnotation, requestRetry: v1alpha1.RetryAnnotation,
-	}[r]
 	var ro v1alpha1.Rollout
 	if err := d.admin.Get(ctx, d.m.key, &ro); err != nil {
 		return true, err
 	}
-	token := ro.Annotations[annotation]
+	token := ro.Annotations[r.annotation()]
 	if _, err := d.waitFor(ctx, fmt.Sprintf("the %s request %s to be handled", r, token), func(ro *v1alpha1.Rollout) bool {
-		return handled(ro, r) == token
+		return r.handled(ro) == token
 	}); err != nil {
 		return true, err
 	}
@@ -363,7 +361,24 @@ func (d *driver) request(ctx context.Context, r request) (bool, error) {
 	return true, nil
 }
 
-func handled(ro *v1alpha1.Rollout, r request) string {
+// args are the CLI's arguments for the request.
+func (r request) args(name string) []string {
+	if r == requestPromoteFull {
+		return []string{"promote", name, "--full"}
+	}
+	return []string{string(r), name}
+}
+
+// annotation carries the request's token (DESIGN §1).
+func (r request) annotation() string {
+	return map[request]string{
+		requestPromote: v1alpha1.PromoteAnnotation, requestPromoteFull: v1alpha1.PromoteFullAnnotation,
+		requestAbort: v1alpha1.AbortAnnotation, requestRetry: v1alpha1.RetryAnnotation,
+	}[r]
+}
+
+// handled is the last token of the request's kind the controller consumed.
+func (r request) handled(ro *v1alpha1.Rollout) string {
 	h := ro.Status.LastHandled
 	return map[request]string{requestPromote: h.Promote, requestPromoteFull: h.PromoteFull, requestAbort: h.Abort, requestRetry: h.Retry}[r]
 }

@@ -3,27 +3,11 @@
 package soak
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
-
-// plan renders everything a seed decides before the run.
-func plan(cfg config) string {
-	out := fmt.Sprintf("kills %v\n", killPlan(cfg))
-	for i, m := range newFleet(cfg) {
-		s := newSchedule(m, cfg, streamSchedule+uint64(i))
-		out += fmt.Sprintf("%s %s replicas=%d surge=%s unavailable=%s weight=%d minPods=%d preview=%v\n",
-			m.key, m.strategy, m.replicas, m.maxSurge.String(), m.maxUnavailable.String(), m.maxWeight, m.minPods, m.previewReplicas)
-		for _, u := range s.updates {
-			out += "  " + u.String() + "\n"
-		}
-		out += "  final: " + s.final.String() + "\n"
-	}
-	return out
-}
 
 func TestScheduleIsSeeded(t *testing.T) {
 	cfg := config{seed: 42, duration: 5 * time.Minute, rollouts: 6}

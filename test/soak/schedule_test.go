@@ -117,6 +117,22 @@ func newSchedule(m *member, cfg config, stream uint64) schedule {
 	return s
 }
 
+// plan renders everything a seed decides before the run; the soak writes
+// it to bin/soak/plan.txt, so two runs of one seed can be compared.
+func plan(cfg config) string {
+	out := fmt.Sprintf("kills %v\n", killPlan(cfg))
+	for i, m := range newFleet(cfg) {
+		s := newSchedule(m, cfg, streamSchedule+uint64(i))
+		out += fmt.Sprintf("%s %s replicas=%d surge=%s unavailable=%s weight=%d minPods=%d preview=%v\n",
+			m.key, m.strategy, m.replicas, m.maxSurge.String(), m.maxUnavailable.String(), m.maxWeight, m.minPods, m.previewReplicas)
+		for _, u := range s.updates {
+			out += "  " + u.String() + "\n"
+		}
+		out += "  final: " + s.final.String() + "\n"
+	}
+	return out
+}
+
 func pick[T any](r *mrand.Rand, items []T, weights []float64) T {
 	x := r.Float64()
 	for i, w := range weights {

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,9 @@ func TestSoak(t *testing.T) {
 		}
 	})
 	fleet := newFleet(cfg)
+	if err := os.WriteFile(filepath.Join(out, "plan.txt"), []byte(plan(cfg)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	nodes := max(3, (cfg.rollouts*15+podsPerNode-1)/podsPerNode+1)
 	cl, err := kwok.Up(root, "soak", filepath.Join(out, "cluster"), kwok.Options{Nodes: nodes, DisableQPSLimits: true})
 	if err != nil {
@@ -185,10 +189,10 @@ func TestSoak(t *testing.T) {
 	w.flush()
 	tl.add(faultMeasureErrors, w.measurementErrors())
 	w.mu.Lock()
-	violations := slicesClone(w.violations)
+	violations := slices.Clone(w.violations)
 	w.mu.Unlock()
 	sup.mu.Lock()
-	panics := slicesClone(sup.panics)
+	panics := slices.Clone(sup.panics)
 	sup.mu.Unlock()
 	rep := report{cfg: cfg, elapsed: time.Since(began), tally: tl, violations: violations, problems: problems, panics: panics}
 	path, err := rep.write(out)
@@ -203,8 +207,6 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d invariant violations, %d end-state problems, %d controller panics (seed %d; replay: %s)", len(violations), len(problems), len(panics), cfg.seed, cfg.replay())
 	}
 }
-
-func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
 
 // allHealthy waits for the first deploy of every Rollout.
 func allHealthy(ctx context.Context, w *watcher, fleet []*member, timeout time.Duration) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,7 +54,7 @@ func (r report) markdown() string {
 	}
 	var other []string
 	for _, name := range names {
-		if !strings.HasPrefix(name, "schedule: ") && !strings.HasPrefix(name, "checks") && !strings.HasPrefix(name, "violat") && !contains(faultOrder, name) {
+		if !strings.HasPrefix(name, "schedule: ") && !strings.HasPrefix(name, "checks") && !strings.HasPrefix(name, "violat") && !slices.Contains(faultOrder, name) {
 			other = append(other, fmt.Sprintf("| %s | %d |", name, counts[name]))
 		}
 	}
@@ -80,15 +81,6 @@ func (r report) markdown() string {
 		}
 	}
 	return b.String()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (r report) write(dir string) (string, error) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,7 +415,7 @@ func (w *watcher) snapshotAt(key types.NamespacedName, rv uint64) snapshot {
 	for k := range w.rsOf[key] {
 		rsKeys = append(rsKeys, k)
 	}
-	slices.SortFunc(rsKeys, func(a, b types.NamespacedName) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(rsKeys, func(a, b types.NamespacedName) int { return strings.Compare(a.Name, b.Name) })
 	for _, k := range rsKeys {
 		if o := w.objs[kindReplicaSet][k].at(rv); o != nil {
 			s.rss = append(s.rss, o.(*appsv1.ReplicaSet))
@@ -435,18 +436,8 @@ func (w *watcher) snapshotAt(key types.NamespacedName, rv uint64) snapshot {
 			s.runs = append(s.runs, o.(*v1alpha1.AnalysisRun))
 		}
 	}
-	slices.SortFunc(s.runs, func(a, b *v1alpha1.AnalysisRun) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(s.runs, func(a, b *v1alpha1.AnalysisRun) int { return strings.Compare(a.Name, b.Name) })
 	return s
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // latest is the snapshot of a Rollout as the watcher knows it now.

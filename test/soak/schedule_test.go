@@ -123,8 +123,12 @@ func plan(cfg config) string {
 	out := fmt.Sprintf("kills %v\n", killPlan(cfg))
 	for i, m := range newFleet(cfg) {
 		s := newSchedule(m, cfg, streamSchedule+uint64(i))
-		out += fmt.Sprintf("%s %s replicas=%d surge=%s unavailable=%s weight=%d minPods=%d preview=%v\n",
-			m.key, m.strategy, m.replicas, m.maxSurge.String(), m.maxUnavailable.String(), m.maxWeight, m.minPods, m.previewReplicas)
+		preview := "-"
+		if m.previewReplicas != nil {
+			preview = fmt.Sprint(*m.previewReplicas)
+		}
+		out += fmt.Sprintf("%s %s replicas=%d surge=%s unavailable=%s weight=%d minPods=%d preview=%s\n",
+			m.key, m.strategy, m.replicas, m.maxSurge.String(), m.maxUnavailable.String(), m.maxWeight, m.minPods, preview)
 		for _, u := range s.updates {
 			out += "  " + u.String() + "\n"
 		}

@@ -19,7 +19,7 @@ KUBECONFIG_FILE := $(BIN)/kubeconfig
 TEST_FLAGS ?=
 # Integration and e2e tests sit behind build tags so `go test ./...` stays a
 # fast, cluster-free unit run.
-TEST_TAGS := integration,e2e,bench
+TEST_TAGS := integration,e2e,bench,soak
 
 CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
 ENVTEST_TOOLS := etcd kube-apiserver prometheus
@@ -154,6 +154,19 @@ clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 test-e2e: tools build ## End-to-end tests on a local kwok cluster.
 	@./test/tools/install.sh helm
 	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/... ./test/release/...
+
+##@ Chaos soak
+
+# SOAK_DURATION and SOAK_ROLLOUTS size the soak; SEED replays a run (a
+# failing run prints its `make soak SEED=…` line). The test bounds itself
+# (SOAK_DURATION plus an hour at most), hence no go test timeout.
+SOAK_DURATION ?= 20m
+SOAK_ROLLOUTS ?= 50
+SEED ?=
+
+.PHONY: soak
+soak: tools build ## Seeded chaos soak (SOAK_DURATION, SOAK_ROLLOUTS, SEED= to replay): controller kills, API and metric faults, invariants at every event; summary in bin/soak/summary.md.
+	SOAK_SEED=$(SEED) SOAK_DURATION=$(SOAK_DURATION) SOAK_ROLLOUTS=$(SOAK_ROLLOUTS) go test -tags soak -count=1 -timeout 0 -v ./test/soak/
 
 ##@ Benchmarks
 

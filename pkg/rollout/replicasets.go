@@ -47,6 +47,13 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 			scaleDownAt = &t
 		}
 	}
+	available := rs.Status.AvailableReplicas
+	if rs.Status.ObservedGeneration < rs.Generation {
+		// The ReplicaSet controller has not seen the last scale yet, and
+		// pods it counted may be going (a scale to 0 and back within its
+		// lag): none counts as available until it has.
+		available = 0
+	}
 	return rsView{
 		scaleDownAt: scaleDownAt,
 		template:    &rs.Spec.Template,
@@ -57,7 +64,7 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 		spec:        ptr.Deref(rs.Spec.Replicas, 1),
 		current:     rs.Status.Replicas,
 		ready:       rs.Status.ReadyReplicas,
-		available:   rs.Status.AvailableReplicas,
+		available:   available,
 		orphan:      metav1.GetControllerOf(rs) == nil || metav1.GetControllerOf(rs).UID != owner.GetUID(),
 	}
 }

@@ -351,19 +351,21 @@ func TestSupersedeTakesTrafficFirst(t *testing.T) {
 	t.Fatal("no promotion switched the stable Service")
 }
 
-// TestStaleReplicaSetStatusCountsNoneAvailable: a ReplicaSet whose status
-// is older than its spec (scaled 1 → 0 → 1 within the ReplicaSet
-// controller's lag, found by the soak) has no available pods for the
-// planner, whatever the old status says.
-func TestStaleReplicaSetStatusCountsNoneAvailable(t *testing.T) {
+// TestStaleReplicaSetStatusServesNothing: a ReplicaSet whose status is
+// older than its spec (scaled 1 → 0 → 1 within the ReplicaSet controller's
+// lag, found by the soak) has no pod that may take traffic or finish a step,
+// whatever the old status says; its scale arithmetic keeps the status, or
+// its pods would count as unavailable and be removed for free (also found
+// by the soak, when this test's first version zeroed both).
+func TestStaleReplicaSetStatusServesNothing(t *testing.T) {
 	ro := canaryRollout(1, "1", "0")
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-a", Generation: 3}, Spec: appsv1.ReplicaSetSpec{Replicas: ptrInt32(1)},
 		Status: appsv1.ReplicaSetStatus{ObservedGeneration: 2, Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}}
-	if v := viewOf(rs, ro); v.available != 0 {
-		t.Errorf("stale status: %d available, want 0", v.available)
+	if v := viewOf(rs, ro); v.serving() != 0 || v.available != 1 {
+		t.Errorf("stale status: %d serving, %d available; want 0 serving, the status's 1 for scale arithmetic", v.serving(), v.available)
 	}
 	rs.Status.ObservedGeneration = 3
-	if v := viewOf(rs, ro); v.available != 1 {
-		t.Errorf("current status: %d available, want 1", v.available)
+	if v := viewOf(rs, ro); v.serving() != 1 {
+		t.Errorf("current status: %d serving, want 1", v.serving())
 	}
 }

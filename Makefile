@@ -85,7 +85,7 @@ verify: generate ## Fail when generated files are stale or gofmt / go vet compla
 .PHONY: lint
 lint: ## Run golangci-lint (built from its module).
 	@./test/tools/install.sh golangci-lint
-	$(BIN)/golangci-lint run ./...
+	$(BIN)/golangci-lint run --allow-parallel-runners ./...
 
 ##@ Test environment
 

@@ -4,6 +4,7 @@ package soak
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,13 +63,21 @@ func (r report) markdown() string {
 		b.WriteString("\n## Other counts\n\n| | count |\n|---|---:|\n" + strings.Join(other, "\n") + "\n")
 	}
 
+	// The first ones of each invariant: one kind that fails often must not
+	// hide the rare others.
+	const perInvariant = 10
 	fmt.Fprintf(&b, "\n## Violations (%d)\n\n", len(r.violations))
+	shown := map[string]int{}
 	for i, v := range r.violations {
-		if i == 50 {
-			fmt.Fprintf(&b, "… and %d more.\n", len(r.violations)-50)
-			break
+		if shown[v.invariant]++; shown[v.invariant] > perInvariant {
+			continue
 		}
 		fmt.Fprintf(&b, "### %d. %s: %s at %s\n\n%s\n\n```\n%s```\n\n", i+1, v.rollout, v.invariant, v.at.Format(time.RFC3339Nano), v.message, v.observed)
+	}
+	for _, inv := range slices.Sorted(maps.Keys(shown)) {
+		if n := shown[inv]; n > perInvariant {
+			fmt.Fprintf(&b, "… and %d more of %s.\n\n", n-perInvariant, inv)
+		}
 	}
 	fmt.Fprintf(&b, "## End state (%d problems)\n\n", len(r.problems))
 	for _, p := range r.problems {

@@ -19,7 +19,7 @@ KUBECONFIG_FILE := $(BIN)/kubeconfig
 TEST_FLAGS ?=
 # Integration and e2e tests sit behind build tags so `go test ./...` stays a
 # fast, cluster-free unit run.
-TEST_TAGS := integration,e2e,bench
+TEST_TAGS := integration,e2e,bench,soak
 
 CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
 # The data plane of the e2e tests and the demo: the Gateway API proxy.
@@ -87,7 +87,7 @@ verify: generate ## Fail when generated files are stale or gofmt / go vet compla
 .PHONY: lint
 lint: ## Run golangci-lint (built from its module).
 	@./test/tools/install.sh golangci-lint
-	$(BIN)/golangci-lint run ./...
+	$(BIN)/golangci-lint run --allow-parallel-runners ./...
 
 ##@ Test environment
 
@@ -127,6 +127,26 @@ test-integration: ## Integration tests against a real kube-apiserver (envtest).
 	@./test/tools/install.sh $(ENVTEST_TOOLS)
 	go test $(TEST_FLAGS) -tags integration -run Integration ./...
 
+# FUZZTIME is how long make fuzz runs each of FUZZ_TARGETS (package:FuzzName).
+FUZZTIME ?= 30s
+# FUZZ_FLAGS are extra go test flags, e.g. -parallel=1 on a busy machine.
+FUZZ_FLAGS ?=
+FUZZ_TARGETS := \
+	./pkg/rollout:FuzzPlanner \
+	./pkg/rollout:FuzzReplicaMath \
+	./pkg/analysis:FuzzConditions \
+	./pkg/analysis:FuzzWebJSONPath \
+	./pkg/analysis/judge:FuzzJudge \
+	./internal/jsonpatch:FuzzDiff
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME, one after the other; stop at the first crasher (written to the package's testdata/fuzz).
+	@for target in $(FUZZ_TARGETS); do \
+	  pkg=$${target%%:*}; name=$${target##*:}; \
+	  echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) $$pkg || exit 1; \
+	done
+
 .PHONY: clean
 clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 	-./test/e2e/cluster.sh down demo >/dev/null 2>&1
@@ -136,6 +156,19 @@ clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 test-e2e: tools build ## End-to-end tests on a local kwok cluster.
 	@./test/tools/install.sh helm
 	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/... ./test/release/...
+
+##@ Chaos soak
+
+# SOAK_DURATION and SOAK_ROLLOUTS size the soak; SEED replays a run (a
+# failing run prints its `make soak SEED=…` line). The test bounds itself
+# (SOAK_DURATION plus an hour at most), hence no go test timeout.
+SOAK_DURATION ?= 20m
+SOAK_ROLLOUTS ?= 50
+SEED ?=
+
+.PHONY: soak
+soak: tools build ## Seeded chaos soak (SOAK_DURATION, SOAK_ROLLOUTS, SEED= to replay): controller kills, API and metric faults, invariants at every event; summary in bin/soak/summary.md.
+	SOAK_SEED=$(SEED) SOAK_DURATION=$(SOAK_DURATION) SOAK_ROLLOUTS=$(SOAK_ROLLOUTS) go test -tags soak -count=1 -timeout 0 -v ./test/soak/
 
 ##@ Benchmarks
 

@@ -2,11 +2,15 @@ package analysis
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Default bounds of the measurements taken at once (--analysis-measurements
@@ -216,7 +220,7 @@ func (e *executor) next() *task {
 // meanwhile, frees the slot, and tells the run.
 func (e *executor) run(ctx context.Context, cancel context.CancelFunc, t *task) {
 	defer e.wg.Done()
-	result := t.measure(ctx)
+	result := guarded(ctx, t.measure)
 	cancel()
 	ns := t.key.run.Namespace
 	e.mu.Lock()
@@ -233,4 +237,18 @@ func (e *executor) run(ctx context.Context, cancel context.CancelFunc, t *task) 
 	if current {
 		e.notify(e.ctx, t.key.run)
 	}
+}
+
+// guarded takes a measurement, turning a panic into an Error measurement: a
+// provider fed a tenant's answer must not end the controller for everyone.
+func guarded(ctx context.Context, measure func(context.Context) Measured) (m Measured) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.FromContext(ctx).Error(fmt.Errorf("%v", p), "A measurement panicked", "stack", string(debug.Stack()))
+			now := time.Now()
+			// The panic's value stays in the log: it was not redacted.
+			m = Measured{Err: errors.New("the measurement panicked: a bug in the controller (its log has the stack)"), Started: now, Finished: now}
+		}
+	}()
+	return measure(ctx)
 }

@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -226,5 +227,29 @@ func TestExecutorShutdown(t *testing.T) {
 	e.submit(late, func(context.Context) Measured { started <- late; return Measured{} })
 	if state, _ := e.state(late); state != measureNone || len(started) != 0 {
 		t.Errorf("a measurement submitted after shutdown: state %v, %d started", state, len(started))
+	}
+}
+
+// TestExecutorSurvivesAPanic: a measurement that panics is an Error
+// measurement; the executor, and the controller with it, goes on.
+func TestExecutorSurvivesAPanic(t *testing.T) {
+	n := newNotifications()
+	e := newExecutor(10, 10, n.tell)
+	defer e.shutdown()
+	k := key("a", "run")
+	e.submit(k, func(context.Context) Measured { panic("secret-looking value") })
+	<-n.ch
+	state, m := e.state(k)
+	if state != measureDone || m.Err == nil || !strings.Contains(m.Err.Error(), "the measurement panicked") {
+		t.Fatalf("after a panic: state %v, measurement %+v", state, m)
+	}
+	if strings.Contains(m.Err.Error(), "secret-looking") {
+		t.Errorf("the panic's value reached the measurement: %v", m.Err)
+	}
+	e.forget(k)
+	e.submit(k, func(context.Context) Measured { return Measured{Value: "ok"} })
+	<-n.ch
+	if _, m := e.state(k); m.Value != "ok" {
+		t.Errorf("the next measurement after a panic: %+v", m)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -131,16 +132,22 @@ func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1
 	if err != nil {
 		return webResult{}, fmt.Errorf("web: reading the answer: %w", err)
 	}
+	return answer(raw, spec.JSONPath, status)
+}
+
+// answer is what the body of a successful answer gives: the value jsonPath
+// selects and its JSON text, or without jsonPath the whole document.
+func answer(raw []byte, jsonPath, status string) (webResult, error) {
 	var doc any
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return webResult{}, fmt.Errorf("web: the answer is not JSON: %w", err)
 	}
-	if spec.JSONPath == "" {
+	if jsonPath == "" {
 		// The whole answer is for the conditions only: it may hold anything
 		// the server knows, so the measurement keeps only the status.
 		return webResult{value: doc, message: "HTTP " + status + "; without jsonPath no value is kept"}, nil
 	}
-	result, err := selectPath(doc, spec.JSONPath)
+	result, err := selectPath(doc, jsonPath)
 	if err != nil {
 		return webResult{}, err
 	}
@@ -150,6 +157,10 @@ func (w *Web) get(ctx context.Context, run *v1alpha1.AnalysisRun, spec *v1alpha1
 
 // selectPath applies a Kubernetes JSONPath ({$.data.ok}) and returns the
 // selected value; nothing selected is no data.
+//
+// An answer of JSON null selected whole ({$}) comes back from jsonpath as
+// the zero reflect.Value, on which Interface panics, and a panic in a
+// measurement ends the controller: it is null, which is no data.
 func selectPath(doc any, path string) (any, error) {
 	jp := jsonpath.New("metric")
 	if err := jp.Parse(path); err != nil {
@@ -163,12 +174,18 @@ func selectPath(doc any, path string) (any, error) {
 	if len(results) == 0 || len(results[0]) == 0 {
 		return nil, errNoData
 	}
+	value := func(v reflect.Value) any {
+		if !v.IsValid() {
+			return nil
+		}
+		return v.Interface()
+	}
 	if len(results[0]) == 1 {
-		return results[0][0].Interface(), nil
+		return value(results[0][0]), nil
 	}
 	var list []any
 	for _, v := range results[0] {
-		list = append(list, v.Interface())
+		list = append(list, value(v))
 	}
 	return list, nil
 }

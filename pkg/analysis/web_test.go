@@ -3,13 +3,17 @@ package analysis
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -40,6 +44,8 @@ func TestWebProvider(t *testing.T) {
 			_, _ = io.WriteString(w, `{}`)
 		case "/text":
 			_, _ = io.WriteString(w, "not json")
+		case "/null":
+			_, _ = io.WriteString(w, "null")
 		case "/big", "/exact":
 			size := maxBody
 			if r.URL.Path == "/big" {
@@ -78,6 +84,8 @@ func TestWebProvider(t *testing.T) {
 		{"whole body is not kept", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("token")}, "", false, ""},
 		{"POST with a JSON body", v1alpha1.WebMetric{URL: srv.URL + "/echo", Method: "POST", JSONBody: &apiextensionsv1.JSON{Raw: []byte(`{"check":"deep"}`)}, JSONPath: "{$.body}"}, `{"check":"deep"}`, false, ""},
 		{"missing path is no data", v1alpha1.WebMetric{URL: srv.URL + "/health", JSONPath: "{$.data.nothing}"}, "", true, ""},
+		// Found by FuzzWebJSONPath: this panicked, and ended the controller.
+		{"null answer selected whole", v1alpha1.WebMetric{URL: srv.URL + "/null", JSONPath: "{$}"}, "null", false, ""},
 		{"secret missing", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("nope")}, "", false, `reading key "t" of Secret nope: analysis reads only Secrets that are in the run's namespace (shop) and labelled rollouts.kubeseed.io/analysis-secret: "true"`},
 		{"secret not labelled", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("other")}, "", false, `reading key "t" of Secret other: analysis reads only Secrets that are in the run's namespace (shop) and labelled rollouts.kubeseed.io/analysis-secret: "true"`},
 		{"secret of another namespace", v1alpha1.WebMetric{URL: srv.URL + "/auth", Headers: fromSecret("vault")}, "", false, `Secret vault: analysis reads only Secrets that are in the run's namespace (shop)`},
@@ -129,4 +137,117 @@ func TestWebProvider(t *testing.T) {
 // fromSecret is an Authorization header from key t of a Secret.
 func fromSecret(name string) []v1alpha1.Header {
 	return []v1alpha1.Header{{Key: "Authorization", ValueFrom: &v1alpha1.SecretValueFrom{SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "t"}}}}
+}
+
+// FuzzWebJSONPath gives the web provider's answer handling any body and any
+// jsonPath. It never panics. A body that is not JSON is an error saying so,
+// a jsonPath that does not parse or apply is an error naming it, and nothing
+// selected is no data. Otherwise the kept text is the JSON of exactly the
+// value the conditions see; without jsonPath nothing is kept. Recorded, no
+// value or message over 1 KiB is stored: a longer value makes the
+// measurement an Error that says how long it was.
+func FuzzWebJSONPath(f *testing.F) {
+	health := []byte(`{"data": {"ok": true, "rate": 0.97, "latencies": [0.1, 0.2], "name": null}, "items": [{"v": 1}, {"v": 2}, {"w": "x"}]}`)
+	for _, path := range []string{
+		"{$.data.ok}", "{$.data.rate}", "{$.data.latencies}", "{$.data.latencies[*]}", "{$.data.latencies[-1:]}",
+		"{$.data.latencies[5]}", "{$.data.nothing}", "{$.data.name}", "{..v}", "{.items[?(@.v > 1)].v}",
+		"{range .items[*]}{.v}{end}", "{.data.ok}{.data.rate}", "plain text", "{", "{$.items[0:3:0]}", "",
+	} {
+		f.Add(health, path)
+	}
+	f.Add([]byte(`"`+strings.Repeat("x", 1100)+`"`), "{$}")
+	f.Add([]byte(`[`+strings.Repeat(`"abcdefgh",`, 120)+`1]`), "{$[*]}")
+	f.Add([]byte(`not json`), "{$}")
+	f.Add([]byte(`[1e400]`), "{$[0]}")
+	f.Add([]byte(`null`), "{$}")
+	f.Add([]byte(`{"a": {"b": [true, false]}}`), `{.a['b']}`)
+	cond, err := CompileConditions("true", "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, path string) {
+		if !utf8.ValidString(path) {
+			// A jsonPath comes from a Kubernetes object, whose strings are
+			// UTF-8; the text around {…} would be kept as U+FFFD.
+			return
+		}
+		r, err := answer(body, path, "200 OK")
+		// As Measure turns it into a measurement.
+		meas := Measured{Result: r.value, Value: r.text, Message: r.message}
+		switch {
+		case errors.Is(err, errNoData):
+			if path == "" {
+				t.Fatalf("%q without jsonPath: no data", body)
+			}
+			meas = Measured{NoData: true}
+		case err != nil:
+			switch msg := err.Error(); {
+			case strings.HasPrefix(msg, "web: the answer is not JSON: "):
+				var doc any
+				if json.Unmarshal(body, &doc) == nil {
+					t.Fatalf("%q: %v, but it is JSON", body, err)
+				}
+			case !strings.HasPrefix(msg, fmt.Sprintf("web: jsonPath %q: ", path)) || path == "":
+				t.Fatalf("%q, jsonPath %q: %q says neither what is wrong with the answer nor names the jsonPath", body, path, msg)
+			}
+			meas = Measured{Err: err}
+		case path == "":
+			if r.text != "" || r.message != "HTTP 200 OK; without jsonPath no value is kept" {
+				t.Fatalf("%q without jsonPath: kept %q, message %q", body, r.text, r.message)
+			}
+		default:
+			var back any
+			if err := json.Unmarshal([]byte(r.text), &back); err != nil || !reflect.DeepEqual(back, intsAsFloats(r.value)) {
+				t.Fatalf("%q, jsonPath %q: the conditions see %#v but the value kept is %q (%v)", body, path, r.value, r.text, err)
+			}
+		}
+
+		mr := &v1alpha1.MetricResult{Name: "m"}
+		Record(&v1alpha1.Metric{Name: "m", Interval: "1m"}, mr, cond, meas, 0)
+		if len(mr.Measurements) != 1 {
+			t.Fatalf("%q, jsonPath %q: %d measurements", body, path, len(mr.Measurements))
+		}
+		got := mr.Measurements[0]
+		if len(got.Value) > v1alpha1.MaxMeasurementBytes || len(got.Message) > v1alpha1.MaxMeasurementBytes || len(mr.Message) > v1alpha1.MaxMeasurementBytes {
+			t.Fatalf("%q, jsonPath %q: stored a value of %d bytes, messages of %d and %d", body, path, len(got.Value), len(got.Message), len(mr.Message))
+		}
+		if err != nil {
+			return
+		}
+		if n := len(r.text); n > v1alpha1.MaxMeasurementBytes {
+			if want := fmt.Sprintf("measurement value is %d bytes, more than the 1 KiB allowed", n); got.Phase != v1alpha1.AnalysisPhaseError || got.Message != want {
+				t.Fatalf("%q, jsonPath %q: a value of %d bytes recorded as %s %q, want an Error %q", body, path, n, got.Phase, got.Message, want)
+			}
+			return
+		}
+		want := v1alpha1.AnalysisPhaseSuccessful // by the condition "true"
+		if !hasData(r.value) {
+			want = v1alpha1.AnalysisPhaseError // by the default noDataPolicy
+		}
+		if got.Value != r.text || got.Phase != want {
+			t.Fatalf("%q, jsonPath %q: recorded %s %q, want %s %q", body, path, got.Phase, got.Value, want, r.text)
+		}
+	})
+}
+
+// intsAsFloats is v with its integers (a literal such as {0} in a jsonPath
+// gives an int) as the float64 JSON numbers they are.
+func intsAsFloats(v any) any {
+	switch v := v.(type) {
+	case int:
+		return float64(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = intsAsFloats(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = intsAsFloats(e)
+		}
+		return out
+	}
+	return v
 }

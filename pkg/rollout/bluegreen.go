@@ -63,9 +63,9 @@ func blueGreenSteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 	}
 	targets[w.hash] = size
 	keepDelayed(&out, w, now, targets)
-	if c := w.current; c.planned || c.spec != size || c.available < size {
+	if c := w.current; c.planned || c.spec != size || c.serving() < size {
 		out.reason = v1alpha1.ReasonReplicaSetUpdated
-		out.message = fmt.Sprintf("Preview %s: %d/%d replicas available", w.current.name, w.current.available, size)
+		out.message = fmt.Sprintf("Preview %s: %d/%d replicas available", w.current.name, w.current.serving(), size)
 		return out, nil
 	}
 
@@ -84,9 +84,9 @@ func blueGreenSteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, 
 		out.message = fmt.Sprintf("Promoting %s: scaling to %d replicas before the switch", w.current.name, w.replicas)
 		return out, nil
 	}
-	if c := w.current; c.spec != w.replicas || c.available < w.replicas {
+	if c := w.current; c.spec != w.replicas || c.serving() < w.replicas {
 		out.reason = v1alpha1.ReasonRolloutPromoted
-		out.message = fmt.Sprintf("Promoting %s: %d/%d replicas available", c.name, c.available, w.replicas)
+		out.message = fmt.Sprintf("Promoting %s: %d/%d replicas available", c.name, c.serving(), w.replicas)
 		return out, nil
 	}
 

@@ -172,7 +172,7 @@ func stableServable(w *world) int32 {
 	if w.stable == nil || w.replicas == 0 {
 		return w.maxWeight
 	}
-	return int32(min(int64(w.maxWeight), int64(w.stable.available)*int64(w.maxWeight)/int64(w.replicas)))
+	return int32(min(int64(w.maxWeight), int64(w.stable.serving())*int64(w.maxWeight)/int64(w.replicas)))
 }
 
 // promoteCanary finishes an update whose steps are done: the current revision
@@ -192,7 +192,7 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 		}
 		need = w.replicas
 	}
-	ready := w.current.available >= need
+	ready := w.current.serving() >= need
 	if w.routed {
 		if ready && st.Canary.Weights.Canary.Weight < w.maxWeight {
 			st.Canary.Weights = canaryWeights(st, w, w.maxWeight)
@@ -204,7 +204,7 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 	if !ready {
 		st.Canary.Weights = canaryWeights(st, w, traffic)
 		out.reason = v1alpha1.ReasonRolloutPromoted
-		out.message = fmt.Sprintf("Promoting %s: waiting for %d available replicas (%d now)", w.current.name, need, w.current.available)
+		out.message = fmt.Sprintf("Promoting %s: waiting for %d available replicas (%d now)", w.current.name, need, w.current.serving())
 		return out
 	}
 	previous := w.stable
@@ -350,7 +350,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 // inverse of split. Under setCanaryScale the user sized the canary apart from
 // its weight, and any available pod serves any weight.
 func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
-	avail := w.current.available
+	avail := w.current.serving()
 	if _, ok := canaryScale(steps, idx, w); ok {
 		if avail > 0 {
 			return w.maxWeight
@@ -459,7 +459,7 @@ func weightBefore(steps []v1alpha1.CanaryStep, idx int) int32 {
 // given sizes with every canary pod available and no leftover pods.
 func atSizes(w *world, canary, stable int32) bool {
 	c := w.current
-	if c.planned || c.spec != canary || c.available < canary {
+	if c.planned || c.spec != canary || c.serving() < canary {
 		return false
 	}
 	if w.stable != nil && w.stable != c && !w.dynamic && (w.stable.spec != stable || w.stable.current > stable) {

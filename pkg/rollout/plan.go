@@ -68,8 +68,12 @@ type Plan struct {
 	// TrafficWeight is the canary weight the routers must carry; nil without
 	// traffic routing (or while paused).
 	TrafficWeight *int32
-	// TrafficFirst: the update is aborted, so the routers are set before
-	// any other write.
+	// TrafficFirst: the routers are set before any other write, because
+	// the update is aborted or, during an update, the plan takes traffic
+	// away from a destination (a superseded canary, whose Service is about
+	// to select the new revision's pods, not yet available). Traffic given
+	// goes last, once the pods that take it exist; so does the promotion's
+	// handover, after the stable Service selects the promoted pods.
 	TrafficFirst bool
 	// TrafficExtra are the experiment destinations beside the canary; those
 	// at weight 0 must be removed.
@@ -248,7 +252,9 @@ func plan(in Input) (Plan, error) {
 	if (!ro.Spec.Paused || st.Abort) && w.routed && st.Canary.Weights != nil {
 		p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
 		p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
-		p.TrafficFirst = st.Abort
+		// Not at a promotion, though: there the stable Service must select
+		// the promoted pods before the canary's share falls back to it.
+		p.TrafficFirst = st.Abort || st.StableRS != w.hash && lowers(ro.Status.Canary.Weights, st.Canary.Weights)
 		if st.StableRS != w.hash && !st.Abort {
 			p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
 		}
@@ -300,6 +306,24 @@ func abortWhileInvalid(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, now tim
 	p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, back)
 	p.TrafficFirst = true
 	return events
+}
+
+// lowers reports whether the weights now give the canary, or an extra
+// destination, less than the routers carry.
+func lowers(before, now *v1alpha1.TrafficWeights) bool {
+	if before == nil || now == nil {
+		return false
+	}
+	if now.Canary.Weight < before.Canary.Weight {
+		return true
+	}
+	for _, b := range before.Additional {
+		i := slices.IndexFunc(now.Additional, func(d v1alpha1.WeightDestination) bool { return d.ServiceName == b.ServiceName })
+		if i < 0 && b.Weight > 0 || i >= 0 && now.Additional[i].Weight < b.Weight {
+			return true
+		}
+	}
+	return false
 }
 
 // extraTraffic lists the experiment destinations the routers must carry

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"math"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -14,7 +15,9 @@ type limits struct {
 // resolveLimits turns maxSurge (rounded up) and maxUnavailable (rounded down)
 // into pod counts. When both come out as 0 — say 25% of 1 replica for
 // maxUnavailable and 0 for maxSurge — maxUnavailable counts as 1, or no pod
-// could ever be replaced.
+// could ever be replaced. A surge so large that replicas+surge would
+// overflow an int32 (maxSurge: 2147483647, or a huge percent) means no limit
+// and is clamped: wrapped around, it would leave no room to scale up.
 func resolveLimits(replicas int32, maxSurge, maxUnavailable *intstr.IntOrString) (limits, error) {
 	def := intstr.FromString("25%")
 	if maxSurge == nil {
@@ -37,9 +40,8 @@ func resolveLimits(replicas int32, maxSurge, maxUnavailable *intstr.IntOrString)
 	if surge == 0 && unavailable == 0 {
 		unavailable = 1
 	}
-	if int32(unavailable) > replicas {
-		unavailable = int(replicas)
-	}
+	surge = min(surge, math.MaxInt32-int(replicas))
+	unavailable = min(unavailable, int(replicas))
 	return limits{surge: int32(surge), unavailable: int32(unavailable)}, nil
 }
 

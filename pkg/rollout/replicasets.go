@@ -24,14 +24,29 @@ type rsView struct {
 	current   int32 // status.replicas: pods that exist
 	ready     int32
 	available int32
-	orphan    bool // no controller owner yet: to be adopted
-	planned   bool // does not exist yet: the plan creates it
+	// stale: the status predates the last scale (the ReplicaSet controller
+	// has not seen it yet), so the pods it counts may be going.
+	stale   bool
+	orphan  bool // no controller owner yet: to be adopted
+	planned bool // does not exist yet: the plan creates it
 	// scaleDownAt is when a ReplicaSet kept after a switch or an abort is
 	// scaled down; nil when no delay is running.
 	scaleDownAt *time.Time
 	// template is the ReplicaSet's pod template (nil while planned).
 	template *corev1.PodTemplateSpec
 	version  string // resourceVersion
+}
+
+// serving is how many pods may take traffic or finish a step: the available
+// ones, but none while the status is stale (a scale to 0 and back within the
+// ReplicaSet controller's lag leaves it counting pods that are going). Scale
+// arithmetic keeps the status as it is: counting pods unavailable would let
+// them be removed for free.
+func (rs *rsView) serving() int32 {
+	if rs.stale {
+		return 0
+	}
+	return rs.available
 }
 
 // delayed reports whether the ReplicaSet is waiting out a scale-down delay.
@@ -58,6 +73,7 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 		current:     rs.Status.Replicas,
 		ready:       rs.Status.ReadyReplicas,
 		available:   rs.Status.AvailableReplicas,
+		stale:       rs.Status.ObservedGeneration < rs.Generation,
 		orphan:      metav1.GetControllerOf(rs) == nil || metav1.GetControllerOf(rs).UID != owner.GetUID(),
 	}
 }

@@ -321,3 +321,51 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersedeTakesTrafficFirst: a new template mid-canary (found by the
+// soak) moves the canary Service to the new revision, whose pods do not
+// exist yet: the routers must drop the old canary's share before that
+// switch. A promotion's handover is the other way round: the stable
+// Service selects the promoted pods first, then the canary's share goes.
+func TestSupersedeTakesTrafficFirst(t *testing.T) {
+	s := pausedAtHalf(t)
+	s.setImage("web:3")
+	p := s.tick()
+	switched := slices.ContainsFunc(p.Services, func(sc ServiceChange) bool { return sc.Name == s.ro.Spec.Strategy.Canary.CanaryService })
+	if !switched || p.TrafficWeight == nil || *p.TrafficWeight != 0 || !p.TrafficFirst {
+		t.Errorf("supersede: canary Service switched %v, traffic %v, first %v; want the switch with traffic 0 written first", switched, p.TrafficWeight, p.TrafficFirst)
+	}
+
+	s = pausedAtHalf(t)
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	for range 20 {
+		p := s.tick()
+		stable := slices.ContainsFunc(p.Services, func(sc ServiceChange) bool { return sc.Name == s.ro.Spec.Strategy.Canary.StableService })
+		if stable {
+			if p.TrafficFirst {
+				t.Errorf("promotion handover writes traffic before the stable Service: %+v", p)
+			}
+			return
+		}
+	}
+	t.Fatal("no promotion switched the stable Service")
+}
+
+// TestStaleReplicaSetStatusServesNothing: a ReplicaSet whose status is
+// older than its spec (scaled 1 → 0 → 1 within the ReplicaSet controller's
+// lag, found by the soak) has no pod that may take traffic or finish a step,
+// whatever the old status says; its scale arithmetic keeps the status, or
+// its pods would count as unavailable and be removed for free (also found
+// by the soak, when this test's first version zeroed both).
+func TestStaleReplicaSetStatusServesNothing(t *testing.T) {
+	ro := canaryRollout(1, "1", "0")
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-a", Generation: 3}, Spec: appsv1.ReplicaSetSpec{Replicas: ptrInt32(1)},
+		Status: appsv1.ReplicaSetStatus{ObservedGeneration: 2, Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}}
+	if v := viewOf(rs, ro); v.serving() != 0 || v.available != 1 {
+		t.Errorf("stale status: %d serving, %d available; want 0 serving, the status's 1 for scale arithmetic", v.serving(), v.available)
+	}
+	rs.Status.ObservedGeneration = 3
+	if v := viewOf(rs, ro); v.serving() != 1 {
+		t.Errorf("current status: %d serving, want 1", v.serving())
+	}
+}

@@ -26,8 +26,8 @@ import (
 )
 
 const (
-	controllerNS = "rollouts-system"
-	controllerSA = "rollouts-controller"
+	controllerNS = kwok.ControllerNamespace
+	controllerSA = kwok.ControllerServiceAccount
 )
 
 var (
@@ -54,10 +54,6 @@ func run(m *testing.M) int {
 	}
 	defer cl.Down()
 	ctx := context.Background()
-	if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-k", "manifests"); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: installing manifests:", err)
-		return 1
-	}
 	// The routers' CRDs (Istio, Gateway API), from their Go modules, as a
 	// mesh or gateway install would provide them.
 	crds, err := testenv.RouterCRDPaths()
@@ -65,13 +61,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	for _, p := range crds {
-		if _, err := cl.Kubectl(ctx, "", "apply", "--server-side", "-f", p); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: installing router CRDs:", err)
-			return 1
-		}
-	}
-	if _, err := cl.Kubectl(ctx, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
+	if err := cl.Install(ctx, crds...); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
@@ -435,6 +425,4 @@ func TestPluginVersionFindsTheController(t *testing.T) {
 
 // controllerArgs are the flags of the shared e2e controller, also when a
 // test restarts it.
-func controllerArgs() []string {
-	return []string{"--leader-elect", "--leader-election-namespace=" + controllerNS, "--analysis-deny-cidrs=" + deniedLoopback + "/32"}
-}
+func controllerArgs() []string { return kwok.ControllerArgs() }

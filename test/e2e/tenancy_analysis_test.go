@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/kwok"
 )
 
 // deniedLoopback is what the e2e controller's --analysis-deny-cidrs denies
 // (TestMain): an address of lo, so the test needs nothing outside 127/8.
-const deniedLoopback = "127.0.0.77"
+const deniedLoopback = kwok.DeniedLoopback
 
 // analysisTenant creates a ServiceAccount of ns that may write analysis
 // objects there but not read Secrets, and returns the kubectl flag that

@@ -240,7 +240,9 @@ func FreePort() (int, error) {
 }
 
 // StartController runs bin/rollouts with the kubeconfig and extra flags
-// (debug logging unless they set --zap-log-level), and waits until /readyz
+// (debug logging with nanosecond timestamps unless they set
+// --zap-log-level or --zap-time-encoding: a test lines the controller's
+// writes up with the requests they affected), and waits until /readyz
 // answers 200 (every informer synced).
 func (c *Cluster) StartController(name, kubeconfig string, args ...string) (*Controller, error) {
 	return c.StartControllerCommand(name, func(args []string) *exec.Cmd {
@@ -275,6 +277,9 @@ func (c *Cluster) StartControllerCommand(name string, command func(args []string
 	}
 	if !hasFlag(args, "--zap-log-level") {
 		all = append(all, "--zap-log-level=debug")
+	}
+	if !hasFlag(args, "--zap-time-encoding") {
+		all = append(all, "--zap-time-encoding=rfc3339nano")
 	}
 	if ctl.Process, err = c.StartProcess("controller", name, command(append(all, args...))); err != nil {
 		return nil, err

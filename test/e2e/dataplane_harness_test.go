@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeseed/rollouts/test/kwok"
@@ -116,9 +117,10 @@ func checkDataPlane(t *testing.T) {
 // routedApp installs, in ns, a Gateway "edge" of Traefik's class, the
 // Services web-stable and web-canary (port 80 to the pods' 8080), an
 // HTTPRoute "web" for host <ns>.example sending everything to web-stable,
-// and the Rollout of rolloutYAML (which routes through the HTTPRoute); it
-// waits until Traefik has programmed the Gateway and accepted the route,
-// and returns where requests for the route go.
+// and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
+// or a blue-green one whose active Service is web-stable); it waits until
+// Traefik has programmed the Gateway and accepted the route, and returns
+// where requests for the route go.
 func routedApp(t *testing.T, ns, rolloutYAML string) load.Target {
 	t.Helper()
 	tr := proxy(t)
@@ -264,10 +266,11 @@ func readyAddresses(ctx context.Context, ns, revision string) (string, error) {
 
 // waitApplied waits until Traefik routes the route web of ns as the
 // Rollout says: the rules' weights are weights (one entry per rule, such as
-// "web-stable=90,web-canary=10"), and web-stable and web-canary send to
-// exactly the ready pods of the stable and canary revisions. The
-// controller writes weights and Service selectors apart, and the proxy
-// learns of each on its own; a measurement starts once both have arrived.
+// "web-stable=90,web-canary=10"), and web-stable and web-canary, where
+// the rules name them, send to exactly the ready pods of the stable and
+// canary revisions — of the stable alone once an update is aborted. The controller writes weights
+// and Service selectors apart, and the proxy learns of each on its own; a
+// measurement starts once both have arrived.
 func waitApplied(t *testing.T, ns string, weights []string) {
 	t.Helper()
 	slices.Sort(weights)
@@ -277,15 +280,42 @@ func waitApplied(t *testing.T, ns string, weights []string) {
 			return false, err.Error()
 		}
 		stable, canary := revisionsOf(ctx, ns)
+		if aborted(ctx, ns) {
+			canary = stable
+		}
 		want := map[string]string{}
+		ok := slices.Equal(got.weights, weights)
 		for svc, rev := range map[string]string{"web-stable": stable, "web-canary": canary} {
+			if !routed(weights, svc) {
+				// Traefik knows the Services its routes send to only (the
+				// preview Service of a blue-green Rollout is not routed).
+				continue
+			}
 			if want[svc], err = readyAddresses(ctx, ns, rev); err != nil {
 				return false, err.Error()
 			}
+			ok = ok && got.servers[svc] == want[svc]
 		}
-		ok := slices.Equal(got.weights, weights) && got.servers["web-stable"] == want["web-stable"] && got.servers["web-canary"] == want["web-canary"]
 		return ok, fmt.Sprintf("%v; want servers %v", got, want)
 	})
+}
+
+// routed reports whether a Service is a backend of one of weights' rules.
+func routed(weights []string, svc string) bool {
+	for _, rule := range weights {
+		for b := range strings.SplitSeq(rule, ",") {
+			if name, _, _ := strings.Cut(b, "="); name == svc {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// aborted reports whether the update of the Rollout web is aborted.
+func aborted(ctx context.Context, ns string) bool {
+	out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.abort}")
+	return strings.TrimSpace(out) == "true"
 }
 
 // revisionsOf returns the stable and the canary (current) pod-template-hash
@@ -297,4 +327,203 @@ func revisionsOf(ctx context.Context, ns string) (stable, canary string) {
 		return "", ""
 	}
 	return f[0], f[1]
+}
+
+// The timeline of a namespace's data plane around failed requests, for a
+// person to see which write lost them: the failed requests, the
+// controller's log lines of the namespace (its writes: Services switched,
+// ReplicaSets scaled, weights set), the Rollouts' events, what the pod
+// simulator published and served, and Traefik's failed answers with the
+// address each went to.
+
+// timelineBefore and timelineAfter are how far around each failed request
+// the timeline looks: a proxy acts on a write a few seconds after it.
+const (
+	timelineBefore = 8 * time.Second
+	timelineAfter  = 2 * time.Second
+	// timelineFailures bounds the failed requests listed per window.
+	timelineFailures = 20
+)
+
+// happening is one line of a timeline.
+type happening struct {
+	at           time.Time
+	source, text string
+}
+
+// failureTimeline lists, in time order, what happened in ns within the
+// windows around the failed requests of rs (sent with Host host).
+func failureTimeline(ns, host string, rs load.Results) string {
+	failed := rs.Failures()
+	if len(failed) == 0 {
+		return ""
+	}
+	// Windows around the failures, merged where they overlap.
+	type window struct {
+		from, to time.Time
+		failed   load.Results
+	}
+	var windows []*window
+	for _, r := range failed {
+		from, to := r.Start.Add(-timelineBefore), r.Start.Add(r.Latency+timelineAfter)
+		if n := len(windows); n > 0 && !from.After(windows[n-1].to) {
+			windows[n-1].to = later(windows[n-1].to, to)
+			windows[n-1].failed = append(windows[n-1].failed, r)
+			continue
+		}
+		windows = append(windows, &window{from: from, to: to, failed: load.Results{r}})
+	}
+	var all []happening
+	all = append(all, controllerLines(ns)...)
+	all = append(all, rolloutEvents(ns)...)
+	all = append(all, podsimLines(ns)...)
+	all = append(all, traefikFailures(host)...)
+	slices.SortStableFunc(all, func(a, b happening) int { return a.at.Compare(b.at) })
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "timeline of %s around the %d failed requests (logs in %s):\n", ns, len(failed), cl.LogDir)
+	for _, w := range windows {
+		lines := slices.Clone(all)
+		lines = slices.DeleteFunc(lines, func(h happening) bool { return h.at.Before(w.from) || !h.at.Before(w.to) })
+		for i, r := range w.failed {
+			if i == timelineFailures {
+				lines = append(lines, happening{r.Start, "request", fmt.Sprintf("… and %d more failed requests", len(w.failed)-i)})
+				break
+			}
+			lines = append(lines, happening{r.Start, "request", r.String()})
+		}
+		slices.SortStableFunc(lines, func(a, b happening) int { return a.at.Compare(b.at) })
+		fmt.Fprintf(&b, "--- %s to %s: %d failed\n", w.from.Format(timeOfDay), w.to.Format(timeOfDay), len(w.failed))
+		for _, h := range lines {
+			fmt.Fprintf(&b, "%s %-10s %s\n", h.at.Format(timeOfDay), h.source, h.text)
+		}
+	}
+	return b.String()
+}
+
+const timeOfDay = "15:04:05.000"
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// jsonLines decodes the JSON lines of a log file, skipping any other.
+func jsonLines(path string) []map[string]any {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []map[string]any
+	for line := range strings.SplitSeq(string(data), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// stamp parses a log line's RFC 3339 time field.
+func stamp(m map[string]any, field string) (time.Time, bool) {
+	s, _ := m[field].(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// controllerLines are the controller's log lines about ns, each as its
+// message and the keys that say what it did (not the reconcile's
+// bookkeeping); its event lines are left to rolloutEvents.
+func controllerLines(ns string) []happening {
+	bookkeeping := []string{"level", "ts", "msg", "logger", "controller", "controllerGroup", "controllerKind", "Rollout", "AnalysisRun", "Experiment", "namespace", "name", "reconcileID"}
+	var out []happening
+	// The suite's controller, and the one that replaced it if a test
+	// restarted it.
+	logs, _ := filepath.Glob(filepath.Join(cl.LogDir, "controller*.log"))
+	var lines []map[string]any
+	for _, l := range logs {
+		lines = append(lines, jsonLines(l)...)
+	}
+	for _, m := range lines {
+		at, ok := stamp(m, "ts")
+		if !ok || m["namespace"] != ns || m["logger"] == "events" {
+			continue
+		}
+		var kv []string
+		for k, v := range m {
+			if !slices.Contains(bookkeeping, k) {
+				kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+			}
+		}
+		slices.Sort(kv)
+		out = append(out, happening{at, "controller", strings.TrimSpace(fmt.Sprintf("%s %s", m["msg"], strings.Join(kv, " ")))})
+	}
+	return out
+}
+
+// rolloutEvents are the events of ns's Rollouts (events.k8s.io, whose
+// times have microseconds).
+func rolloutEvents(ns string) []happening {
+	out, err := cl.Kubectl(context.Background(), "", "-n", ns, "get", "events.v1.events.k8s.io", "--field-selector", "regarding.kind=Rollout", "-o", "json")
+	if err != nil {
+		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+	}
+	var list eventsv1.EventList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+	}
+	var hs []happening
+	for _, e := range list.Items {
+		at := e.EventTime.Time
+		if e.Series != nil {
+			at = e.Series.LastObservedTime.Time
+		}
+		hs = append(hs, happening{at, "event", fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note)})
+	}
+	return hs
+}
+
+// podsimLines are the pod simulator's log lines about ns: endpoints
+// published, pods served and stopped.
+func podsimLines(ns string) []happening {
+	var out []happening
+	for _, m := range jsonLines(filepath.Join(cl.LogDir, "podsim.log")) {
+		at, ok := stamp(m, "time")
+		if !ok {
+			continue
+		}
+		svc, _ := m["service"].(string)
+		pod, _ := m["pod"].(string)
+		switch {
+		case strings.HasPrefix(svc, ns+"/"):
+			out = append(out, happening{at, "podsim", fmt.Sprintf("%s %s: %v", m["msg"], strings.TrimPrefix(svc, ns+"/"), m["endpoints"])})
+		case strings.HasPrefix(pod, ns+"/"):
+			text := fmt.Sprintf("%s %s", m["msg"], strings.TrimPrefix(pod, ns+"/"))
+			for _, k := range []string{"addr", "revision", "reason"} {
+				if v, ok := m[k]; ok {
+					text += fmt.Sprintf(" %s=%v", k, v)
+				}
+			}
+			out = append(out, happening{at, "podsim", text})
+		}
+	}
+	return out
+}
+
+// traefikFailures are Traefik's answers for host that were not 2xx or 3xx,
+// with the Service and address each went to.
+func traefikFailures(host string) []happening {
+	var out []happening
+	for _, m := range jsonLines(traefik.AccessLog) {
+		at, ok := stamp(m, "StartUTC")
+		status, _ := m["DownstreamStatus"].(float64)
+		if !ok || m["RequestHost"] != host || status >= 200 && status < 400 {
+			continue
+		}
+		out = append(out, happening{at, "traefik", fmt.Sprintf("%v via %v to %v (origin %v, %v retries)",
+			status, m["ServiceName"], m["ServiceAddr"], m["OriginStatus"], m["RetryAttempts"])})
+	}
+	return out
 }

@@ -46,6 +46,7 @@ spec:
       canaryService: web-canary
       stableService: web-stable
       scaleDownDelaySeconds: 5
+      abortScaleDownDelaySeconds: 5
       trafficRouting:
         managedRoutes: %s
         gatewayAPI: {httpRoutes: [{name: web}]}

@@ -222,13 +222,18 @@ func promoteNow(bg *v1alpha1.BlueGreenStrategy, st *v1alpha1.RolloutStatus, req 
 
 // scaleDownLater starts a scale-down delay on a ReplicaSet: the deadline
 // goes into its annotation, the plan wakes up then, and until then it keeps
-// its size, which is returned.
+// its size, which is returned. The annotation has whole seconds, so the
+// deadline is rounded up: routers may send the ReplicaSet's pods requests
+// until they have applied the switch, and the delay is what the user
+// allowed them.
 func (o *outcome) scaleDownLater(rs *rsView, delaySeconds int32, now time.Time) int32 {
-	delay := time.Duration(delaySeconds) * time.Second
-	deadline := now.Add(delay)
+	deadline := now.Add(time.Duration(delaySeconds) * time.Second)
+	if whole := deadline.Truncate(time.Second); whole.Before(deadline) {
+		deadline = whole.Add(time.Second)
+	}
 	rs.scaleDownAt = &deadline
 	o.annotate = append(o.annotate, AnnotationChange{Name: rs.name, Key: v1alpha1.ScaleDownDeadlineAnnotation, Value: deadline.UTC().Format(time.RFC3339)})
-	o.after(delay)
+	o.after(deadline.Sub(now))
 	return rs.spec
 }
 

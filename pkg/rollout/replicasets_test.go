@@ -2,8 +2,10 @@ package rollout
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -88,5 +90,34 @@ func TestTemplateHashIsStable(t *testing.T) {
 	t4.Spec.Containers[0].Image = "web:2"
 	if h4, _ := templateHash(t4, nil); h4 == h1 {
 		t.Error("a new image does not change the hash")
+	}
+}
+
+// The scale-down deadline is written with whole seconds (RFC 3339), so it
+// is rounded up: a ReplicaSet kept after a promotion or an abort waits the
+// whole delay — a router still sends it requests until it has applied the
+// switch — and at most a second more.
+func TestScaleDownDeadlineKeepsTheWholeDelay(t *testing.T) {
+	ro := canaryRollout(3, "25%", "25%")
+	base := time.Date(2026, 12, 3, 9, 20, 56, 0, time.UTC)
+	for _, frac := range []time.Duration{0, time.Nanosecond, 700 * time.Millisecond, time.Second - time.Nanosecond} {
+		now := base.Add(frac)
+		var out outcome
+		kept := out.scaleDownLater(&rsView{name: "web-old", spec: 3}, 5, now)
+		if kept != 3 || len(out.annotate) != 1 {
+			t.Fatalf("at %s: kept %d, annotations %+v", now.Format(time.RFC3339Nano), kept, out.annotate)
+		}
+		// The next reconcile reads the deadline back from the annotation.
+		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{out.annotate[0].Key: out.annotate[0].Value}}}
+		v := viewOf(rs, ro)
+		if last := now.Add(5*time.Second - time.Nanosecond); !v.delayed(last) {
+			t.Errorf("at %s: deadline %s is over before the 5 s delay is (at %s)", now.Format(time.RFC3339Nano), out.annotate[0].Value, last.Format(time.RFC3339Nano))
+		}
+		if v.delayed(now.Add(6 * time.Second)) {
+			t.Errorf("at %s: deadline %s keeps the ReplicaSet more than a second past the delay", now.Format(time.RFC3339Nano), out.annotate[0].Value)
+		}
+		if woken := now.Add(out.requeueAfter); woken.Before(*v.scaleDownAt) {
+			t.Errorf("at %s: wakes up at %s, before the deadline %s", now.Format(time.RFC3339Nano), woken.Format(time.RFC3339Nano), out.annotate[0].Value)
+		}
 	}
 }

@@ -390,7 +390,9 @@ func failureTimeline(ns, host string, rs load.Results) string {
 				lines = append(lines, happening{r.Start, "request", fmt.Sprintf("… and %d more failed requests", len(w.failed)-i)})
 				break
 			}
-			lines = append(lines, happening{r.Start, "request", r.String()})
+			// The line's own time is the request's.
+			_, text, _ := strings.Cut(r.String(), " ")
+			lines = append(lines, happening{r.Start, "request", text})
 		}
 		slices.SortStableFunc(lines, func(a, b happening) int { return a.at.Compare(b.at) })
 		fmt.Fprintf(&b, "--- %s to %s: %d failed\n", w.from.Format(timeOfDay), w.to.Format(timeOfDay), len(w.failed))
@@ -498,7 +500,11 @@ func podsimLines(ns string) []happening {
 		pod, _ := m["pod"].(string)
 		switch {
 		case strings.HasPrefix(svc, ns+"/"):
-			out = append(out, happening{at, "podsim", fmt.Sprintf("%s %s: %v", m["msg"], strings.TrimPrefix(svc, ns+"/"), m["endpoints"])})
+			text := fmt.Sprintf("%s %s slice %v", m["msg"], strings.TrimPrefix(svc, ns+"/"), m["slice"])
+			if eps, ok := m["endpoints"]; ok {
+				text += fmt.Sprintf(": [%v]", eps)
+			}
+			out = append(out, happening{at, "podsim", text})
 		case strings.HasPrefix(pod, ns+"/"):
 			text := fmt.Sprintf("%s %s", m["msg"], strings.TrimPrefix(pod, ns+"/"))
 			for _, k := range []string{"addr", "revision", "reason"} {

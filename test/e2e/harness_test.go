@@ -52,7 +52,10 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, why := cond(ctx)
-		last = why
+		if ctx.Err() == nil || last == "" {
+			// A poll the timeout cut short says only that.
+			last = why
+		}
 		return ok, nil
 	})
 	if err != nil {

@@ -13,6 +13,14 @@
 // is not consulted: it decides whether proxies send traffic, not whether
 // the process listens.
 //
+// There is no drain period, as a pod without a preStop hook has none: a
+// pod being deleted stops listening at once (requests in flight finish),
+// while its EndpointSlice entry turns terminating and a proxy still sends
+// to it until it has applied that change (kwok removes a deleted pod right
+// away, the entry with it). So requests are lost exactly when pods are
+// removed before the traffic was taken off them — what the data-plane
+// tests are there to catch in the controller's ordering.
+//
 // Ports are the container ports the pod declares (TCP); a pod that declares
 // none is served on DefaultPort of its first container.
 //

@@ -125,7 +125,9 @@ func start(ctx context.Context, target Target, opts Options, limit int) (*Genera
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// Stop ends the sending; the requests sent keep the caller's ctx, so
+	// they get their answers.
+	sending, cancel := context.WithCancel(ctx)
 	g := &Generator{
 		target: target,
 		opts:   opts,
@@ -142,13 +144,14 @@ func start(ctx context.Context, target Target, opts Options, limit int) (*Genera
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
-	go g.run(ctx)
+	go g.run(sending, ctx)
 	return g, nil
 }
 
-// run schedules request i at start + i/rate: a late request does not move
-// the ones after it, so the rate holds on average.
-func (g *Generator) run(ctx context.Context) {
+// run schedules request i at start + i/rate until sending ends: a late
+// request does not move the ones after it, so the rate holds on average.
+// Requests are sent with ctx.
+func (g *Generator) run(sending, ctx context.Context) {
 	defer close(g.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -163,14 +166,18 @@ func (g *Generator) run(ctx context.Context) {
 		}
 		t.Reset(time.Until(start.Add(time.Duration(i) * interval)))
 		select {
-		case <-ctx.Done():
+		case <-sending.Done():
 			return
 		case <-t.C:
 		}
 		select {
-		case <-ctx.Done():
+		case <-sending.Done():
 			return
 		case slots <- struct{}{}:
+		}
+		if sending.Err() != nil {
+			// Stopped while waiting for a slot: select picks at random.
+			return
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -224,8 +231,8 @@ func (g *Generator) Results() Results {
 	return out
 }
 
-// Stop stops sending, waits for the requests in flight and returns every
-// request.
+// Stop stops sending, waits for the requests in flight to be answered
+// (each within Options.Timeout) and returns every request.
 func (g *Generator) Stop() Results {
 	g.cancel()
 	<-g.done

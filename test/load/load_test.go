@@ -128,6 +128,31 @@ func TestGeneratorRunsUntilStopped(t *testing.T) {
 	}
 }
 
+// Stop ends the load, not the requests it sent: one in flight gets its
+// answer, and none is sent once stopping, so a stopped load records no
+// failure of its own making.
+func TestStopLetsRequestsInFlightFinish(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond)
+		w.Header().Set(podsim.HeaderRevision, "a")
+	}))
+	t.Cleanup(srv.Close)
+	for range 5 {
+		g, err := Start(context.Background(), Target{URL: srv.URL, Host: "web.example"}, Options{Rate: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		rs := g.Stop()
+		if len(rs) < 20 {
+			t.Fatalf("%d requests in 100ms at 500/s", len(rs))
+		}
+		if err := rs.Err(3); err != nil {
+			t.Fatalf("stopping failed requests: %v", err)
+		}
+	}
+}
+
 func TestRefusesUnboundedRatesAndOtherHosts(t *testing.T) {
 	for _, tc := range []struct {
 		url  string

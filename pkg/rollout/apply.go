@@ -280,6 +280,13 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if p.TrafficFirst && !verified {
+		// Traffic taken away must be seen gone before the pods that took it
+		// go: a router that wrote nothing because its cached route already
+		// looked right (a watch behind) is read again.
+		log.FromContext(ctx).V(1).Info("Requeueing: a router does not carry the weight it must take away yet")
+		return errRequeue
+	}
 	if p.Status.Canary.Weights != nil {
 		p.Status.Canary.Weights.Verified = &verified
 	}

@@ -482,7 +482,7 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 	order = append(order, w.others()...)
 	sts := make([]scaleTarget, len(order))
 	for i, rs := range order {
-		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash]}
+		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash], stale: rs.stale}
 		if rs.hash == dropNow && sts[i].target < rs.spec {
 			// As if already down: the others scale as though it were.
 			sts[i].spec, sts[i].available = sts[i].target, min(rs.available, sts[i].target)

@@ -130,6 +130,9 @@ type router struct {
 	name string
 	log  *[]string
 	err  error
+	// behind: the router reads back other weights than it was given (its
+	// cache was behind, so it wrote nothing).
+	behind bool
 }
 
 func (r *router) Name() string                                      { return r.name }
@@ -140,7 +143,7 @@ func (r *router) SetWeight(_ context.Context, _ *v1alpha1.Rollout, w traffic.Wei
 }
 
 func (r *router) Verify(context.Context, *v1alpha1.Rollout, traffic.Weights) (bool, error) {
-	return r.err == nil, nil
+	return r.err == nil && !r.behind, nil
 }
 
 func (r *router) SetManagedRoutes(context.Context, *v1alpha1.Rollout, []traffic.ManagedRoute) error {
@@ -367,5 +370,24 @@ func TestStaleReplicaSetStatusServesNothing(t *testing.T) {
 	rs.Status.ObservedGeneration = 3
 	if v := viewOf(rs, ro); v.serving() != 1 {
 		t.Errorf("current status: %d serving, want 1", v.serving())
+	}
+}
+
+// TestApplyTrafficFirstWaitsForTheWeight: a router whose route does not
+// read back the weight taken away (found by the soak: a route cached from
+// before a watch was dropped looked right, so nothing was written) stops the
+// plan before the Services and the scale-down.
+func TestApplyTrafficFirstWaitsForTheWeight(t *testing.T) {
+	ro, p, objs := abortPlan(t)
+	r, log, _ := applier(t, ro, map[string]error{"gatewayAPI": nil, "istio": nil}, objs...)
+	r.Routers["istio"] = func(client.Client, client.Reader) traffic.Router {
+		return &router{name: "istio", log: log, behind: true}
+	}
+	err := r.applyObjects(context.Background(), ro, &p)
+	if classify(err) != stale {
+		t.Errorf("error %v, want a requeue while a router does not carry the weight", err)
+	}
+	if slices.ContainsFunc(*log, func(l string) bool { return strings.HasPrefix(l, "patch ") }) {
+		t.Errorf("writes %q after a router that does not carry the weight", *log)
 	}
 }

@@ -207,7 +207,8 @@ func checkSurge(s snapshot) string {
 //     canary's pods go at once ("a canary without routing is scaled down
 //     at once, within surge limits" — within the surge limit, not the
 //     availability floor), since they would otherwise take traffic meant
-//     for the stable.
+//     for the stable. The exemption ends when the floor is met by
+//     ReplicaSets whose status has seen their spec.
 //
 // With traffic routing and for blue-green the stable stays at full size
 // through an abort, so the floor holds there too.
@@ -215,15 +216,21 @@ func checkAvailability(s snapshot, st *rolloutState) (string, bool) {
 	r := ptr.Deref(s.ro.Spec.Replicas, 1)
 	_, unavailable := limits(s.m, r)
 	floor := r - unavailable
-	var avail int32
+	var avail, settled int32
 	for _, rs := range s.rss {
 		avail += available(rs)
+		if rs.Status.ObservedGeneration >= rs.Generation {
+			settled += available(rs)
+		}
 	}
 	aborting := s.m.strategy == strategyCanary && (s.ro.Status.Abort || abortRequested(s.ro))
 	switch {
 	case aborting:
 		st.exempt = true
-	case st.exempt && avail >= floor:
+	case st.exempt && settled >= floor:
+		// Back only when ReplicaSets whose status is current say so: an
+		// aborted canary scaled to 0 shows its old pods until the
+		// ReplicaSet controller has seen the scale.
 		st.exempt = false
 	}
 	if st.exempt {

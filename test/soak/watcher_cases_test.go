@@ -148,6 +148,48 @@ func TestWatcherAbortExemptsTheCanaryWithoutRouting(t *testing.T) {
 	}
 }
 
+// TestWatcherAbortExemptionEndsOnSettledStatuses: an abort retried at once
+// (found by the soak) leaves the canary ReplicaSet at a spec its status has
+// not seen, still counting the pods the abort removed; the floor is back
+// only when statuses that have seen their spec say so.
+func TestWatcherAbortExemptionEndsOnSettledStatuses(t *testing.T) {
+	f := newFeed(t, canaryMember())
+	unseen := func(rs *appsv1.ReplicaSet) *appsv1.ReplicaSet {
+		rs.Generation, rs.Status.ObservedGeneration = 3, 2
+		return rs
+	}
+	f.at(0, 10, kindRollout, f.rollout("a", "b"))
+	f.at(10, 11, kindReplicaSet, f.rs("a", 3, 3))
+	f.at(20, 12, kindReplicaSet, f.rs("b", 1, 1))
+	f.at(30, 13, kindRollout, f.rollout("a", "b", func(ro *v1alpha1.Rollout) {
+		ro.Annotations[v1alpha1.AbortAnnotation] = "t1"
+		ro.Status.LastHandled.Abort, ro.Status.Abort = "t1", true
+	}))
+	f.at(35, 14, kindReplicaSet, unseen(f.rs("b", 0, 1)))
+	f.at(40, 15, kindReplicaSet, f.rs("a", 4, 2))
+	// Retried: the canary is asked for again before its status has seen
+	// the abort's scale to 0; it still shows its old pod.
+	f.at(50, 16, kindRollout, f.rollout("a", "b", func(ro *v1alpha1.Rollout) {
+		ro.Annotations[v1alpha1.AbortAnnotation] = "t1"
+		ro.Status.LastHandled.Abort = "t1"
+	}))
+	f.at(60, 17, kindReplicaSet, unseen(f.rs("b", 1, 1)))
+	f.at(70, 18, kindReplicaSet, f.rs("a", 3, 2))
+	f.at(80, 19, kindReplicaSet, f.rs("b", 1, 0))
+	f.drain(3000)
+	if v := f.w.violations; len(v) != 0 {
+		t.Fatalf("violations before the floor was back: %+v", v)
+	}
+	// Back: then a drop is a violation again.
+	f.at(3000, 20, kindReplicaSet, f.rs("b", 1, 1))
+	f.at(3010, 21, kindReplicaSet, f.rs("a", 3, 3))
+	f.at(3020, 22, kindReplicaSet, f.rs("a", 3, 1))
+	f.drain(6000)
+	if got := f.violations(invAvailability); len(got) != 1 {
+		t.Errorf("availability violations after the floor was back: %q, want one", got)
+	}
+}
+
 func TestWatcherWeightWaitsForLateStreams(t *testing.T) {
 	m := routedMember()
 	stable, canary := m.services()

@@ -381,6 +381,12 @@ func TestStaleReplicaSetStatusServesNothing(t *testing.T) {
 	if v := viewOf(rs, ro); v.serving() != 1 {
 		t.Errorf("current status: %d serving, want 1", v.serving())
 	}
+	// Scaled down, and the ReplicaSet controller has not removed the pod
+	// yet (found by the soak: a weight was given for a pod about to go).
+	rs.Spec.Replicas = ptrInt32(0)
+	if v := viewOf(rs, ro); v.serving() != 0 || v.available != 1 {
+		t.Errorf("a pod above spec.replicas: %d serving, %d available; want 0 serving, 1 available for scale arithmetic", v.serving(), v.available)
+	}
 }
 
 // TestApplyTrafficFirstWaitsForTheWeight: a router whose route does not

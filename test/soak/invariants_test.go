@@ -61,6 +61,9 @@ type rolloutState struct {
 	// roles: when each revision (hash) was last seen stable or current;
 	// firstSeen: when its ReplicaSet first appeared.
 	roles, firstSeen map[string]time.Time
+	// waiting: when the stable or current ReplicaSet was last seen with
+	// pods asked for and not yet available.
+	waiting time.Time
 }
 
 type mark struct {
@@ -349,8 +352,10 @@ func (w *watcher) checkPromotion(s snapshot, st *rolloutState) string {
 //     scaleDownDelaySeconds (routing, blue-green);
 //   - an aborted canary kept for abortScaleDownDelaySeconds.
 //
-// Each for at most retireGrace after it lost its role, or after the
-// scale-down deadline on it: a ReplicaSet that keeps pods longer is one the
+// Each for at most retireGrace after it lost its role, after the
+// scale-down deadline on it, or after the stable and current ReplicaSets
+// last waited for pods to become available (the floor may keep a retiring
+// pod until they are): a ReplicaSet that keeps pods longer is one the
 // controller forgot.
 func (w *watcher) sweep(now time.Time) {
 	for key, st := range w.state {
@@ -361,6 +366,9 @@ func (w *watcher) sweep(now time.Time) {
 		s.at = now
 		for _, h := range roles(s.ro) {
 			st.roles[h] = now
+		}
+		if waitingForPods(s) {
+			st.waiting = now
 		}
 		var stale []string
 		withPods := 0
@@ -378,6 +386,9 @@ func (w *watcher) sweep(now time.Time) {
 			if d, err := time.Parse(time.RFC3339, rs.Annotations[v1alpha1.ScaleDownDeadlineAnnotation]); err == nil && d.Add(retireGrace).After(until) {
 				until = d.Add(retireGrace)
 			}
+			if w := st.waiting.Add(retireGrace); w.After(until) {
+				until = w
+			}
 			if now.Before(until) {
 				continue
 			}
@@ -389,6 +400,20 @@ func (w *watcher) sweep(now time.Time) {
 		}
 		w.verdict(s, invReplicaSets, msg)
 	}
+}
+
+// waitingForPods reports whether the stable or the current ReplicaSet has
+// pods asked for that are not available yet. A retiring ReplicaSet's pods
+// may have to stay meanwhile: removing them would take the Rollout below
+// its availability floor, and with surge spent nothing else can move.
+func waitingForPods(s snapshot) bool {
+	for _, rs := range s.rss {
+		h := rs.Labels[v1alpha1.PodTemplateHashLabel]
+		if (h == s.ro.Status.StableRS || h == s.ro.Status.CurrentPodHash) && available(rs) < ptr.Deref(rs.Spec.Replicas, 1) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe renders what the watcher saw of a Rollout for a violation.

@@ -265,3 +265,33 @@ func TestWatcherReplicaSetsThatOutstayTheirRole(t *testing.T) {
 		t.Errorf("replicaset violations: %q", got)
 	}
 }
+
+// TestWatcherRetiringReplicaSetWaitsForPods: a retiring ReplicaSet's
+// available pod may stay while the current revision's pods are on their
+// way (found by the soak: removing it would break the floor, and surge was
+// spent); its allowance runs from when they are all available.
+func TestWatcherRetiringReplicaSetWaitsForPods(t *testing.T) {
+	f := newFeed(t, canaryMember())
+	f.at(0, 10, kindRollout, f.rollout("a", "b"))
+	f.at(10, 11, kindReplicaSet, f.rs("a", 2, 2))
+	f.at(20, 12, kindReplicaSet, f.rs("b", 3, 1))
+	f.at(30, 13, kindReplicaSet, f.rs("c", 1, 1))
+	f.drain(100)
+	f.w.sweep(t0.Add(time.Minute))
+	f.w.sweep(t0.Add(retireGrace + time.Second))
+	if v := f.violations(invReplicaSets); len(v) != 0 {
+		t.Fatalf("a retiring ReplicaSet while the current one waits for pods: %q", v)
+	}
+	f.at(int(retireGrace.Milliseconds())+2000, 14, kindReplicaSet, f.rs("b", 3, 3))
+	f.drain(int(retireGrace.Milliseconds()) + 3000)
+	// Last seen waiting at the sweep of retireGrace+1s.
+	f.w.sweep(t0.Add(retireGrace + 3*time.Second))
+	f.w.sweep(t0.Add(2 * retireGrace))
+	if v := f.violations(invReplicaSets); len(v) != 0 {
+		t.Fatalf("within the allowance after the pods came: %q", v)
+	}
+	f.w.sweep(t0.Add(2*retireGrace + 2*time.Second))
+	if got := f.violations(invReplicaSets); len(got) != 1 || !strings.Contains(got[0], "canary-00-c (1 pods") {
+		t.Errorf("replicaset violations: %q", got)
+	}
+}

@@ -262,28 +262,58 @@ func (r *Reconciler) shiftTraffic(ctx context.Context, current *v1alpha1.Rollout
 	if err != nil {
 		return err
 	}
-	verified := true
 	weights := traffic.Weights{Canary: *p.TrafficWeight, Extra: p.TrafficExtra}
-	var errs []error
-	for _, rt := range routers {
-		ok, err := r.route(ctx, rt, ro, weights, p.Routes)
-		if err != nil && p.TrafficFirst && apierrors.IsNotFound(err) {
-			// An object that is gone sends no traffic to the canary.
-			log.FromContext(ctx).Info("Route gone while aborting: nothing to take back", "router", rt.Name(), "error", err.Error())
-			continue
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("router %s: %w", rt.Name(), err))
-		}
-		verified = verified && ok
+	results := make([]routed, len(routers))
+	for i, rt := range routers {
+		results[i].router = rt.Name()
+		results[i].verified, results[i].err = r.route(ctx, rt, ro, weights, p.Routes)
 	}
-	if err := errors.Join(errs...); err != nil {
+	verified, err := trafficOutcome(p.TrafficFirst, results)
+	if errors.Is(err, errRequeue) {
+		log.FromContext(ctx).V(1).Info("Requeueing: a router does not carry the weight it must take away yet")
+	}
+	if err != nil {
 		return err
 	}
 	if p.Status.Canary.Weights != nil {
 		p.Status.Canary.Weights.Verified = &verified
 	}
 	return nil
+}
+
+// routed is what one router answered to a plan's weights.
+type routed struct {
+	router   string
+	verified bool
+	err      error
+}
+
+// trafficOutcome decides what the routers' answers mean for the plan:
+// whether all of them carry the weights, or the error that stops it. Traffic
+// taken away first (an abort, a superseded canary) is special twice over: a
+// route that is gone sends nothing to the canary, so it counts as done; and
+// one that does not read the weight back yet (a router that wrote nothing
+// because its cached route looked right already, a watch behind) stops the
+// plan before the Services and the scale-down, to be read again.
+func trafficOutcome(first bool, results []routed) (bool, error) {
+	verified := true
+	var errs []error
+	for _, res := range results {
+		switch {
+		case res.err != nil && first && apierrors.IsNotFound(res.err):
+		case res.err != nil:
+			errs = append(errs, fmt.Errorf("router %s: %w", res.router, res.err))
+		default:
+			verified = verified && res.verified
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return false, err
+	}
+	if first && !verified {
+		return false, errRequeue
+	}
+	return verified, nil
 }
 
 // route makes one router carry the weights and managed routes, and reports
@@ -380,7 +410,7 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 	case err != nil:
 		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
 	}
-	r.scaled.wrote(client.ObjectKeyFromObject(rs), sc.Version, rs.ResourceVersion)
+	r.scaled.wrote(client.ObjectKeyFromObject(rs), rs.ResourceVersion, r.Clock.Now())
 	return nil
 }
 
@@ -403,11 +433,10 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	if err != nil {
 		return fmt.Errorf("encoding rollout status: %w", err)
 	}
-	before := ro.ResourceVersion
 	if err := r.Client.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
-	r.superseded.wrote(client.ObjectKeyFromObject(ro), before, ro.ResourceVersion)
+	r.superseded.wrote(client.ObjectKeyFromObject(ro), ro.ResourceVersion, r.Clock.Now())
 	return nil
 }
 

@@ -51,7 +51,6 @@ func (r *Reconciler) setFinalizers(ctx context.Context, ro *v1alpha1.Rollout, fi
 	if err != nil {
 		return err
 	}
-	before := ro.ResourceVersion
 	err = jsonpatch.Apply(ctx, r.Client, ro, []jsonpatch.Op{guard, op})
 	switch {
 	case apierrors.IsConflict(err):
@@ -59,7 +58,7 @@ func (r *Reconciler) setFinalizers(ctx context.Context, ro *v1alpha1.Rollout, fi
 	case err != nil:
 		return fmt.Errorf("setting finalizers of rollout: %w", err)
 	}
-	r.superseded.wrote(client.ObjectKeyFromObject(ro), before, ro.ResourceVersion)
+	r.superseded.wrote(client.ObjectKeyFromObject(ro), ro.ResourceVersion, r.Clock.Now())
 	return nil
 }
 

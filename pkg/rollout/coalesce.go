@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -90,32 +91,50 @@ func (c *coalescer) forget(key types.NamespacedName) {
 	delete(c.since, key)
 }
 
-// staleGuard remembers, per object, the resourceVersion this controller's
-// last write replaced. While the cache still shows that version it has not
-// seen the write, and planning from it would do the same work twice; any
-// other version means it caught up (or moved past), and the entry goes.
-type staleGuard struct{ before sync.Map } // types.NamespacedName → string
+// staleGuard remembers, per object, the resourceVersion of this
+// controller's last write to it. A cache that shows an older version has not
+// seen the write, and planning from it would do the same work twice; the
+// same or a newer version means it caught up, and the entry goes.
+//
+// The cache is expected to catch up within milliseconds, through the watch.
+// When it has not after cacheLag (a watch the API server ended and the
+// informer backing off before it lists again, which can last a minute), the
+// guard says so, and the reconcile reads the object from the API server
+// instead of waiting: a pending abort must not wait for an informer.
+//
+// Resource versions are compared as numbers, as etcd writes them. One that
+// is not a number cannot be ordered, and is never waited for.
+type staleGuard struct{ last sync.Map } // types.NamespacedName → writtenAt
 
-// wrote records a write that took an object from version before to after
-// (a write that changed nothing leaves the version, and nothing to wait for).
-func (g *staleGuard) wrote(key types.NamespacedName, before, after string) {
-	if before != "" && before != after {
-		g.before.Store(key, before)
+type writtenAt struct {
+	version uint64
+	at      time.Time
+}
+
+// cacheLag is how long a reconcile waits for the cache to show its own
+// write before it reads around the cache.
+const cacheLag = 2 * time.Second
+
+// wrote records a write that left an object at version after.
+func (g *staleGuard) wrote(key types.NamespacedName, after string, now time.Time) {
+	if v, err := strconv.ParseUint(after, 10, 64); err == nil {
+		g.last.Store(key, writtenAt{version: v, at: now})
 	}
 }
 
-// behind reports whether the cached version is the one our last write
-// replaced.
-func (g *staleGuard) behind(key types.NamespacedName, cached string) bool {
-	v, ok := g.before.Load(key)
+// behind reports whether the cached version predates our last write, and
+// whether it has for longer than cacheLag (overdue: read the live object).
+func (g *staleGuard) behind(key types.NamespacedName, cached string, now time.Time) (behind, overdue bool) {
+	w, ok := g.last.Load(key)
 	if !ok {
-		return false
+		return false, false
 	}
-	if v.(string) == cached {
-		return true
+	last := w.(writtenAt)
+	if v, err := strconv.ParseUint(cached, 10, 64); err != nil || v >= last.version {
+		g.last.CompareAndDelete(key, w)
+		return false, false
 	}
-	g.before.Delete(key)
-	return false
+	return true, now.Sub(last.at) > cacheLag
 }
 
-func (g *staleGuard) forget(key types.NamespacedName) { g.before.Delete(key) }
+func (g *staleGuard) forget(key types.NamespacedName) { g.last.Delete(key) }

@@ -108,29 +108,37 @@ func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	}
 }
 
-// TestStaleGuard: after a write, a cache that still shows the version the
-// write replaced is behind; any other version means it caught up (or moved
-// past), and the guard is forgotten.
+// TestStaleGuard: after a write, a cache that shows an older version than
+// the write left is behind, overdue once that has lasted cacheLag; the same
+// or a newer version means it caught up, and the guard is forgotten.
 func TestStaleGuard(t *testing.T) {
 	var g staleGuard
 	key := types.NamespacedName{Namespace: "ns", Name: "web-abc"}
-	if g.behind(key, "10") {
-		t.Fatal("an object never written counted as stale")
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	check := func(cached string, at time.Duration, wantBehind, wantOverdue bool) {
+		t.Helper()
+		behind, overdue := g.behind(key, cached, now.Add(at))
+		if behind != wantBehind || overdue != wantOverdue {
+			t.Errorf("cache at %s after %s: behind %t overdue %t, want %t %t", cached, at, behind, overdue, wantBehind, wantOverdue)
+		}
 	}
-	g.wrote(key, "10", "10")
-	if g.behind(key, "10") {
-		t.Error("a write that changed nothing made the cache count as behind")
-	}
-	g.wrote(key, "10", "11")
-	if !g.behind(key, "10") {
-		t.Error("the version the write replaced counted as current")
-	}
-	if g.behind(key, "11") {
-		t.Error("the version after the write counted as stale")
-	}
-	if g.behind(key, "10") {
-		t.Error("the guard outlived the cache catching up")
-	}
+	check("10", 0, false, false) // never written
+	g.wrote(key, "11", now)
+	check("10", time.Second, true, false)
+	check("9", cacheLag, true, false) // older still: a cache that lists again may go back
+	check("10", cacheLag+time.Millisecond, true, true)
+	check("12", 0, false, false) // moved past the write
+	check("10", cacheLag+time.Second, false, false)
+
+	g.wrote(key, "20", now)
+	check("20", 0, false, false) // caught up exactly
+	g.wrote(key, "not-a-number", now)
+	check("1", 0, false, false) // cannot be ordered: never waited for
+	g.wrote(key, "30", now)
+	check("not-a-number", 0, false, false)
+	g.wrote(key, "40", now)
+	g.forget(key)
+	check("39", 0, false, false)
 }
 
 func TestSoonest(t *testing.T) {

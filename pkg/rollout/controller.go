@@ -218,9 +218,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	if r.superseded.behind(req.NamespacedName, ro.ResourceVersion) {
-		// The watch event of our last write will bring us back.
-		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+	if behind, overdue := r.superseded.behind(req.NamespacedName, ro.ResourceVersion, r.Clock.Now()); behind {
+		if !overdue {
+			// The watch event of our last write will bring us back.
+			return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
+		}
+		log.FromContext(ctx).V(1).Info("Cache still behind our last status write: reading the Rollout from the API server", "cached", ro.ResourceVersion)
+		var live v1alpha1.Rollout
+		if err := r.readLive(ctx, req.NamespacedName, &live); err != nil {
+			// Gone: its delete event brings the cache, and us, back.
+			return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("getting rollout: %w", err))
+		}
+		ro = live
 	}
 	in, err := r.observe(ctx, &ro)
 	if errors.Is(err, errRequeue) {
@@ -235,6 +244,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("planning: %w", err)
 	}
 	return r.apply(ctx, &ro, p)
+}
+
+// readLive reads an object from the API server, around the cache.
+func (r *Reconciler) readLive(ctx context.Context, key types.NamespacedName, obj client.Object) error {
+	if r.APIReader == nil {
+		return r.Client.Get(ctx, key, obj)
+	}
+	return r.APIReader.Get(ctx, key, obj)
 }
 
 // podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
@@ -332,8 +349,20 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 				}
 				for i := range list.Items {
 					rs := &list.Items[i]
-					if r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion) {
-						return Input{}, errRequeue
+					if behind, overdue := r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion, in.Now); behind {
+						if !overdue {
+							return Input{}, errRequeue
+						}
+						log.FromContext(ctx).V(1).Info("Cache still behind our last scale: reading the ReplicaSet from the API server", "replicaSet", rs.Name, "cached", rs.ResourceVersion)
+						var live appsv1.ReplicaSet
+						err := r.readLive(ctx, client.ObjectKeyFromObject(rs), &live)
+						if apierrors.IsNotFound(err) {
+							continue
+						}
+						if err != nil {
+							return Input{}, fmt.Errorf("getting replicaset %s: %w", rs.Name, err)
+						}
+						*rs = live
 					}
 					if sel.Matches(labels.Set(rs.Labels)) && rs.DeletionTimestamp.IsZero() {
 						in.ReplicaSets = append(in.ReplicaSets, rs)

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -200,7 +201,7 @@ func TestIntegrationScaleIsGuardedBySpecOnly(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: env.Client}
+	r := &Reconciler{Client: env.Client, Clock: clock.RealClock{}}
 	if err := r.scale(ctx, ns, ScaleChange{Name: rs.Name, From: 3, To: 1}); !errors.Is(err, errRequeue) {
 		t.Errorf("scaling from 3 a ReplicaSet at 2: %v, want errRequeue", err)
 	}
@@ -225,7 +226,7 @@ func TestIntegrationWriteStatusReplacesTheStatus(t *testing.T) {
 	if err := env.Client.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: env.Client}
+	r := &Reconciler{Client: env.Client, Clock: clock.RealClock{}}
 	paused := v1alpha1.RolloutStatus{
 		Phase: v1alpha1.RolloutPhasePaused, CurrentPodHash: "abc", CurrentStepIndex: ptr.To[int32](0),
 		PauseConditions: []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonCanaryPauseStep, StartTime: metav1.NewTime(time.Now().Truncate(time.Second))}},
@@ -236,7 +237,7 @@ func TestIntegrationWriteStatusReplacesTheStatus(t *testing.T) {
 		if err := r.writeStatus(ctx, ro, want); err != nil {
 			t.Fatal(err)
 		}
-		if !r.superseded.behind(client.ObjectKeyFromObject(ro), before) {
+		if behind, _ := r.superseded.behind(client.ObjectKeyFromObject(ro), before, time.Now()); !behind {
 			t.Errorf("the write from version %s was not recorded", before)
 		}
 		var got v1alpha1.Rollout

@@ -254,7 +254,8 @@ func plan(in Input) (Plan, error) {
 		p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
 		// Not at a promotion, though: there the stable Service must select
 		// the promoted pods before the canary's share falls back to it.
-		p.TrafficFirst = st.Abort || st.StableRS != w.hash && lowers(ro.Status.Canary.Weights, st.Canary.Weights)
+		p.TrafficFirst = st.Abort || st.StableRS != w.hash && (lowers(ro.Status.Canary.Weights, st.Canary.Weights) ||
+			repoints(p.Services, ro.Spec.Strategy.Canary.CanaryService))
 		if st.StableRS != w.hash && !st.Abort {
 			p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
 		}
@@ -306,6 +307,15 @@ func abortWhileInvalid(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, now tim
 	p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, back)
 	p.TrafficFirst = true
 	return events
+}
+
+// repoints reports whether the plan points the named Service at other pods.
+// During an update that is the canary Service moving to a newer revision,
+// whose pods are not available yet: whatever weight the routers carry must
+// be gone first. The status may not say they carry any (the write that
+// recorded it may have failed), so this does not rest on lowers.
+func repoints(changes []ServiceChange, name string) bool {
+	return name != "" && slices.ContainsFunc(changes, func(sc ServiceChange) bool { return sc.Name == name })
 }
 
 // lowers reports whether the weights now give the canary, or an extra
@@ -482,7 +492,7 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 	order = append(order, w.others()...)
 	sts := make([]scaleTarget, len(order))
 	for i, rs := range order {
-		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash]}
+		sts[i] = scaleTarget{spec: rs.spec, available: rs.available, target: targets[rs.hash], stale: rs.stale}
 		if rs.hash == dropNow && sts[i].target < rs.spec {
 			// As if already down: the others scale as though it were.
 			sts[i].spec, sts[i].available = sts[i].target, min(rs.available, sts[i].target)

@@ -95,6 +95,10 @@ func abs64(v int64) int64 {
 type scaleTarget struct {
 	// spec and available are observed; target is where the plan wants spec.
 	spec, available, target int32
+	// stale: the status predates the last scale, so its count is not to be
+	// trusted either way: its pods add nothing to what is available, and
+	// removing them is never free.
+	stale bool
 }
 
 // rollingStep moves every ReplicaSet's spec toward its target by as much as
@@ -113,7 +117,9 @@ func rollingStep(replicas int32, l limits, rss []scaleTarget) []int32 {
 	for i, rs := range rss {
 		next[i] = rs.spec
 		total += rs.spec
-		available += min(rs.available, rs.spec)
+		if !rs.stale {
+			available += min(rs.available, rs.spec)
+		}
 	}
 
 	room := replicas + l.surge - total
@@ -134,6 +140,9 @@ func rollingStep(replicas int32, l limits, rss []scaleTarget) []int32 {
 		}
 		down := rs.spec - rs.target
 		unavailable := rs.spec - min(rs.available, rs.spec)
+		if rs.stale {
+			unavailable = 0
+		}
 		free := min(down, unavailable)
 		costly := min(down-free, budget)
 		next[i] -= free + costly

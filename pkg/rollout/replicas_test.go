@@ -126,25 +126,32 @@ func TestRollingStep(t *testing.T) {
 		want     []int32
 	}{
 		{"surge room goes to the first ReplicaSet", 10, limits{2, 0},
-			[]scaleTarget{{0, 0, 5}, {10, 10, 5}}, []int32{2, 10}},
+			[]scaleTarget{{0, 0, 5, false}, {10, 10, 5, false}}, []int32{2, 10}},
 		{"no surge: scale down first, within unavailability", 10, limits{0, 1},
-			[]scaleTarget{{0, 0, 2}, {10, 10, 8}}, []int32{0, 9}},
+			[]scaleTarget{{0, 0, 2, false}, {10, 10, 8, false}}, []int32{0, 9}},
 		{"no surge: the freed slot is used next time", 10, limits{0, 1},
-			[]scaleTarget{{0, 0, 2}, {9, 9, 8}}, []int32{1, 9}},
+			[]scaleTarget{{0, 0, 2, false}, {9, 9, 8, false}}, []int32{1, 9}},
 		{"available canary lets the stable shrink", 10, limits{0, 1},
-			[]scaleTarget{{1, 1, 2}, {9, 9, 8}}, []int32{1, 8}},
+			[]scaleTarget{{1, 1, 2, false}, {9, 9, 8, false}}, []int32{1, 8}},
 		{"unavailable pods are removed for free", 10, limits{0, 1},
-			[]scaleTarget{{2, 2, 2}, {8, 3, 0}}, []int32{2, 3}},
+			[]scaleTarget{{2, 2, 2, false}, {8, 3, 0, false}}, []int32{2, 3}},
 		{"an unhealthy stable never blocks the canary", 4, limits{0, 1},
-			[]scaleTarget{{0, 0, 4}, {4, 0, 0}}, []int32{0, 0}},
+			[]scaleTarget{{0, 0, 4, false}, {4, 0, 0, false}}, []int32{0, 0}},
 		{"the last ReplicaSets go down first", 10, limits{0, 2},
-			[]scaleTarget{{5, 5, 5}, {4, 4, 2}, {3, 3, 0}}, []int32{5, 3, 0}},
+			[]scaleTarget{{5, 5, 5, false}, {4, 4, 2, false}, {3, 3, 0, false}}, []int32{5, 3, 0}},
 		{"over replicas+surge nothing scales up, the excess goes", 10, limits{1, 0},
-			[]scaleTarget{{0, 0, 5}, {12, 12, 10}}, []int32{0, 10}},
+			[]scaleTarget{{0, 0, 5, false}, {12, 12, 10, false}}, []int32{0, 10}},
 		{"availability already below the floor is not made worse", 10, limits{0, 2},
-			[]scaleTarget{{5, 2, 10}, {5, 5, 0}}, []int32{5, 5}},
+			[]scaleTarget{{5, 2, 10, false}, {5, 5, 0, false}}, []int32{5, 5}},
 		{"nothing to do", 4, limits{1, 1},
-			[]scaleTarget{{2, 2, 2}, {2, 2, 2}}, []int32{2, 2}},
+			[]scaleTarget{{2, 2, 2, false}, {2, 2, 2, false}}, []int32{2, 2}},
+		// Found by the soak: a ReplicaSet scaled to 0 and back whose status
+		// still counts the going pods must not pay for the stable's
+		// scale-down, nor may a stale one's pods be removed for free.
+		{"a stale status adds nothing to what is available", 5, limits{1, 1},
+			[]scaleTarget{{2, 2, 2, true}, {5, 5, 3, false}}, []int32{2, 4}},
+		{"a stale ReplicaSet's pods are not removed for free", 5, limits{1, 1},
+			[]scaleTarget{{5, 0, 5, false}, {3, 0, 0, true}}, []int32{5, 3}},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {

@@ -38,15 +38,17 @@ type rsView struct {
 }
 
 // serving is how many pods may take traffic or finish a step: the available
-// ones, but none while the status is stale (a scale to 0 and back within the
-// ReplicaSet controller's lag leaves it counting pods that are going). Scale
-// arithmetic keeps the status as it is: counting pods unavailable would let
-// them be removed for free.
+// ones up to spec.replicas (those above it are being removed: a scale-down
+// the ReplicaSet controller has seen but not carried out yet), and none while
+// the status is stale (a scale to 0 and back within the ReplicaSet
+// controller's lag leaves it counting pods that are going). Scale arithmetic
+// keeps the status as it is: counting pods unavailable would let them be
+// removed for free.
 func (rs *rsView) serving() int32 {
 	if rs.stale {
 		return 0
 	}
-	return rs.available
+	return min(rs.available, rs.spec)
 }
 
 // delayed reports whether the ReplicaSet is waiting out a scale-down delay.

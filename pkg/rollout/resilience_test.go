@@ -130,6 +130,9 @@ type router struct {
 	name string
 	log  *[]string
 	err  error
+	// behind: the router reads back other weights than it was given (its
+	// cache was behind, so it wrote nothing).
+	behind bool
 }
 
 func (r *router) Name() string                                      { return r.name }
@@ -140,7 +143,7 @@ func (r *router) SetWeight(_ context.Context, _ *v1alpha1.Rollout, w traffic.Wei
 }
 
 func (r *router) Verify(context.Context, *v1alpha1.Rollout, traffic.Weights) (bool, error) {
-	return r.err == nil, nil
+	return r.err == nil && !r.behind, nil
 }
 
 func (r *router) SetManagedRoutes(context.Context, *v1alpha1.Rollout, []traffic.ManagedRoute) error {
@@ -336,6 +339,16 @@ func TestSupersedeTakesTrafficFirst(t *testing.T) {
 		t.Errorf("supersede: canary Service switched %v, traffic %v, first %v; want the switch with traffic 0 written first", switched, p.TrafficWeight, p.TrafficFirst)
 	}
 
+	// The status may not know the weight the routers carry (found by the
+	// soak: the status write that recorded it failed): the switch alone
+	// puts traffic first.
+	s = pausedAtHalf(t)
+	s.ro.Status.Canary.Weights.Canary.Weight = 0
+	s.setImage("web:3")
+	if p := s.tick(); !p.TrafficFirst {
+		t.Errorf("supersede with a status that records no canary weight: traffic first %v, want first", p.TrafficFirst)
+	}
+
 	s = pausedAtHalf(t)
 	s.request(v1alpha1.PromoteAnnotation, "p")
 	for range 20 {
@@ -367,5 +380,109 @@ func TestStaleReplicaSetStatusServesNothing(t *testing.T) {
 	rs.Status.ObservedGeneration = 3
 	if v := viewOf(rs, ro); v.serving() != 1 {
 		t.Errorf("current status: %d serving, want 1", v.serving())
+	}
+	// Scaled down, and the ReplicaSet controller has not removed the pod
+	// yet (found by the soak: a weight was given for a pod about to go).
+	rs.Spec.Replicas = ptrInt32(0)
+	if v := viewOf(rs, ro); v.serving() != 0 || v.available != 1 {
+		t.Errorf("a pod above spec.replicas: %d serving, %d available; want 0 serving, 1 available for scale arithmetic", v.serving(), v.available)
+	}
+}
+
+// TestApplyTrafficFirstWaitsForTheWeight: a router whose route does not
+// read back the weight taken away (found by the soak: a route cached from
+// before a watch was dropped looked right, so nothing was written) stops the
+// plan before the Services and the scale-down.
+func TestApplyTrafficFirstWaitsForTheWeight(t *testing.T) {
+	ro, p, objs := abortPlan(t)
+	r, log, _ := applier(t, ro, map[string]error{"gatewayAPI": nil, "istio": nil}, objs...)
+	r.Routers["istio"] = func(client.Client, client.Reader) traffic.Router {
+		return &router{name: "istio", log: log, behind: true}
+	}
+	err := r.applyObjects(context.Background(), ro, &p)
+	if classify(err) != stale {
+		t.Errorf("error %v, want a requeue while a router does not carry the weight", err)
+	}
+	if slices.ContainsFunc(*log, func(l string) bool { return strings.HasPrefix(l, "patch ") }) {
+		t.Errorf("writes %q after a router that does not carry the weight", *log)
+	}
+}
+
+// TestObserveReadsAroundAnOverdueCache: a ReplicaSet whose cached copy
+// predates our own scale is waited for, and read from the API server once
+// that has lasted cacheLag (found by the soak: after a dropped watch the
+// ReplicaSet informer backed off for up to a minute, and an abort waited
+// behind it).
+func TestObserveReadsAroundAnOverdueCache(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	ro := canaryRollout(3, "1", "0")
+	cached := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: "web-a", Labels: map[string]string{"app": "web"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "rollouts.kubeseed.io/v1alpha1", Kind: "Rollout", Name: ro.Name, UID: ro.UID, Controller: new(true)}}},
+		Spec: appsv1.ReplicaSetSpec{Replicas: ptrInt32(3)},
+	}
+	build := func(rs *appsv1.ReplicaSet) client.Client {
+		return fake.NewClientBuilder().WithScheme(scheme).WithObjects(rs).
+			WithIndex(&appsv1.ReplicaSet{}, controllerIndex, controllerOf).
+			WithIndex(&v1alpha1.AnalysisRun{}, controllerIndex, controllerOf).
+			WithIndex(&v1alpha1.Experiment{}, controllerIndex, controllerOf).Build()
+	}
+	cache := build(cached)
+	live := cached.DeepCopy()
+	live.Spec.Replicas = ptrInt32(1)
+	api := build(live)
+	if err := api.Update(context.Background(), live); err != nil { // one version past the cache's
+		t.Fatal(err)
+	}
+	if err := cache.Get(context.Background(), client.ObjectKeyFromObject(cached), cached); err != nil {
+		t.Fatal(err)
+	}
+
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1e9, 0))
+	r := &Reconciler{Client: cache, APIReader: api, Clock: clk}
+	r.scaled.wrote(client.ObjectKeyFromObject(live), live.ResourceVersion, clk.Now())
+	if _, err := r.observe(context.Background(), ro); !errors.Is(err, errRequeue) {
+		t.Fatalf("cache behind our scale for no time: %v, want errRequeue", err)
+	}
+	clk.SetTime(clk.Now().Add(cacheLag + time.Millisecond))
+	in, err := r.observe(context.Background(), ro)
+	if err != nil {
+		t.Fatalf("cache behind our scale for longer than %s: %v", cacheLag, err)
+	}
+	if len(in.ReplicaSets) != 1 || *in.ReplicaSets[0].Spec.Replicas != 1 {
+		t.Errorf("observed %d ReplicaSets, want the API server's copy at 1 replica", len(in.ReplicaSets))
+	}
+}
+
+// TestTrafficOutcome: what the routers' answers mean for a plan.
+func TestTrafficOutcome(t *testing.T) {
+	gone := apierrors.NewNotFound(schema.GroupResource{Group: "gateway.networking.k8s.io", Resource: "httproutes"}, "web")
+	boom := errors.New("boom")
+	rows := []struct {
+		name         string
+		first        bool
+		results      []routed
+		wantVerified bool
+		wantErr      error
+	}{
+		{"all carry it", false, []routed{{"a", true, nil}, {"b", true, nil}}, true, nil},
+		{"one not read back yet, giving traffic", false, []routed{{"a", true, nil}, {"b", false, nil}}, false, nil},
+		{"one not read back yet, taking it away", true, []routed{{"a", true, nil}, {"b", false, nil}}, false, errRequeue},
+		{"a route gone while taking traffic away", true, []routed{{"a", false, gone}, {"b", true, nil}}, true, nil},
+		{"a route gone while giving traffic", false, []routed{{"a", false, gone}}, false, gone},
+		{"one fails, the other answered", true, []routed{{"a", false, boom}, {"b", true, nil}}, false, boom},
+		{"no routers", true, nil, true, nil},
+	}
+	for _, r := range rows {
+		verified, err := trafficOutcome(r.first, r.results)
+		if verified != r.wantVerified || !errors.Is(err, r.wantErr) || (err == nil) != (r.wantErr == nil) {
+			t.Errorf("%s: verified %v, error %v; want %v, %v", r.name, verified, err, r.wantVerified, r.wantErr)
+		}
 	}
 }

@@ -122,13 +122,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// intermediate plays an update of the chaos part of the schedule.
-func (d *driver) intermediate(ctx context.Context, u update) error {
+// begin waits the update's think time, then releases the next image: its
+// number and the revision the Rollout will call it.
+func (d *driver) begin(ctx context.Context, u update) (int, string, error) {
 	if err := sleep(ctx, u.think); err != nil {
-		return err
+		return 0, "", err
 	}
 	n := d.next
 	rev, err := d.release(ctx, n, u.bad)
+	return n, rev, err
+}
+
+// intermediate plays an update of the chaos part of the schedule.
+func (d *driver) intermediate(ctx context.Context, u update) error {
+	n, rev, err := d.begin(ctx, u)
 	if err != nil {
 		return err
 	}
@@ -184,11 +191,7 @@ func (d *driver) intermediate(ctx context.Context, u update) error {
 // finalUpdate plays the last update in order, each step waiting for the
 // state it needs, and records the end state it implies.
 func (d *driver) finalUpdate(ctx context.Context, u update) error {
-	if err := sleep(ctx, u.think); err != nil {
-		return err
-	}
-	n := d.next
-	rev, err := d.release(ctx, n, u.bad)
+	n, rev, err := d.begin(ctx, u)
 	if err != nil {
 		return err
 	}

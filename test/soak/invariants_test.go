@@ -61,6 +61,9 @@ type rolloutState struct {
 	// roles: when each revision (hash) was last seen stable or current;
 	// firstSeen: when its ReplicaSet first appeared.
 	roles, firstSeen map[string]time.Time
+	// waiting: when the stable or current ReplicaSet was last seen with
+	// pods asked for and not yet available.
+	waiting time.Time
 }
 
 type mark struct {
@@ -207,7 +210,8 @@ func checkSurge(s snapshot) string {
 //     canary's pods go at once ("a canary without routing is scaled down
 //     at once, within surge limits" — within the surge limit, not the
 //     availability floor), since they would otherwise take traffic meant
-//     for the stable.
+//     for the stable. The exemption ends when the floor is met by
+//     ReplicaSets whose status has seen their spec.
 //
 // With traffic routing and for blue-green the stable stays at full size
 // through an abort, so the floor holds there too.
@@ -215,15 +219,21 @@ func checkAvailability(s snapshot, st *rolloutState) (string, bool) {
 	r := ptr.Deref(s.ro.Spec.Replicas, 1)
 	_, unavailable := limits(s.m, r)
 	floor := r - unavailable
-	var avail int32
+	var avail, settled int32
 	for _, rs := range s.rss {
 		avail += available(rs)
+		if rs.Status.ObservedGeneration >= rs.Generation {
+			settled += available(rs)
+		}
 	}
 	aborting := s.m.strategy == strategyCanary && (s.ro.Status.Abort || abortRequested(s.ro))
 	switch {
 	case aborting:
 		st.exempt = true
-	case st.exempt && avail >= floor:
+	case st.exempt && settled >= floor:
+		// Back only when ReplicaSets whose status is current say so: an
+		// aborted canary scaled to 0 shows its old pods until the
+		// ReplicaSet controller has seen the scale.
 		st.exempt = false
 	}
 	if st.exempt {
@@ -342,8 +352,10 @@ func (w *watcher) checkPromotion(s snapshot, st *rolloutState) string {
 //     scaleDownDelaySeconds (routing, blue-green);
 //   - an aborted canary kept for abortScaleDownDelaySeconds.
 //
-// Each for at most retireGrace after it lost its role, or after the
-// scale-down deadline on it: a ReplicaSet that keeps pods longer is one the
+// Each for at most retireGrace after it lost its role, after the
+// scale-down deadline on it, or after the stable and current ReplicaSets
+// last waited for pods to become available (the floor may keep a retiring
+// pod until they are): a ReplicaSet that keeps pods longer is one the
 // controller forgot.
 func (w *watcher) sweep(now time.Time) {
 	for key, st := range w.state {
@@ -354,6 +366,9 @@ func (w *watcher) sweep(now time.Time) {
 		s.at = now
 		for _, h := range roles(s.ro) {
 			st.roles[h] = now
+		}
+		if waitingForPods(s) {
+			st.waiting = now
 		}
 		var stale []string
 		withPods := 0
@@ -371,6 +386,9 @@ func (w *watcher) sweep(now time.Time) {
 			if d, err := time.Parse(time.RFC3339, rs.Annotations[v1alpha1.ScaleDownDeadlineAnnotation]); err == nil && d.Add(retireGrace).After(until) {
 				until = d.Add(retireGrace)
 			}
+			if w := st.waiting.Add(retireGrace); w.After(until) {
+				until = w
+			}
 			if now.Before(until) {
 				continue
 			}
@@ -382,6 +400,20 @@ func (w *watcher) sweep(now time.Time) {
 		}
 		w.verdict(s, invReplicaSets, msg)
 	}
+}
+
+// waitingForPods reports whether the stable or the current ReplicaSet has
+// pods asked for that are not available yet. A retiring ReplicaSet's pods
+// may have to stay meanwhile: removing them would take the Rollout below
+// its availability floor, and with surge spent nothing else can move.
+func waitingForPods(s snapshot) bool {
+	for _, rs := range s.rss {
+		h := rs.Labels[v1alpha1.PodTemplateHashLabel]
+		if (h == s.ro.Status.StableRS || h == s.ro.Status.CurrentPodHash) && available(rs) < ptr.Deref(rs.Spec.Replicas, 1) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe renders what the watcher saw of a Rollout for a violation.

@@ -44,6 +44,15 @@ func (f *feed) at(ms int, rv uint64, k objKind, obj client.Object) {
 
 func (f *feed) drain(ms int) { f.w.drain(t0.Add(time.Duration(ms)*time.Millisecond), false) }
 
+// clean drains to ms and fails the test if anything was violated by then.
+func (f *feed) clean(ms int, when string) {
+	f.t.Helper()
+	f.drain(ms)
+	if v := f.w.violations; len(v) != 0 {
+		f.t.Fatalf("%s: %+v", when, v)
+	}
+}
+
 func (f *feed) violations(invariant string) []string {
 	var out []string
 	for _, v := range f.w.violations {
@@ -110,10 +119,7 @@ func TestWatcherSurgeAndAvailability(t *testing.T) {
 	f.at(40, 14, kindReplicaSet, f.rs("b", 1, 0))
 	f.at(50, 15, kindReplicaSet, f.rs("b", 1, 1))
 	f.at(60, 16, kindReplicaSet, f.rs("a", 3, 3))
-	f.drain(3000)
-	if v := f.w.violations; len(v) != 0 {
-		t.Fatalf("violations within the limits: %+v", v)
-	}
+	f.clean(3000, "violations within the limits")
 	// One pod too many, then one available too few.
 	f.at(3000, 17, kindReplicaSet, f.rs("b", 3, 1))
 	f.at(3010, 18, kindReplicaSet, f.rs("b", 2, 1))
@@ -142,9 +148,45 @@ func TestWatcherAbortExemptsTheCanaryWithoutRouting(t *testing.T) {
 		ro.Status.LastHandled.Abort, ro.Status.Abort = "t1", true
 	}))
 	f.at(70, 17, kindReplicaSet, f.rs("a", 4, 4))
-	f.drain(3000)
-	if v := f.w.violations; len(v) != 0 {
-		t.Fatalf("violations during an abort: %+v", v)
+	f.clean(3000, "violations during an abort")
+}
+
+// TestWatcherAbortExemptionEndsOnSettledStatuses: an abort retried at once
+// (found by the soak) leaves the canary ReplicaSet at a spec its status has
+// not seen, still counting the pods the abort removed; the floor is back
+// only when statuses that have seen their spec say so.
+func TestWatcherAbortExemptionEndsOnSettledStatuses(t *testing.T) {
+	f := newFeed(t, canaryMember())
+	unseen := func(rs *appsv1.ReplicaSet) *appsv1.ReplicaSet {
+		rs.Generation, rs.Status.ObservedGeneration = 3, 2
+		return rs
+	}
+	f.at(0, 10, kindRollout, f.rollout("a", "b"))
+	f.at(10, 11, kindReplicaSet, f.rs("a", 3, 3))
+	f.at(20, 12, kindReplicaSet, f.rs("b", 1, 1))
+	f.at(30, 13, kindRollout, f.rollout("a", "b", func(ro *v1alpha1.Rollout) {
+		ro.Annotations[v1alpha1.AbortAnnotation] = "t1"
+		ro.Status.LastHandled.Abort, ro.Status.Abort = "t1", true
+	}))
+	f.at(35, 14, kindReplicaSet, unseen(f.rs("b", 0, 1)))
+	f.at(40, 15, kindReplicaSet, f.rs("a", 4, 2))
+	// Retried: the canary is asked for again before its status has seen
+	// the abort's scale to 0; it still shows its old pod.
+	f.at(50, 16, kindRollout, f.rollout("a", "b", func(ro *v1alpha1.Rollout) {
+		ro.Annotations[v1alpha1.AbortAnnotation] = "t1"
+		ro.Status.LastHandled.Abort = "t1"
+	}))
+	f.at(60, 17, kindReplicaSet, unseen(f.rs("b", 1, 1)))
+	f.at(70, 18, kindReplicaSet, f.rs("a", 3, 2))
+	f.at(80, 19, kindReplicaSet, f.rs("b", 1, 0))
+	f.clean(3000, "violations before the floor was back")
+	// Back: then a drop is a violation again.
+	f.at(3000, 20, kindReplicaSet, f.rs("b", 1, 1))
+	f.at(3010, 21, kindReplicaSet, f.rs("a", 3, 3))
+	f.at(3020, 22, kindReplicaSet, f.rs("a", 3, 1))
+	f.drain(6000)
+	if got := f.violations(invAvailability); len(got) != 1 {
+		t.Errorf("availability violations after the floor was back: %q, want one", got)
 	}
 }
 
@@ -163,10 +205,7 @@ func TestWatcherWeightWaitsForLateStreams(t *testing.T) {
 	f.at(100, 21, kindRoute, f.route(50))
 	f.drain(150)
 	f.at(200, 20, kindReplicaSet, f.rs("b", 2, 2))
-	f.drain(3000)
-	if v := f.w.violations; len(v) != 0 {
-		t.Fatalf("a late stream made up a violation: %+v", v)
-	}
+	f.clean(3000, "a late stream made up a violation")
 	// Now the canary loses its pods while the route still sends it 50.
 	f.at(3000, 22, kindReplicaSet, f.rs("b", 0, 0))
 	f.drain(6000)
@@ -223,6 +262,36 @@ func TestWatcherReplicaSetsThatOutstayTheirRole(t *testing.T) {
 	}
 	f.w.sweep(t0.Add(retireGrace + time.Second))
 	if got := f.violations(invReplicaSets); len(got) != 1 || !strings.Contains(got[0], "routed") && !strings.Contains(got[0], "canary-00-c (1 pods") {
+		t.Errorf("replicaset violations: %q", got)
+	}
+}
+
+// TestWatcherRetiringReplicaSetWaitsForPods: a retiring ReplicaSet's
+// available pod may stay while the current revision's pods are on their
+// way (found by the soak: removing it would break the floor, and surge was
+// spent); its allowance runs from when they are all available.
+func TestWatcherRetiringReplicaSetWaitsForPods(t *testing.T) {
+	f := newFeed(t, canaryMember())
+	f.at(0, 10, kindRollout, f.rollout("a", "b"))
+	f.at(10, 11, kindReplicaSet, f.rs("a", 2, 2))
+	f.at(20, 12, kindReplicaSet, f.rs("b", 3, 1))
+	f.at(30, 13, kindReplicaSet, f.rs("c", 1, 1))
+	f.drain(100)
+	f.w.sweep(t0.Add(time.Minute))
+	f.w.sweep(t0.Add(retireGrace + time.Second))
+	if v := f.violations(invReplicaSets); len(v) != 0 {
+		t.Fatalf("a retiring ReplicaSet while the current one waits for pods: %q", v)
+	}
+	f.at(int(retireGrace.Milliseconds())+2000, 14, kindReplicaSet, f.rs("b", 3, 3))
+	f.drain(int(retireGrace.Milliseconds()) + 3000)
+	// Last seen waiting at the sweep of retireGrace+1s.
+	f.w.sweep(t0.Add(retireGrace + 3*time.Second))
+	f.w.sweep(t0.Add(2 * retireGrace))
+	if v := f.violations(invReplicaSets); len(v) != 0 {
+		t.Fatalf("within the allowance after the pods came: %q", v)
+	}
+	f.w.sweep(t0.Add(2*retireGrace + 2*time.Second))
+	if got := f.violations(invReplicaSets); len(got) != 1 || !strings.Contains(got[0], "canary-00-c (1 pods") {
 		t.Errorf("replicaset violations: %q", got)
 	}
 }

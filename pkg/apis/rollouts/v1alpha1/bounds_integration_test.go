@@ -12,17 +12,8 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-const minimalRun = `
-apiVersion: rollouts.kubeseed.io/v1alpha1
-kind: AnalysisRun
-metadata: {name: run}
-spec:
-  metrics:
-  - name: rate
-    successCondition: result[0] > 0.9
-    provider:
-      prometheus: {query: up}
-`
+// minimalRun is the minimal AnalysisTemplate's spec in an AnalysisRun.
+var minimalRun = strings.Replace(minimalTemplate, "kind: AnalysisTemplate", "kind: AnalysisRun", 1)
 
 // jobMetric is a job metric whose Job spec adds extra.
 func jobMetric(extra string) string {

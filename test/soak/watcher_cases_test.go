@@ -44,10 +44,11 @@ func (f *feed) at(ms int, rv uint64, k objKind, obj client.Object) {
 
 func (f *feed) drain(ms int) { f.w.drain(t0.Add(time.Duration(ms)*time.Millisecond), false) }
 
-// clean drains to ms and fails the test if anything was violated by then.
-func (f *feed) clean(ms int, when string) {
+// clean drains the first 3 s and fails the test if anything was violated
+// by then.
+func (f *feed) clean(when string) {
 	f.t.Helper()
-	f.drain(ms)
+	f.drain(3000)
 	if v := f.w.violations; len(v) != 0 {
 		f.t.Fatalf("%s: %+v", when, v)
 	}
@@ -119,7 +120,7 @@ func TestWatcherSurgeAndAvailability(t *testing.T) {
 	f.at(40, 14, kindReplicaSet, f.rs("b", 1, 0))
 	f.at(50, 15, kindReplicaSet, f.rs("b", 1, 1))
 	f.at(60, 16, kindReplicaSet, f.rs("a", 3, 3))
-	f.clean(3000, "violations within the limits")
+	f.clean("violations within the limits")
 	// One pod too many, then one available too few.
 	f.at(3000, 17, kindReplicaSet, f.rs("b", 3, 1))
 	f.at(3010, 18, kindReplicaSet, f.rs("b", 2, 1))
@@ -148,7 +149,7 @@ func TestWatcherAbortExemptsTheCanaryWithoutRouting(t *testing.T) {
 		ro.Status.LastHandled.Abort, ro.Status.Abort = "t1", true
 	}))
 	f.at(70, 17, kindReplicaSet, f.rs("a", 4, 4))
-	f.clean(3000, "violations during an abort")
+	f.clean("violations during an abort")
 }
 
 // TestWatcherAbortExemptionEndsOnSettledStatuses: an abort retried at once
@@ -179,7 +180,7 @@ func TestWatcherAbortExemptionEndsOnSettledStatuses(t *testing.T) {
 	f.at(60, 17, kindReplicaSet, unseen(f.rs("b", 1, 1)))
 	f.at(70, 18, kindReplicaSet, f.rs("a", 3, 2))
 	f.at(80, 19, kindReplicaSet, f.rs("b", 1, 0))
-	f.clean(3000, "violations before the floor was back")
+	f.clean("violations before the floor was back")
 	// Back: then a drop is a violation again.
 	f.at(3000, 20, kindReplicaSet, f.rs("b", 1, 1))
 	f.at(3010, 21, kindReplicaSet, f.rs("a", 3, 3))
@@ -205,7 +206,7 @@ func TestWatcherWeightWaitsForLateStreams(t *testing.T) {
 	f.at(100, 21, kindRoute, f.route(50))
 	f.drain(150)
 	f.at(200, 20, kindReplicaSet, f.rs("b", 2, 2))
-	f.clean(3000, "a late stream made up a violation")
+	f.clean("a late stream made up a violation")
 	// Now the canary loses its pods while the route still sends it 50.
 	f.at(3000, 22, kindReplicaSet, f.rs("b", 0, 0))
 	f.drain(6000)

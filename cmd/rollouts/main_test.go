@@ -155,6 +155,11 @@ func TestControllerOptions(t *testing.T) {
 	if c := o.controllerOptions(o.analysisWorkers); c.MaxConcurrentReconciles != 3 || c.ReconciliationTimeout != 5*time.Second {
 		t.Errorf("controller options %d workers, timeout %s; want 3 and 5s", c.MaxConcurrentReconciles, c.ReconciliationTimeout)
 	}
+	// First in, first out: the priority queue starves what was listed at
+	// start-up (found by the chaos soak).
+	if c := o.controllerOptions(1); c.UsePriorityQueue == nil || *c.UsePriorityQueue {
+		t.Errorf("controller options use the priority queue (%v), want a first-in first-out queue", c.UsePriorityQueue)
+	}
 	if o.measurements != 40 || o.measurementsPerNamespace != 4 {
 		t.Errorf("measurements %d, per namespace %d; want 40 and 4", o.measurements, o.measurementsPerNamespace)
 	}

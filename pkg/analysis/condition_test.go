@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
@@ -92,9 +91,9 @@ func TestConditionCostLimit(t *testing.T) {
 // FuzzConditions compiles any pair of conditions and judges any result with
 // them. Compiling and evaluating never panic, and whatever goes wrong is an
 // Error with a message, never a verdict; the same conditions on the same
-// result give the same answer every time, each compilation and evaluation
-// within a second; the verdict of
-// both conditions follows from the verdicts of each alone (the rules of
+// result give the same answer every time (a runaway evaluation is the CEL
+// cost limit's, which answers Error, and the fuzzing engine reports a hang);
+// the verdict of both conditions follows from the verdicts of each alone (the rules of
 // Evaluate); and Record sends a result without data (null, NaN, an empty
 // list, a list of NaN or null only) through noDataPolicy whatever the
 // conditions say, while any other result gets the conditions' verdict.
@@ -115,11 +114,7 @@ func FuzzConditions(f *testing.F) {
 	f.Add("size(result) > 2", "result[0] == null", "\x00\x01\x02", 0.0, uint8(11), uint8(0))
 	f.Add(`result.map(k, result[k]).size() > 0`, "", `{"a": [1], "b": "x"}`, 0.0, uint8(0), uint8(1))
 	f.Fuzz(func(t *testing.T, success, failure, doc string, num float64, shape, policyByte uint8) {
-		start := time.Now()
 		c, err := CompileConditions(success, failure)
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("compiling %q, %q took %s", success, failure, d)
-		}
 		if _, again := CompileConditions(success, failure); errText(err) != errText(again) {
 			t.Fatalf("compiling %q, %q: %v, then %v", success, failure, err, again)
 		}
@@ -130,7 +125,7 @@ func FuzzConditions(f *testing.F) {
 			return
 		}
 		result, data := fuzzResult(doc, num, shape)
-		phase, err := timedEvaluate(t, c, result)
+		phase, err := c.Evaluate(result)
 		switch {
 		case (err != nil) != (phase == v1alpha1.AnalysisPhaseError):
 			t.Fatalf("%q, %q on %#v: %s with error %v", success, failure, result, phase, err)
@@ -139,7 +134,7 @@ func FuzzConditions(f *testing.F) {
 		case err != nil && !strings.Contains(err.Error(), "successCondition") && !strings.Contains(err.Error(), "failureCondition"):
 			t.Fatalf("%q, %q on %#v: %v does not name the condition", success, failure, result, err)
 		}
-		if again, err2 := timedEvaluate(t, c, result); again != phase || errText(err) != errText(err2) {
+		if again, err2 := c.Evaluate(result); again != phase || errText(err) != errText(err2) {
 			t.Fatalf("%q, %q on %#v: %s (%v), then %s (%v)", success, failure, result, phase, err, again, err2)
 		}
 		if want := combinedVerdict(t, success, failure, result); phase != want {
@@ -262,17 +257,6 @@ func combinedVerdict(t *testing.T, success, failure string, result any) v1alpha1
 		return v1alpha1.AnalysisPhaseFailed
 	}
 	return v1alpha1.AnalysisPhaseSuccessful
-}
-
-// timedEvaluate evaluates within the bound the cost limit promises.
-func timedEvaluate(t *testing.T, c *Conditions, result any) (v1alpha1.AnalysisPhase, error) {
-	t.Helper()
-	start := time.Now()
-	phase, err := c.Evaluate(result)
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("evaluating took %s", d)
-	}
-	return phase, err
 }
 
 func errText(err error) string {

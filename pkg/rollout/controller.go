@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -218,18 +219,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	if behind, overdue := r.superseded.behind(req.NamespacedName, ro.ResourceVersion, r.Clock.Now()); behind {
-		if !overdue {
-			// The watch event of our last write will bring us back.
-			return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
-		}
-		log.FromContext(ctx).V(1).Info("Cache still behind our last status write: reading the Rollout from the API server", "cached", ro.ResourceVersion)
-		var live v1alpha1.Rollout
-		if err := r.readLive(ctx, req.NamespacedName, &live); err != nil {
-			// Gone: its delete event brings the cache, and us, back.
-			return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("getting rollout: %w", err))
-		}
-		ro = live
+	current, err := caughtUp(ctx, r, &r.superseded, &ro, r.Clock.Now())
+	switch {
+	case apierrors.IsNotFound(err):
+		return reconcile.Result{}, nil // its delete event brings us back
+	case err != nil:
+		return reconcile.Result{}, err
+	case !current:
+		// The watch event of our last write will bring us back.
+		return reconcile.Result{RequeueAfter: staleCacheRetry}, nil
 	}
 	in, err := r.observe(ctx, &ro)
 	if errors.Is(err, errRequeue) {
@@ -246,12 +244,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return r.apply(ctx, &ro, p)
 }
 
-// readLive reads an object from the API server, around the cache.
-func (r *Reconciler) readLive(ctx context.Context, key types.NamespacedName, obj client.Object) error {
-	if r.APIReader == nil {
-		return r.Client.Get(ctx, key, obj)
+// caughtUp reports whether obj, read from the cache, has seen this
+// controller's last write to it (as g recorded it). While the cache may
+// still catch up by itself it has not; once that is overdue (cacheLag), obj
+// is replaced by the API server's copy, which has. A NotFound error means
+// the object is gone.
+func caughtUp[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, r *Reconciler, g *staleGuard, obj P, now time.Time) (bool, error) {
+	key := client.ObjectKeyFromObject(obj)
+	behind, overdue := g.behind(key, obj.GetResourceVersion(), now)
+	if !behind || !overdue {
+		return !behind, nil
 	}
-	return r.APIReader.Get(ctx, key, obj)
+	log.FromContext(ctx).V(1).Info("Cache still behind our last write: reading from the API server", "object", key, "kind", fmt.Sprintf("%T", obj), "cached", obj.GetResourceVersion())
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	// A fresh object: decoding into obj would keep map entries the live
+	// copy no longer has.
+	var live T
+	if err := reader.Get(ctx, key, P(&live)); err != nil {
+		return false, fmt.Errorf("getting %s: %w", key.Name, err)
+	}
+	*obj = live
+	return true, nil
 }
 
 // podsOf lists the pods of the Rollout's ReplicaSets (only needed while a
@@ -349,20 +368,14 @@ func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, 
 				}
 				for i := range list.Items {
 					rs := &list.Items[i]
-					if behind, overdue := r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion, in.Now); behind {
-						if !overdue {
-							return Input{}, errRequeue
-						}
-						log.FromContext(ctx).V(1).Info("Cache still behind our last scale: reading the ReplicaSet from the API server", "replicaSet", rs.Name, "cached", rs.ResourceVersion)
-						var live appsv1.ReplicaSet
-						err := r.readLive(ctx, client.ObjectKeyFromObject(rs), &live)
-						if apierrors.IsNotFound(err) {
-							continue
-						}
-						if err != nil {
-							return Input{}, fmt.Errorf("getting replicaset %s: %w", rs.Name, err)
-						}
-						*rs = live
+					current, err := caughtUp(ctx, r, &r.scaled, rs, in.Now)
+					switch {
+					case apierrors.IsNotFound(err):
+						continue
+					case err != nil:
+						return Input{}, err
+					case !current:
+						return Input{}, errRequeue
 					}
 					if sel.Matches(labels.Set(rs.Labels)) && rs.DeletionTimestamp.IsZero() {
 						in.ReplicaSets = append(in.ReplicaSets, rs)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -457,6 +458,16 @@ func TestObserveReadsAroundAnOverdueCache(t *testing.T) {
 	}
 	if len(in.ReplicaSets) != 1 || *in.ReplicaSets[0].Spec.Replicas != 1 {
 		t.Errorf("observed %d ReplicaSets, want the API server's copy at 1 replica", len(in.ReplicaSets))
+	}
+
+	// Deleted since: the cache's copy is left out.
+	if err := api.Delete(context.Background(), live); err != nil {
+		t.Fatal(err)
+	}
+	rv, _ := strconv.Atoi(cached.ResourceVersion)
+	r.scaled.wrote(client.ObjectKeyFromObject(live), strconv.Itoa(rv+1), clk.Now().Add(-2*cacheLag))
+	if in, err := r.observe(context.Background(), ro); err != nil || len(in.ReplicaSets) != 0 {
+		t.Errorf("a ReplicaSet gone from the API server: %d observed, %v; want none", len(in.ReplicaSets), err)
 	}
 }
 

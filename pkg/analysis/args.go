@@ -2,13 +2,11 @@ package analysis
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 
+	"github.com/kubeseed/rollouts/internal/redaction"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
@@ -59,28 +57,13 @@ func argsUsed(m *v1alpha1.Metric) (map[string]bool, error) {
 	return used, nil
 }
 
-// redacted is what a Secret-derived value is replaced with.
-const redacted = "***"
-
 // redact hides Secret-derived values in everything a measurement shows —
-// its error, message, value and metadata — as written, and as they appear
-// escaped in a URL or in JSON, or base64-encoded (an error quoting the URL
-// a secret went into, an answer echoing a header).
+// its error, message, value and metadata (internal/redaction has the forms).
 func redact(meas Measured, secrets []string) Measured {
-	var pairs []string
-	for _, s := range secrets {
-		if s == "" {
-			continue
-		}
-		quoted, _ := json.Marshal(s)
-		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), strings.Trim(string(quoted), `"`), base64.StdEncoding.EncodeToString([]byte(s))} {
-			pairs = append(pairs, form, redacted)
-		}
-	}
-	if len(pairs) == 0 {
+	hide := redaction.Replacer(secrets)
+	if hide == nil {
 		return meas
 	}
-	hide := strings.NewReplacer(pairs...)
 	if meas.Err != nil {
 		meas.Err = errors.New(hide.Replace(meas.Err.Error()))
 	}

@@ -4,6 +4,7 @@ package notifications
 // makes the matching Rollout event (DESIGN.md §16).
 type Trigger string
 
+// The built-in triggers.
 const (
 	TriggerRolloutUpdated          Trigger = "on-rollout-updated"
 	TriggerRolloutStepCompleted    Trigger = "on-rollout-step-completed"

@@ -43,7 +43,7 @@ func (n *Notifier) SetSettings(s *Settings) { n.settings.Store(s) }
 func (n *Notifier) Notify(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnotations map[string]string, run *v1alpha1.AnalysisRun) error {
 	s := n.settings.Load()
 	if s.API == nil {
-		return fmt.Errorf("notification settings are unusable: %v", errors.Join(s.Problems...))
+		return fmt.Errorf("notification settings are unusable: %w", errors.Join(s.Problems...))
 	}
 	dests := Destinations(s.Config, ro.Labels, ro.Annotations, namespaceAnnotations)[string(trigger)]
 	if len(dests) == 0 {

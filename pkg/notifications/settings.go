@@ -21,10 +21,11 @@ import (
 )
 
 const (
-	// ConfigMapName and SecretName hold the settings, in the engine's own
-	// format, in the controller's namespace.
+	// ConfigMapName holds the settings, in the engine's own format, in
+	// the controller's namespace.
 	ConfigMapName = "rollouts-notification-configmap"
-	SecretName    = "rollouts-notification-secret"
+	// SecretName holds the values the settings refer to as $key.
+	SecretName = "rollouts-notification-secret"
 
 	// keyDashboardURL is our one key beyond the engine's: the dashboard's
 	// base URL, for the dashboardURL template variable.

@@ -49,21 +49,17 @@ func (n *Notifier) Notify(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnota
 	if len(dests) == 0 {
 		return nil
 	}
-	conditions, ok := s.Config.Triggers[string(trigger)]
-	if !ok {
-		return fmt.Errorf("trigger %q is not configured", trigger)
-	}
 	vars, err := Vars(ro, run, s.DashboardURL)
 	if err != nil {
 		return fmt.Errorf("notification variables: %w", err)
 	}
-	results, err := s.API.RunTrigger(string(trigger), vars)
+	conditions, err := s.RunTrigger(string(trigger), vars)
 	if err != nil {
-		return fmt.Errorf("trigger %q: %w", trigger, err)
+		return err
 	}
 	var sends [][]string
-	for i, c := range conditions {
-		if c.When == "" || results[i].Triggered {
+	for _, c := range conditions {
+		if c.Fires {
 			sends = append(sends, c.Send)
 		}
 	}
@@ -77,6 +73,37 @@ func (n *Notifier) Notify(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnota
 		}
 	}
 	return n.sender.Enqueue(ds...)
+}
+
+// Condition is one of a trigger's conditions, evaluated.
+type Condition struct {
+	// When is the condition's expression; empty, it always fires: the
+	// transition that fires the trigger is the condition.
+	When string
+	// Send names the templates sent when it fires.
+	Send  []string
+	Fires bool
+}
+
+// RunTrigger evaluates the conditions of trigger on vars (see Vars), as
+// Notify does.
+func (s *Settings) RunTrigger(trigger string, vars map[string]any) ([]Condition, error) {
+	if s.API == nil {
+		return nil, fmt.Errorf("notification settings are unusable: %w", errors.Join(s.Problems...))
+	}
+	conditions, ok := s.Config.Triggers[trigger]
+	if !ok {
+		return nil, fmt.Errorf("trigger %q is not configured", trigger)
+	}
+	results, err := s.API.RunTrigger(trigger, vars)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", trigger, err)
+	}
+	out := make([]Condition, len(conditions))
+	for i, c := range conditions {
+		out[i] = Condition{When: c.When, Send: c.Send, Fires: c.When == "" || results[i].Triggered}
+	}
+	return out, nil
 }
 
 func (n *Notifier) delivery(s *Settings, trigger Trigger, ro types.NamespacedName, dest services.Destination, templates []string, vars map[string]any) Delivery {

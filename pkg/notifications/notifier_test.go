@@ -276,3 +276,33 @@ func TestBuiltInSettings(t *testing.T) {
 		}
 	}
 }
+
+// A condition without `when` always fires; one with `when` fires when it
+// holds; an unknown trigger is an error.
+func TestRunTrigger(t *testing.T) {
+	cm, secret := settings("http://127.0.0.1:1", map[string]string{
+		"trigger.on-rollout-paused": "- send: [rollout-paused]\n" +
+			"- when: rollout.status.phase == 'Degraded'\n  send: [rollout-degraded]\n" +
+			"- when: step.number == 2\n  send: [rollout-promoted, rollout-completed]\n",
+	})
+	st := ParseSettings(cm, secret)
+	vars, err := Vars(pausedRollout(nil), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.RunTrigger(string(TriggerRolloutPaused), vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Condition{
+		{Send: []string{"rollout-paused"}, Fires: true},
+		{When: "rollout.status.phase == 'Degraded'", Send: []string{"rollout-degraded"}},
+		{When: "step.number == 2", Send: []string{"rollout-promoted", "rollout-completed"}, Fires: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("conditions (-want +got):\n%s", diff)
+	}
+	if _, err := st.RunTrigger("on-nothing", vars); err == nil || !strings.Contains(err.Error(), `trigger "on-nothing" is not configured`) {
+		t.Errorf("unknown trigger: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ const (
 	ConfigMapName = "rollouts-notification-configmap"
 	// SecretName holds the values the settings refer to as $key.
 	SecretName = "rollouts-notification-secret"
+	// DefaultNamespace holds them when the controller's namespace is not
+	// known (DESIGN.md §16: $POD_NAMESPACE first).
+	DefaultNamespace = "rollouts-system"
 
 	// keyDashboardURL is our one key beyond the engine's: the dashboard's
 	// base URL, for the dashboardURL template variable.

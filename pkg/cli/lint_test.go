@@ -13,7 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-// The golden files are rewritten with go test ./pkg/cli -run TestLint -update.
+// The golden files are rewritten with go test ./pkg/cli -run 'TestLint|TestNotifications' -update.
 // get_integration_test.go defines the same flag under the integration tag;
 // package variables are set before init runs, so this only adds it when that
 // file is not built.
@@ -23,7 +23,7 @@ func init() {
 	}
 }
 
-func updateLintGolden() bool {
+func updateGolden() bool {
 	return flag.Lookup("update").Value.String() == "true"
 }
 
@@ -47,10 +47,10 @@ func runLint(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// lintGolden compares got with a file of testdata/lint, or rewrites it.
-func lintGolden(t *testing.T, path, got string) {
+// goldenFile compares got with a file of testdata, or rewrites it.
+func goldenFile(t *testing.T, path, got string) {
 	t.Helper()
-	if updateLintGolden() {
+	if updateGolden() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func lintGolden(t *testing.T, path, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./pkg/cli -run TestLint -update to create it)", err)
+		t.Fatalf("%v (run go test ./pkg/cli -run %s -update to create it)", err, t.Name())
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
 		t.Errorf("output differs from %s (-want +got):\n%s", path, diff)
@@ -117,7 +117,7 @@ func TestLintInvalid(t *testing.T) {
 			if err == nil || ExitCode(err) != 1 {
 				t.Errorf("want exit code 1 for an invalid manifest, got error %v", err)
 			}
-			lintGolden(t, strings.TrimSuffix(f, ".yaml")+".out", out)
+			goldenFile(t, strings.TrimSuffix(f, ".yaml")+".out", out)
 		})
 	}
 }
@@ -148,7 +148,7 @@ func TestLintExamples(t *testing.T) {
 			if got, want := countProblems(out), knownExampleProblems[name]; got != want {
 				t.Errorf("%s has %d problems, want %d:\n%s", name, got, want, out)
 			}
-			lintGolden(t, filepath.Join("testdata", "lint", "examples", strings.TrimSuffix(name, ".yaml")+".out"), out)
+			goldenFile(t, filepath.Join("testdata", "lint", "examples", strings.TrimSuffix(name, ".yaml")+".out"), out)
 		})
 	}
 }

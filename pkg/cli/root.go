@@ -39,6 +39,7 @@ blue-green releases with traffic shifting and metric analysis.`,
 		newStatusCommand(streams, flags),
 		newGetCommand(streams, flags),
 		newLintCommand(streams),
+		newNotificationsCommand(streams, flags),
 	)
 	return root
 }

@@ -173,7 +173,7 @@ func TestNotificationsSend(t *testing.T) {
 	hook.status = http.StatusUnauthorized
 	hook.mu.Unlock()
 	out, err = runNotifications(t, "", args...)
-	if err == nil || !strings.Contains(err.Error(), "sending failed-short to hook: ") || strings.Contains(out, "s3cret") {
+	if err == nil || !strings.Contains(err.Error(), "sending failed-short to hook: ") || !strings.Contains(err.Error(), "bad token Bearer ***") || strings.Contains(out, "s3cret") {
 		t.Errorf("a failing service: got %v, want an error without the Secret's value\n%s", err, out)
 	}
 }

@@ -229,7 +229,9 @@ func (o *notificationsOptions) notify(ctx context.Context, template, rollout, ru
 			return fmt.Errorf("sending %s to %s: %s", template, r, s.Redact(err.Error()))
 		}
 		if dest.Service != "console" {
-			fmt.Fprintf(o.streams.Out, "sent %s to %s\n", template, r)
+			if _, err := fmt.Fprintf(o.streams.Out, "sent %s to %s\n", template, r); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -252,13 +254,13 @@ func (o *notificationsOptions) runTrigger(ctx context.Context, trigger, rollout,
 		return err
 	}
 	w := tabwriter.NewWriter(o.streams.Out, 5, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "CONDITION\tFIRES\tSENDS")
+	_, _ = fmt.Fprintln(w, "CONDITION\tFIRES\tSENDS")
 	for _, c := range conditions {
 		sends := "-"
 		if c.Fires {
 			sends = strings.Join(c.Send, ", ")
 		}
-		fmt.Fprintf(w, "%s\t%t\t%s\n", whenText(c.When), c.Fires, sends)
+		_, _ = fmt.Fprintf(w, "%s\t%t\t%s\n", whenText(c.When), c.Fires, sends)
 	}
 	return w.Flush()
 }
@@ -287,7 +289,7 @@ func (o *notificationsOptions) settings(ctx context.Context, files ...string) (*
 	}
 	s := notifications.ParseSettings(cm, secret)
 	for _, p := range s.Problems {
-		fmt.Fprintf(o.streams.ErrOut, "Warning: %v\n", p)
+		_, _ = fmt.Fprintf(o.streams.ErrOut, "Warning: %v\n", p)
 	}
 	if s.API == nil {
 		return nil, errors.New("the notification settings are unusable")
@@ -367,7 +369,7 @@ func (o *notificationsOptions) getSetting(ctx context.Context, name string, obj 
 	err = sess.client.Get(ctx, client.ObjectKey{Namespace: o.namespace, Name: name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):
-		fmt.Fprintf(o.streams.ErrOut, "Warning: %s %s/%s not found: the built-in settings apply\n", kind, o.namespace, name)
+		_, _ = fmt.Fprintf(o.streams.ErrOut, "Warning: %s %s/%s not found: the built-in settings apply\n", kind, o.namespace, name)
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("reading %s %s/%s (%s reads a file instead): %w", kind, o.namespace, name, flag, err)
@@ -502,10 +504,10 @@ func printItems[T any](w io.Writer, output string, items map[string]T, header st
 	switch output {
 	case "wide":
 		tw := tabwriter.NewWriter(w, 5, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, header)
+		_, _ = fmt.Fprintln(tw, header)
 		for _, n := range names {
 			for _, line := range row(n, items[n]) {
-				fmt.Fprintln(tw, line)
+				_, _ = fmt.Fprintln(tw, line)
 			}
 		}
 		return tw.Flush()

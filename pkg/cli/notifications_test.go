@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,6 +18,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/notifications"
+	"github.com/kubeseed/rollouts/pkg/notifications/notificationstest"
 )
 
 var notificationsData = filepath.Join("testdata", "notifications")
@@ -115,36 +113,10 @@ func TestNotificationsFiles(t *testing.T) {
 	}
 }
 
-// hookServer is a webhook endpoint on 127.0.0.1 that records each request
-// as "METHOD PATH AUTHORIZATION BODY", and answers status while it is not 0.
-type hookServer struct {
-	*httptest.Server
-	mu     sync.Mutex
-	got    []string
-	status int
-}
-
-func newHookServer(t *testing.T) *hookServer {
-	h := &hookServer{}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.status != 0 {
-			// Echoes the token, as some services do in their errors.
-			http.Error(w, "bad token "+r.Header.Get("Authorization"), h.status)
-			return
-		}
-		h.got = append(h.got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization")+" "+string(body))
-	}))
-	t.Cleanup(h.Close)
-	return h
-}
-
 // --recipient sends through the service of the settings, with the Secret's
 // value in its header; a failure is an error with that value hidden.
 func TestNotificationsSend(t *testing.T) {
-	hook := newHookServer(t)
+	hook := notificationstest.NewReceiver(t)
 	data, err := os.ReadFile(filepath.Join(notificationsData, "settings.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,13 +137,11 @@ func TestNotificationsSend(t *testing.T) {
 	if want := "sent failed-short to hook\nmessage: 'web-5f7-2: errors=0.4 at step 2'\n"; !strings.Contains(out, want) {
 		t.Errorf("output %q, want it to contain %q", out, want)
 	}
-	want := []string{`POST /hooks Bearer t0ken-s3cret {"text": "web-5f7-2 failed"}`}
-	hook.mu.Lock()
-	if diff := cmp.Diff(want, hook.got); diff != "" {
+	want := []notificationstest.Request{{Method: "POST", Path: "/hooks", Authorization: "Bearer t0ken-s3cret", Body: `{"text": "web-5f7-2 failed"}`}}
+	if diff := cmp.Diff(want, hook.Requests()); diff != "" {
 		t.Errorf("received (-want +got):\n%s", diff)
 	}
-	hook.status = http.StatusUnauthorized
-	hook.mu.Unlock()
+	hook.SetStatus(http.StatusUnauthorized)
 	out, err = runNotifications(t, "", args...)
 	if err == nil || !strings.Contains(err.Error(), "sending failed-short to hook: ") || !strings.Contains(err.Error(), "bad token Bearer ***") || strings.Contains(out, "s3cret") {
 		t.Errorf("a failing service: got %v, want an error without the Secret's value\n%s", err, out)

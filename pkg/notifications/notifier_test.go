@@ -1,11 +1,8 @@
 package notifications
 
 import (
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,41 +12,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/pkg/notifications/notificationstest"
 )
-
-// receiver is a webhook endpoint on 127.0.0.1 that records what it gets,
-// and answers status while it is not 0.
-type receiver struct {
-	*httptest.Server
-	mu     sync.Mutex
-	got    []string
-	auth   []string
-	status int
-}
-
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.status != 0 {
-			// Echoes the token, as some services do in their errors.
-			http.Error(w, "bad token "+req.Header.Get("Authorization"), r.status)
-			return
-		}
-		r.got = append(r.got, req.URL.Path+" "+string(body))
-		r.auth = append(r.auth, req.Header.Get("Authorization"))
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) messages() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.got...)
-}
 
 // settings are a ConfigMap and a Secret with a webhook service "hook"
 // pointed at url, its token from the Secret; the engine's own retries are
@@ -102,7 +66,7 @@ func newTestNotifier(t *testing.T, opts SenderOptions, url string, more map[stri
 // The built-in templates, rendered by the engine and posted by its webhook
 // service, to subscriptions on the Rollout and on its Namespace.
 func TestNotifyWebhook(t *testing.T) {
-	rcv := newReceiver(t)
+	rcv := notificationstest.NewReceiver(t)
 	n, s, _ := newTestNotifier(t, SenderOptions{}, rcv.URL, nil)
 	ro := pausedRollout(map[string]string{AnnotationPrefix + "/subscribe.on-rollout-paused.hook": ""})
 	ns := map[string]string{AnnotationPrefix + "/subscribe.on-rollout-completed.hook": ""}
@@ -110,7 +74,7 @@ func TestNotifyWebhook(t *testing.T) {
 	if err := n.Notify(TriggerRolloutPaused, ro, ns, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the paused message", func() bool { return len(rcv.messages()) == 1 })
+	eventually(t, "the paused message", func() bool { return len(rcv.Messages()) == 1 })
 	ro.Status.CurrentStepIndex = ptr.To[int32](3)
 	ro.Status.Canary.Weights = nil
 	if err := n.Notify(TriggerRolloutCompleted, ro, ns, nil); err != nil {
@@ -125,18 +89,18 @@ func TestNotifyWebhook(t *testing.T) {
 		"/hooks Rollout shop/web is paused at step 2 of 3 (canary weight 20%). http://dash.example/rollouts/shop/web",
 		"/hooks Rollout shop/web completed: the new revision is stable. http://dash.example/rollouts/shop/web",
 	}
-	if diff := cmp.Diff(want, rcv.messages()); diff != "" {
+	if diff := cmp.Diff(want, rcv.Messages()); diff != "" {
 		t.Errorf("received (-want +got):\n%s", diff)
 	}
-	if rcv.auth[0] != "Bearer t0ken-s3cret" {
-		t.Errorf("Authorization = %q, want the token from the Secret", rcv.auth[0])
+	if auth := rcv.Requests()[0].Authorization; auth != "Bearer t0ken-s3cret" {
+		t.Errorf("Authorization = %q, want the token from the Secret", auth)
 	}
 }
 
 // Analysis values reach a user's template; a user's trigger with `when`
 // sends only when it holds.
 func TestNotifyAnalysisValues(t *testing.T) {
-	rcv := newReceiver(t)
+	rcv := notificationstest.NewReceiver(t)
 	n, _, _ := newTestNotifier(t, SenderOptions{}, rcv.URL, map[string]string{
 		"template.failed-short": "message: '{{.analysis.name}} {{.analysis.metrics.errors.phase}} {{.analysis.metrics.errors.value}} step {{.step.number}}'",
 		"trigger.on-analysis-run-failed": "- when: rollout.status.phase == 'Degraded'\n  send: [failed-short]\n" +
@@ -151,12 +115,12 @@ func TestNotifyAnalysisValues(t *testing.T) {
 	if err := n.Notify(TriggerAnalysisRunFailed, ro, nil, run); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two messages", func() bool { return len(rcv.messages()) == 2 })
+	eventually(t, "two messages", func() bool { return len(rcv.Messages()) == 2 })
 	want := []string{
 		"/hooks web-5f7-2 Failed 0.4 step 2",
 		"/hooks Rollout shop/web: analysis failed. AnalysisRun web-5f7-2: errors failed errors=0.4 http://dash.example/rollouts/shop/web",
 	}
-	if diff := cmp.Diff(want, rcv.messages()); diff != "" {
+	if diff := cmp.Diff(want, rcv.Messages()); diff != "" {
 		t.Errorf("received (-want +got):\n%s", diff)
 	}
 	ro.Status.Phase = v1alpha1.RolloutPhaseProgressing
@@ -174,17 +138,15 @@ func TestNotifyAnalysisValues(t *testing.T) {
 // A failing receiver: retried with backoff, each failure reported with the
 // Secret's values hidden, then delivered once it answers again.
 func TestNotifyRetriesAndRedacts(t *testing.T) {
-	rcv := newReceiver(t)
-	rcv.status = http.StatusUnauthorized
+	rcv := notificationstest.NewReceiver(t)
+	rcv.SetStatus(http.StatusUnauthorized)
 	n, s, fails := newTestNotifier(t, SenderOptions{InitialBackoff: 5 * time.Millisecond, MaxAttempts: 10}, rcv.URL, nil)
 	ro := pausedRollout(map[string]string{AnnotationPrefix + "/subscribe.on-rollout-paused.hook": ""})
 	if err := n.Notify(TriggerRolloutPaused, ro, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "two failures", func() bool { return len(fails.get()) >= 2 })
-	rcv.mu.Lock()
-	rcv.status = 0
-	rcv.mu.Unlock()
+	rcv.SetStatus(0)
 	eventually(t, "the delivery", func() bool { return s.countOf(string(TriggerRolloutPaused), "hook", ResultSuccess) == 1 })
 	for _, f := range fails.get() {
 		msg := f.Err.Error()
@@ -192,7 +154,7 @@ func TestNotifyRetriesAndRedacts(t *testing.T) {
 			t.Errorf("failure %q: want the Secret's value hidden, and not final", msg)
 		}
 	}
-	if got := len(rcv.messages()); got != 1 {
+	if got := len(rcv.Messages()); got != 1 {
 		t.Errorf("received %d messages, want 1", got)
 	}
 }
@@ -200,7 +162,7 @@ func TestNotifyRetriesAndRedacts(t *testing.T) {
 // Bad entries are named and left out; the other triggers keep working. A
 // subscription to a service that does not exist fails at once.
 func TestNotifyBadConfig(t *testing.T) {
-	rcv := newReceiver(t)
+	rcv := notificationstest.NewReceiver(t)
 	cm, secret := settings(rcv.URL, map[string]string{
 		"template.broken":            "message: '{{.rollout'",
 		"template.rollout-completed": "message: '{{if}}'",
@@ -246,9 +208,9 @@ func TestNotifyBadConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "both messages", func() bool { return len(rcv.messages()) == 2 })
-	if !strings.Contains(rcv.messages()[1], "completed: the new revision is stable") {
-		t.Errorf("the completed message %q is not the built-in one", rcv.messages()[1])
+	eventually(t, "both messages", func() bool { return len(rcv.Messages()) == 2 })
+	if !strings.Contains(rcv.Messages()[1], "completed: the new revision is stable") {
+		t.Errorf("the completed message %q is not the built-in one", rcv.Messages()[1])
 	}
 	f := fails.get()
 	if len(f) != 1 || f[0].Service != "nothere" || !f[0].Final || !strings.Contains(f[0].Err.Error(), `"nothere" is not configured`) {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/utils/ptr"
@@ -125,5 +126,36 @@ func TestSequenceDynamicStableScale(t *testing.T) {
 	}
 	s.until("traffic back on a full stable", 20, func(v1alpha1.RolloutStatus) bool { return s.weight == 0 && s.sizes()["web:1"] == 10 })
 	s.until("canary scaled down", 20, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:2"] == 0 })
+	s.golden()
+}
+
+// TestSequenceRoutedWaitsForEndpoints: the EndpointSlices list available
+// pods two ticks late, so each weight waits for them (tick checks that no
+// raise outruns them) and the step says why; an abort does not wait.
+func TestSequenceRoutedWaitsForEndpoints(t *testing.T) {
+	s := newSim(t, routedRollout(4, setWeight(25), setWeight(50), pause(""), setWeight(100), pause("1s")))
+	s.endpointsLag = 2
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("waiting for endpoints", 10, func(st v1alpha1.RolloutStatus) bool {
+		return strings.Contains(st.Message, "waits for the canary's endpoints: 0 of 1 pods")
+	})
+	if s.weight != 0 {
+		t.Fatalf("traffic %d before the canary's pod is listed ready", s.weight)
+	}
+	s.until("paused at 50", 20, pausedAt(2))
+	if s.weight != 50 {
+		t.Fatalf("traffic %d at the pause, want 50", s.weight)
+	}
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	s.until("Healthy", 40, healthyPhase)
+	s.setImage("web:3")
+	s.until("paused at 50", 20, pausedAt(2))
+	reads := s.endpointReads
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight == nil || *p.TrafficWeight != 0 || s.endpointReads != reads {
+		t.Fatalf("the abort set traffic %v after %d endpoint reads, want 0 at once without reading", p.TrafficWeight, s.endpointReads-reads)
+	}
 	s.golden()
 }

@@ -133,7 +133,14 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 	// can fail: traffic never exceeds what the available canary pods serve.
 	traffic := weightBefore(steps, idx)
 	if w.routed {
-		traffic = min(traffic, servable(w, steps, idx))
+		limit := servable(w, steps, idx)
+		if w.current.stale {
+			// A scale the ReplicaSet controller has not seen yet: its
+			// pods serve what they served before it (a scale-up), or are
+			// already off the routes (traffic goes first when it falls).
+			limit = max(limit, carried(ro.Status.Canary.Weights, w.hash))
+		}
+		traffic = min(traffic, limit)
 	}
 	if idx < len(steps) || hold != "" {
 		canary, stable := w.split(out.weight)

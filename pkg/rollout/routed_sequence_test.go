@@ -159,3 +159,29 @@ func TestSequenceRoutedWaitsForEndpoints(t *testing.T) {
 	}
 	s.golden()
 }
+
+// TestSequenceRoutedScaleSeenLate: the ReplicaSet controller sees each
+// scale a tick late, so after the canary is scaled up the plan reads a
+// status older than its spec. Its pods still serve: the weight holds
+// (found by the data-plane tests: 20 → 0 → 60 around each scale-up) and
+// only rises, until the promotion hands the traffic to the new stable.
+func TestSequenceRoutedScaleSeenLate(t *testing.T) {
+	s := newSim(t, routedRollout(10, setWeight(20), pause("2s"), setWeight(50), pause("2s")))
+	s.rsLag = true
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	for i := 0; ; i++ {
+		if i == 40 {
+			t.Fatalf("not promoted after 40 ticks: %s", s.ro.Status.Message)
+		}
+		before := s.weight
+		s.tick()
+		if s.ro.Status.StableRS == s.ro.Status.CurrentPodHash {
+			break
+		}
+		if s.weight < before {
+			t.Fatalf("at %s the canary weight fell %d → %d during the update (%s)", s.now.Sub(s.start), before, s.weight, s.ro.Status.Message)
+		}
+	}
+	s.golden()
+}

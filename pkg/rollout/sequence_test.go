@@ -56,6 +56,10 @@ type sim struct {
 	runs        map[string]*v1alpha1.AnalysisRun
 	templates   map[string]*v1alpha1.AnalysisTemplateSpec
 	experiments map[string]*v1alpha1.Experiment
+	// rsLag: the ReplicaSet controller sees a scale a tick late, so the
+	// plan after it reads a status older than the spec.
+	rsLag    bool
+	scaledAt map[string]bool
 	// endpointsLag is how many ticks the Services' EndpointSlices list a
 	// ReplicaSet's available pods after they became available.
 	endpointsLag int
@@ -217,6 +221,13 @@ func (s *sim) apply(p Plan) {
 			s.t.Fatalf("scale %s from %d, but it has %d", sc.Name, sc.From, got)
 		}
 		rs.Spec.Replicas = ptr.To(sc.To)
+		rs.Generation++
+		if s.rsLag {
+			if s.scaledAt == nil {
+				s.scaledAt = map[string]bool{}
+			}
+			s.scaledAt[sc.Name] = true
+		}
 	}
 	for _, a := range p.Annotate {
 		rs := s.rss[a.Name]
@@ -254,6 +265,11 @@ func (s *sim) apply(p Plan) {
 // become available one tick after they appear.
 func (s *sim) advance() {
 	for _, rs := range s.sorted() {
+		if s.scaledAt[rs.Name] {
+			delete(s.scaledAt, rs.Name)
+			continue
+		}
+		rs.Status.ObservedGeneration = rs.Generation
 		spec := *rs.Spec.Replicas
 		existing := rs.Status.Replicas
 		avail := min(spec, existing)

@@ -291,6 +291,23 @@ func waitForGoodMeasurement(t *testing.T, ns string, run func(*v1alpha1.Rollout)
 // why. It returns the failing measurement.
 func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1.Measurement {
 	t.Helper()
+	run, mr, last := checkFailedRun(t, ro, name)
+	if mr.Successful < 1 {
+		t.Errorf("metric %s: %d successful measurements, want the failure after at least one success", mr.Name, mr.Successful)
+	}
+	first := verdicts(mr)[0]
+	if v, ok := measuredValue(first); first.Phase != v1alpha1.AnalysisPhaseSuccessful || !ok || v >= maxErrorRate {
+		t.Errorf("first measurement %s with value %q, want Successful below %g", first.Phase, first.Value, maxErrorRate)
+	}
+	checkTiming(t, run, mr.Measurements)
+	return last
+}
+
+// checkFailedRun checks that the run failed on its last measurement, whose
+// value is at or above maxErrorRate, and that the Rollout aborted saying
+// why. It returns the run, its metric and the failing measurement.
+func checkFailedRun(t *testing.T, ro *v1alpha1.Rollout, name string) (*v1alpha1.AnalysisRun, v1alpha1.MetricResult, v1alpha1.Measurement) {
+	t.Helper()
 	if !ro.Status.Abort {
 		t.Error("status.abort is false after the analysis failed")
 	}
@@ -302,22 +319,14 @@ func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1
 		t.Fatalf("AnalysisRun %s is %s (%s), want Failed", name, run.Status.Phase, run.Status.Message)
 	}
 	mr := onlyMetric(t, run)
-	if mr.Phase != v1alpha1.AnalysisPhaseFailed || mr.Failed != 1 || mr.Successful < 1 {
-		t.Errorf("metric %s: phase %s, successful %d, failed %d; want Failed after at least one success", mr.Name, mr.Phase, mr.Successful, mr.Failed)
+	if mr.Phase != v1alpha1.AnalysisPhaseFailed || mr.Failed != 1 {
+		t.Errorf("metric %s: phase %s, failed %d; want Failed after one failure", mr.Name, mr.Phase, mr.Failed)
 	}
-	var verdicts []v1alpha1.Measurement
-	for _, m := range mr.Measurements {
-		if m.Phase != v1alpha1.AnalysisPhaseError {
-			verdicts = append(verdicts, m)
-		}
+	vs := verdicts(mr)
+	if len(vs) == 0 {
+		t.Fatalf("want a failed measurement, got %+v", mr.Measurements)
 	}
-	if len(verdicts) < 2 {
-		t.Fatalf("want a successful then a failed measurement, got %+v", mr.Measurements)
-	}
-	first, last := verdicts[0], verdicts[len(verdicts)-1]
-	if v, ok := measuredValue(first); first.Phase != v1alpha1.AnalysisPhaseSuccessful || !ok || v >= maxErrorRate {
-		t.Errorf("first measurement %s with value %q, want Successful below %g", first.Phase, first.Value, maxErrorRate)
-	}
+	last := vs[len(vs)-1]
 	if v, ok := measuredValue(last); last.Phase != v1alpha1.AnalysisPhaseFailed || !ok || v < maxErrorRate {
 		t.Fatalf("last measurement %s with value %q, want Failed at or above %g", last.Phase, last.Value, maxErrorRate)
 	}
@@ -327,13 +336,25 @@ func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1
 	if !strings.Contains(ro.Status.Message, last.Value) {
 		t.Errorf("Rollout message %q lacks the failing value %s", ro.Status.Message, last.Value)
 	}
-	// How fast the abort follows is measured by make bench, not asserted.
+	// How fast the abort follows is measured by make bench and, on real
+	// traffic, by TestDataPlaneAnalysis.
 	if ro.Status.AbortedAt == nil {
 		t.Error("status.abortedAt is not set")
 	}
-	checkTiming(t, run, mr.Measurements)
 	t.Logf("AnalysisRun %s measured %s; Rollout message: %s", name, measurementSummary(mr.Measurements), ro.Status.Message)
-	return last
+	return run, mr, last
+}
+
+// verdicts are the retained measurements of a metric that reached a
+// verdict (not Error).
+func verdicts(mr v1alpha1.MetricResult) []v1alpha1.Measurement {
+	var out []v1alpha1.Measurement
+	for _, m := range mr.Measurements {
+		if m.Phase != v1alpha1.AnalysisPhaseError {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // checkRunStatus checks the Rollout's pointer at a failed run: its name,

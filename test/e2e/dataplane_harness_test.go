@@ -465,26 +465,39 @@ func controllerLines(ns string) []happening {
 	return out
 }
 
-// rolloutEvents are the events of ns's Rollouts (events.k8s.io, whose
-// times have microseconds).
+// rolloutEvents are the events of ns's Rollouts.
 func rolloutEvents(ns string) []happening {
-	out, err := cl.Kubectl(context.Background(), "", "-n", ns, "get", "events.v1.events.k8s.io", "--field-selector", "regarding.kind=Rollout", "-o", "json")
+	list, err := rolloutEventList(context.Background(), ns)
 	if err != nil {
-		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+		return []happening{{time.Now(), "event", err.Error()}}
+	}
+	var hs []happening
+	for _, e := range list {
+		hs = append(hs, happening{eventTime(e), "event", fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note)})
+	}
+	return hs
+}
+
+// rolloutEventList lists the events of ns's Rollouts (events.k8s.io, whose
+// times have microseconds).
+func rolloutEventList(ctx context.Context, ns string) ([]eventsv1.Event, error) {
+	out, err := cl.Kubectl(ctx, "", "-n", ns, "get", "events.v1.events.k8s.io", "--field-selector", "regarding.kind=Rollout", "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
 	}
 	var list eventsv1.EventList
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+		return nil, fmt.Errorf("listing events: %w", err)
 	}
-	var hs []happening
-	for _, e := range list.Items {
-		at := e.EventTime.Time
-		if e.Series != nil {
-			at = e.Series.LastObservedTime.Time
-		}
-		hs = append(hs, happening{at, "event", fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note)})
+	return list.Items, nil
+}
+
+// eventTime is when the controller last recorded an event.
+func eventTime(e eventsv1.Event) time.Time {
+	if e.Series != nil {
+		return e.Series.LastObservedTime.Time
 	}
-	return hs
+	return e.EventTime.Time
 }
 
 // podsimLines are the pod simulator's log lines about ns: endpoints

@@ -106,11 +106,11 @@ cluster-down: ## Stop and delete the local kwok cluster.
 ##@ Demo
 
 .PHONY: demo
-demo: tools build ## Local cluster, controller and Prometheus; a release the analysis promotes and one it aborts.
+demo: tools build ## Local cluster, Traefik with real requests, controller and Prometheus; a release the analysis promotes and one it aborts.
 	@./hack/demo.sh up
 
 .PHONY: demo-down
-demo-down: ## Stop the demo: controller, traffic simulator, Prometheus and cluster.
+demo-down: ## Stop the demo: controller, data plane (pod simulator, Traefik, load), Prometheus and cluster.
 	@./hack/demo.sh down
 
 ##@ Test

@@ -222,17 +222,33 @@ func (g *Generator) do(ctx context.Context) Result {
 	return r
 }
 
-// Results returns the requests that have ended so far, by start time.
+// Results returns the requests that have ended so far, by start time
+// (those Take returned excepted).
 func (g *Generator) Results() Results {
 	g.mu.Lock()
 	out := slices.Clone(g.results)
 	g.mu.Unlock()
-	slices.SortFunc(out, func(a, b Result) int { return a.Start.Compare(b.Start) })
-	return out
+	return byStart(out)
+}
+
+// Take returns the requests that have ended since the last Take, by start
+// time, and forgets them: a generator that runs for days (make demo) holds
+// only what its reader has not taken yet.
+func (g *Generator) Take() Results {
+	g.mu.Lock()
+	out := g.results
+	g.results = nil
+	g.mu.Unlock()
+	return byStart(out)
+}
+
+func byStart(rs Results) Results {
+	slices.SortFunc(rs, func(a, b Result) int { return a.Start.Compare(b.Start) })
+	return rs
 }
 
 // Stop stops sending, waits for the requests in flight to be answered
-// (each within Options.Timeout) and returns every request.
+// (each within Options.Timeout) and returns every request not taken.
 func (g *Generator) Stop() Results {
 	g.cancel()
 	<-g.done

@@ -128,6 +128,40 @@ func TestGeneratorRunsUntilStopped(t *testing.T) {
 	}
 }
 
+// Take hands each request over once: what it took is neither taken again
+// nor returned by Stop, and together they hold every request.
+func TestTakeHandsEachRequestOverOnce(t *testing.T) {
+	srv := twoRevisions(t)
+	g, err := start(context.Background(), Target{URL: srv.URL, Host: "web.example"}, Options{Rate: 500}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all Results
+	takes := 0
+	for len(all) < 100 && takes < 1000 {
+		time.Sleep(20 * time.Millisecond)
+		all = append(all, g.Take()...)
+		takes++
+	}
+	rest := g.Stop()
+	if len(rest) != 0 {
+		t.Errorf("Stop after taking every request returned %d", len(rest))
+	}
+	if len(all) != 100 {
+		t.Fatalf("took %d requests, want 100", len(all))
+	}
+	seen := map[time.Time]bool{}
+	for _, r := range all {
+		if seen[r.Start] {
+			t.Fatalf("request of %s taken twice", r.Start)
+		}
+		seen[r.Start] = true
+	}
+	if got := all.ByRevision(); got["a"] != 75 || got["b"] != 25 {
+		t.Errorf("by revision %v, want a:75 b:25", got)
+	}
+}
+
 // Stop ends the load, not the requests it sent: one in flight gets its
 // answer, and none is sent once stopping, so a stopped load records no
 // failure of its own making.

@@ -86,6 +86,7 @@ func TestMetricsCountTheAnswers(t *testing.T) {
 		`demo_http_requests_total{code="500",` + labels + `}`:                 3,
 		`demo_http_request_duration_seconds_count{` + labels + `}`:            10,
 		`demo_http_request_duration_seconds_bucket{` + labels + `,le="0.01"}`: 0,
+		`demo_http_request_duration_seconds_bucket{` + labels + `,le="0.5"}`:  10,
 	} {
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v", series, got[series], want)

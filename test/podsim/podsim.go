@@ -351,8 +351,10 @@ func (s *Simulator) serve(uid types.UID, name types.NamespacedName, revision str
 		p.servers = append(p.servers, srv)
 		p.listeners = append(p.listeners, l)
 		s.wg.Go(func() { _ = srv.Serve(l) })
+		// As it answers now: a behaviour set for the image wins over the tag.
+		now := s.overrides.get(name.Namespace, e.image, b)
 		s.log.Info("Serving pod", "pod", name.String(), "addr", e.addr.String(), "image", e.image,
-			"revision", revision, "errorShare", b.ErrorShare, "latency", b.Latency.String())
+			"revision", revision, "errorShare", now.ErrorShare, "latency", now.Latency.String())
 	}
 }
 

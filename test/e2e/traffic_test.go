@@ -65,18 +65,7 @@ func serve(t *testing.T, ns string) {
 	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))
 	inf := factory.Core().V1().Pods().Informer()
 	pt := &podTraffic{t: t, ns: ns, gens: map[types.UID]*load.Generator{}}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { pt.sync(obj.(*corev1.Pod)) },
-		UpdateFunc: func(_, obj any) { pt.sync(obj.(*corev1.Pod)) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if p, ok := obj.(*corev1.Pod); ok {
-				pt.stop(p.UID)
-			}
-		},
-	}); err != nil {
+	if _, err := inf.AddEventHandler(podsim.PodHandler(pt.sync, func(p *corev1.Pod) { pt.stop(p.UID) })); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -171,20 +171,11 @@ func (s *Simulator) Start(ctx context.Context) error {
 		return fmt.Errorf("service informer: %w", err)
 	}
 	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.sync(obj.(*corev1.Pod)) },
-		UpdateFunc: func(_, obj any) { s.sync(obj.(*corev1.Pod)) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if p, ok := obj.(*corev1.Pod); ok {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				s.stop(p.UID, "deleted")
-			}
-		},
-	}); err != nil {
+	if _, err := inf.AddEventHandler(PodHandler(s.sync, func(p *corev1.Pod) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stop(p.UID, "deleted")
+	})); err != nil {
 		return fmt.Errorf("pod informer: %w", err)
 	}
 	s.factory.Start(ctx.Done())
@@ -195,6 +186,24 @@ func (s *Simulator) Start(ctx context.Context) error {
 	}
 	s.wg.Go(func() { s.publisher.run(ctx) })
 	return nil
+}
+
+// PodHandler is a pod informer's handler that passes each pod added or
+// updated to sync and each pod deleted to gone, also one whose deletion
+// the informer missed.
+func PodHandler(sync, gone func(*corev1.Pod)) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { sync(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { sync(obj.(*corev1.Pod)) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				gone(p)
+			}
+		},
+	}
 }
 
 // Stop stops serving every pod; ctx must have ended (the informer stops

@@ -30,8 +30,8 @@ const (
 
 // errorRateTemplate is an AnalysisTemplate measuring, every second, the share
 // of 5xx answers of the pods of one template hash in one namespace, from the
-// pods' counts of the requests they answered through a real Prometheus. count 0 measures
-// until the run is terminated. The initial delay gives Prometheus the two
+// pods' counts of the requests they answered, through a real Prometheus.
+// count 0 measures until the run is terminated. The initial delay gives Prometheus the two
 // scrapes of a new pod that rate() needs; before them the query is empty,
 // which counts as an Error measurement.
 func errorRateTemplate(prometheus string, count int) string {

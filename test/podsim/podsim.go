@@ -9,11 +9,11 @@
 // X-Pod-Template-Hash (the revision); how it answers comes from the image's
 // tag (ParseImage), unless a test set another behaviour for the image
 // (SetBehaviour). The answers are counted as an instrumented application
-// would count them (Metrics). A pod is served from the moment it is Running with an IP
-// until it is deleted or leaves Running — as a real process listens before
-// its readiness probe passes, and stops when it is sent SIGTERM. Readiness
-// is not consulted: it decides whether proxies send traffic, not whether
-// the process listens.
+// would count them (Metrics). A pod is served from the moment it is
+// Running with an IP until it is deleted or leaves Running — as a real
+// process listens before its readiness probe passes, and stops when it is
+// sent SIGTERM. Readiness is not consulted: it decides whether proxies send
+// traffic, not whether the process listens.
 //
 // There is no drain period, as a pod without a preStop hook has none: a
 // pod being deleted stops listening at once (requests in flight finish),

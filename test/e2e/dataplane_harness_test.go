@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,14 +29,18 @@ import (
 // loopback guard covers every test; Traefik, the Gateway API
 // implementation, starts with the first test that needs it.
 var (
-	pods       *podsim.Simulator
-	stopPods   context.CancelFunc
-	traefikMu  sync.Mutex
-	traefik    *kwok.Traefik
-	traefikErr error
+	pods *podsim.Simulator
+	// podsimMetrics is where the pods' metrics are served (host:port,
+	// path /metrics) for the tests' Prometheus to scrape.
+	podsimMetrics string
+	stopPods      context.CancelFunc
+	traefikMu     sync.Mutex
+	traefik       *kwok.Traefik
+	traefikErr    error
 )
 
-// startPodsim starts the pod simulator, logging to the run's log directory.
+// startPodsim starts the pod simulator, logging to the run's log
+// directory, and serves its metrics.
 func startPodsim() error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
 	if err != nil {
@@ -48,9 +53,19 @@ func startPodsim() error {
 	if pods, err = podsim.New(cfg, logFile); err != nil {
 		return err
 	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", pods.Metrics())
+	metrics := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = metrics.Serve(l) }()
+	podsimMetrics = l.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	stopPods = func() {
 		cancel()
+		_ = metrics.Close()
 		pods.Stop()
 		_ = logFile.Close()
 	}

@@ -1,0 +1,140 @@
+// Package dataplane sets up the real data plane of DESIGN §15 on a local
+// kwok cluster, for the e2e tests and the benchmarks alike: the pod
+// simulator that makes every Running pod answer on its loopback IP, and
+// a routed app — Gateway, Services, HTTPRoute and Rollout — that Traefik
+// has accepted, so requests through its entrypoint reach the pods.
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeseed/rollouts/test/kwok"
+	"github.com/kubeseed/rollouts/test/load"
+	"github.com/kubeseed/rollouts/test/podsim"
+)
+
+// Pods is a running pod simulator of a cluster.
+type Pods struct {
+	*podsim.Simulator
+	// LogPath is its log, a JSON line per pod served, stopped or refused.
+	LogPath string
+	stop    func()
+}
+
+// StartPods starts the pod simulator of cl, logging to podsim.log in its
+// log directory, and returns once it has read the cluster's pods. Its
+// loopback guard covers every pod of the cluster from then on.
+func StartPods(cl *kwok.Cluster) (*Pods, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pods{LogPath: filepath.Join(cl.LogDir, "podsim.log")}
+	logFile, err := os.Create(p.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	if p.Simulator, err = podsim.New(cfg, logFile); err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = func() {
+		cancel()
+		p.Simulator.Stop()
+		_ = logFile.Close()
+	}
+	if err := p.Start(ctx); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("pod simulator: %w", err)
+	}
+	return p, nil
+}
+
+// Stop stops serving the pods; Err still tells what went wrong before.
+func (p *Pods) Stop() { p.stop() }
+
+// CanaryRollout is the Rollout web of image web:1 serving HTTP on 8080,
+// routed through the HTTPRoute web of RoutedApp, with the given steps and
+// managed routes (YAML lists).
+func CanaryRollout(replicas int, managedRoutes, steps string) string {
+	return fmt.Sprintf(`
+apiVersion: rollouts.kubeseed.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1", ports: [{containerPort: 8080}]}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      scaleDownDelaySeconds: 5
+      abortScaleDownDelaySeconds: 5
+      trafficRouting:
+        managedRoutes: %s
+        gatewayAPI: {httpRoutes: [{name: web}]}
+      steps: %s
+`, replicas, managedRoutes, steps)
+}
+
+// RoutedApp installs, in ns, a Gateway "edge" of Traefik's class, the
+// Services web-stable and web-canary (port 80 to the pods' 8080), an
+// HTTPRoute "web" for host <ns>.example sending everything to web-stable,
+// and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
+// or a blue-green one whose active Service is web-stable); it waits until
+// Traefik has programmed the Gateway and accepted the route, and returns
+// where requests for the route go.
+func RoutedApp(ctx context.Context, cl *kwok.Cluster, tr *kwok.Traefik, ns, rolloutYAML string) (load.Target, error) {
+	host := ns + ".example"
+	if _, err := cl.Kubectl(ctx, tr.GatewayYAML("edge")+fmt.Sprintf(`
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-stable}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-canary}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [%s]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: web-stable, port: 80}]
+---
+%s`, host, rolloutYAML), "-n", ns, "apply", "-f", "-"); err != nil {
+		return load.Target{}, err
+	}
+	for _, w := range [][2]string{
+		{"gateway/edge", "condition=Programmed"},
+		// A route's conditions sit under each of its parents.
+		{"httproute/web", `jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}=True`},
+	} {
+		if _, err := cl.Kubectl(ctx, "", "-n", ns, "wait", "--for="+w[1], w[0], "--timeout=60s"); err != nil {
+			return load.Target{}, fmt.Errorf("%w\ntraefik log %s:\n%s", err, tr.LogPath, tail(tr.Log(), 30))
+		}
+	}
+	return load.Target{URL: tr.Web + "/", Host: host}, nil
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}

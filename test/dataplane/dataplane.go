@@ -60,38 +60,12 @@ func StartPods(cl *kwok.Cluster) (*Pods, error) {
 // Stop stops serving the pods; Err still tells what went wrong before.
 func (p *Pods) Stop() { p.stop() }
 
-// CanaryRollout is the Rollout web of image web:1 serving HTTP on 8080,
-// routed through the HTTPRoute web of RoutedApp, with the given steps and
-// managed routes (YAML lists).
-func CanaryRollout(replicas int, managedRoutes, steps string) string {
-	return fmt.Sprintf(`
-apiVersion: rollouts.kubeseed.io/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "web:1", ports: [{containerPort: 8080}]}]}
-  strategy:
-    canary:
-      canaryService: web-canary
-      stableService: web-stable
-      scaleDownDelaySeconds: 5
-      abortScaleDownDelaySeconds: 5
-      trafficRouting:
-        managedRoutes: %s
-        gatewayAPI: {httpRoutes: [{name: web}]}
-      steps: %s
-`, replicas, managedRoutes, steps)
-}
-
 // RoutedApp installs, in ns, a Gateway "edge" of Traefik's class, the
 // Services web-stable and web-canary (port 80 to the pods' 8080), an
 // HTTPRoute "web" for host <ns>.example sending everything to web-stable,
 // and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
-// or a blue-green one whose active Service is web-stable); it waits until
+// kwok.RoutedCanaryRolloutYAML, or a blue-green one whose active Service
+// is web-stable); it waits until
 // Traefik has programmed the Gateway and accepted the route, and returns
 // where requests for the route go.
 func RoutedApp(ctx context.Context, cl *kwok.Cluster, tr *kwok.Traefik, ns, rolloutYAML string) (load.Target, error) {

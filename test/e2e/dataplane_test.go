@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
 )
@@ -55,7 +54,7 @@ func TestDataPlaneSplitAccuracy(t *testing.T) {
 	for _, w := range weights {
 		steps = append(steps, fmt.Sprintf("{setWeight: %d}", w), "{pause: {}}")
 	}
-	target := routedApp(t, ns, dataplane.CanaryRollout(4, "[]", "["+strings.Join(steps, ", ")+"]"))
+	target := routedApp(t, ns, kwok.RoutedCanaryRolloutYAML(4, "[]", "["+strings.Join(steps, ", ")+"]"))
 	waitFor(t, ns, fmt.Sprintf("Healthy %d", len(steps)), "web:1 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})
 
@@ -126,7 +125,7 @@ func TestDataPlaneHeaderRoute(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	steps := `[{setCanaryScale: {replicas: 1}}, {setHeaderRoute: {name: beta, match: [{headerName: X-Canary, headerValue: {exact: "yes"}}]}}, {pause: {}}]`
-	target := routedApp(t, ns, dataplane.CanaryRollout(3, "[{name: beta}]", steps))
+	target := routedApp(t, ns, kwok.RoutedCanaryRolloutYAML(3, "[{name: beta}]", steps))
 	waitFor(t, ns, "Healthy 3", "web:1 3/3")
 
 	setImage(t, ns, "web:2")

@@ -85,7 +85,7 @@ func BenchmarkDataPlaneTimeToEffect(b *testing.B) {
 	for _, w := range stepWeights {
 		steps = append(steps, fmt.Sprintf("{setWeight: %d}", w), fmt.Sprintf("{pause: {duration: %s}}", stepPause))
 	}
-	target, err := dataplane.RoutedApp(context.Background(), cl, tr, ns, dataplane.CanaryRollout(replicas, "[]", "["+strings.Join(steps, ", ")+"]"))
+	target, err := dataplane.RoutedApp(context.Background(), cl, tr, ns, kwok.RoutedCanaryRolloutYAML(replicas, "[]", "["+strings.Join(steps, ", ")+"]"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -65,9 +65,8 @@ func (p *Pods) Stop() { p.stop() }
 // HTTPRoute "web" for host <ns>.example sending everything to web-stable,
 // and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
 // kwok.RoutedCanaryRolloutYAML, or a blue-green one whose active Service
-// is web-stable); it waits until
-// Traefik has programmed the Gateway and accepted the route, and returns
-// where requests for the route go.
+// is web-stable); it waits until Traefik has programmed the Gateway and
+// accepted the route, and returns where requests for the route go.
 func RoutedApp(ctx context.Context, cl *kwok.Cluster, tr *kwok.Traefik, ns, rolloutYAML string) (load.Target, error) {
 	host := ns + ".example"
 	if _, err := cl.Kubectl(ctx, tr.GatewayYAML("edge")+fmt.Sprintf(`
@@ -81,30 +80,48 @@ apiVersion: v1
 kind: Service
 metadata: {name: web-canary}
 spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
+---%s---
+%s`, HTTPRouteYAML("web", host, "[{name: web-stable, port: 80}]"), rolloutYAML), "-n", ns, "apply", "-f", "-"); err != nil {
+		return load.Target{}, err
+	}
+	if _, err := cl.Kubectl(ctx, "", "-n", ns, "wait", "--for=condition=Programmed", "gateway/edge", "--timeout=60s"); err != nil {
+		return load.Target{}, withLog(tr, err)
+	}
+	if err := WaitAccepted(ctx, cl, tr, ns, "web"); err != nil {
+		return load.Target{}, err
+	}
+	return load.Target{URL: tr.Web + "/", Host: host}, nil
+}
+
+// HTTPRouteYAML is an HTTPRoute of the Gateway edge of RoutedApp for
+// host, sending every request to backendRefs (a YAML list).
+func HTTPRouteYAML(name, host, backendRefs string) string {
+	return fmt.Sprintf(`
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: web}
+metadata: {name: %s}
 spec:
   parentRefs: [{name: edge}]
   hostnames: [%s]
   rules:
   - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web-stable, port: 80}]
----
-%s`, host, rolloutYAML), "-n", ns, "apply", "-f", "-"); err != nil {
-		return load.Target{}, err
+    backendRefs: %s
+`, name, host, backendRefs)
+}
+
+// WaitAccepted waits until Traefik has accepted the HTTPRoute route of ns.
+func WaitAccepted(ctx context.Context, cl *kwok.Cluster, tr *kwok.Traefik, ns, route string) error {
+	// A route's conditions sit under each of its parents.
+	cond := `jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}=True`
+	if _, err := cl.Kubectl(ctx, "", "-n", ns, "wait", "--for="+cond, "httproute/"+route, "--timeout=60s"); err != nil {
+		return withLog(tr, err)
 	}
-	for _, w := range [][2]string{
-		{"gateway/edge", "condition=Programmed"},
-		// A route's conditions sit under each of its parents.
-		{"httproute/web", `jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}=True`},
-	} {
-		if _, err := cl.Kubectl(ctx, "", "-n", ns, "wait", "--for="+w[1], w[0], "--timeout=60s"); err != nil {
-			return load.Target{}, fmt.Errorf("%w\ntraefik log %s:\n%s", err, tr.LogPath, tail(tr.Log(), 30))
-		}
-	}
-	return load.Target{URL: tr.Web + "/", Host: host}, nil
+	return nil
+}
+
+// withLog adds the end of Traefik's log to err.
+func withLog(tr *kwok.Traefik, err error) error {
+	return fmt.Errorf("%w\ntraefik log %s:\n%s", err, tr.LogPath, tail(tr.Log(), 30))
 }
 
 // tail is the last n lines of s.

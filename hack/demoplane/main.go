@@ -25,8 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-
+	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
 	"github.com/kubeseed/rollouts/test/loopback"
@@ -111,11 +110,11 @@ func run(o options) error {
 		return err
 	}
 
-	pods, stopPods, err := startPods(ctx, o)
+	pods, err := dataplane.StartPods(cl)
 	if err != nil {
 		return err
 	}
-	defer stopPods()
+	defer pods.Stop()
 	tr, err := cl.StartTraefikWith("traefik", kwok.TraefikOptions{
 		WebPort: o.web, MetricsPort: o.metrics, APIPort: o.api,
 		// The demo runs for as long as its user likes: only failed
@@ -144,7 +143,7 @@ func run(o options) error {
 	defer g.Stop()
 	log.Printf("Data plane ready: Traefik on %s (metrics %s, log %s), Gateway %s/%s, %g requests/s with Host %s",
 		tr.Web, tr.Metrics, tr.LogPath, o.namespace, o.gateway, o.rate, o.host)
-	return report(ctx, o.every, g, tr, pods)
+	return report(ctx, o.every, g, tr, pods.Simulator)
 }
 
 // waitForFile waits until path exists, for at most timeout or until ctx
@@ -164,35 +163,6 @@ func waitForFile(ctx context.Context, path string, timeout time.Duration) error 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// startPods starts the pod simulator, logging to podsim.log; the returned
-// func stops it.
-func startPods(ctx context.Context, o options) (*podsim.Simulator, func(), error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	logFile, err := os.Create(filepath.Join(o.state, "podsim.log"))
-	if err != nil {
-		return nil, nil, err
-	}
-	pods, err := podsim.New(cfg, logFile)
-	if err != nil {
-		_ = logFile.Close()
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := func() {
-		cancel()
-		pods.Stop()
-		_ = logFile.Close()
-	}
-	if err := pods.Start(ctx); err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("pod simulator: %w", err)
-	}
-	return pods, stop, nil
 }
 
 // gateway creates the Gateway and waits until Traefik has programmed it.

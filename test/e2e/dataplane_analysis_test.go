@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
@@ -117,7 +118,7 @@ func TestDataPlaneAnalysis(t *testing.T) {
 // the load and the first revision.
 func startAnalyzedApp(t *testing.T, ns, prometheus string) (*steadyLoad, string) {
 	t.Helper()
-	target := routedApp(t, ns, traefikErrorsTemplate(prometheus)+"---"+dataPlaneRollout(4, "[]", trafficAnalysisSteps))
+	target := routedApp(t, ns, traefikErrorsTemplate(prometheus)+"---"+kwok.RoutedCanaryRolloutYAML(4, "[]", trafficAnalysisSteps))
 	waitFor(t, ns, "Healthy 3", "web:1 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})
 	v1, _ := revisions(t, ns)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,11 +16,10 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
-	"github.com/kubeseed/rollouts/test/podsim"
 )
 
 // The data plane (DESIGN §15): podsim makes every Running pod of the
@@ -29,51 +27,16 @@ import (
 // loopback guard covers every test; Traefik, the Gateway API
 // implementation, starts with the first test that needs it.
 var (
-	pods *podsim.Simulator
-	// podsimMetrics is where the pods' metrics are served (host:port,
-	// path /metrics) for the tests' Prometheus to scrape.
-	podsimMetrics string
-	stopPods      context.CancelFunc
-	traefikMu     sync.Mutex
-	traefik       *kwok.Traefik
-	traefikErr    error
+	pods       *dataplane.Pods
+	traefikMu  sync.Mutex
+	traefik    *kwok.Traefik
+	traefikErr error
 )
 
-// startPodsim starts the pod simulator, logging to the run's log
-// directory, and serves its metrics.
-func startPodsim() error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	logFile, err := os.Create(filepath.Join(cl.LogDir, "podsim.log"))
-	if err != nil {
-		return err
-	}
-	if pods, err = podsim.New(cfg, logFile); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", pods.Metrics())
-	metrics := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = metrics.Serve(l) }()
-	podsimMetrics = l.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	stopPods = func() {
-		cancel()
-		_ = metrics.Close()
-		pods.Stop()
-		_ = logFile.Close()
-	}
-	if err := pods.Start(ctx); err != nil {
-		stopPods()
-		return fmt.Errorf("pod simulator: %w", err)
-	}
-	return nil
+// startPodsim starts the pod simulator, logging to the run's log directory.
+func startPodsim() (err error) {
+	pods, err = dataplane.StartPods(cl)
+	return err
 }
 
 // stopDataPlane stops Traefik and the pod simulator and reports what went
@@ -91,9 +54,9 @@ func stopDataPlane() error {
 	}
 	traefikMu.Unlock()
 	if pods != nil {
-		stopPods()
+		pods.Stop()
 		if err := pods.Err(); err != nil {
-			problems = append(problems, fmt.Sprintf("pod simulator (log %s): %v", filepath.Join(cl.LogDir, "podsim.log"), err))
+			problems = append(problems, fmt.Sprintf("pod simulator (log %s): %v", pods.LogPath, err))
 		}
 	}
 	if len(problems) > 0 {
@@ -129,59 +92,15 @@ func checkDataPlane(t *testing.T) {
 	}
 }
 
-// routedApp installs, in ns, a Gateway "edge" of Traefik's class, the
-// Services web-stable and web-canary (port 80 to the pods' 8080), an
-// HTTPRoute "web" for host <ns>.example sending everything to web-stable,
-// and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
-// or a blue-green one whose active Service is web-stable); it waits until
-// Traefik has programmed the Gateway and accepted the route, and returns
-// where requests for the route go.
+// routedApp is dataplane.RoutedApp on the run's Traefik, failing the test
+// on error.
 func routedApp(t *testing.T, ns, rolloutYAML string) load.Target {
 	t.Helper()
-	tr := proxy(t)
-	host := ns + ".example"
-	cl.MustKubectl(t, tr.GatewayYAML("edge")+fmt.Sprintf(`
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-stable}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-canary}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: web}
-spec:
-  parentRefs: [{name: edge}]
-  hostnames: [%s]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web-stable, port: 80}]
----
-%s`, host, rolloutYAML), "-n", ns, "apply", "-f", "-")
-	for _, obj := range []string{"gateway/edge", "httproute/web"} {
-		cond := "Programmed"
-		if strings.HasPrefix(obj, "httproute") {
-			// A route's conditions sit under each of its parents.
-			cond = "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].status}=True"
-		} else {
-			cond = "condition=" + cond
-		}
-		if _, err := cl.Kubectl(context.Background(), "", "-n", ns, "wait", "--for="+cond, obj, "--timeout=60s"); err != nil {
-			t.Fatalf("%v\ntraefik log %s:\n%s", err, tr.LogPath, tail(tr.Log(), 30))
-		}
+	target, err := dataplane.RoutedApp(context.Background(), cl, proxy(t), ns, rolloutYAML)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return load.Target{URL: tr.Web + "/", Host: host}
-}
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+	return target
 }
 
 // revisions returns the stable and the canary (current) pod-template-hash
@@ -519,7 +438,7 @@ func eventTime(e eventsv1.Event) time.Time {
 // published, pods served and stopped.
 func podsimLines(ns string) []happening {
 	var out []happening
-	for _, m := range jsonLines(filepath.Join(cl.LogDir, "podsim.log")) {
+	for _, m := range jsonLines(pods.LogPath) {
 		at, ok := stamp(m, "time")
 		if !ok {
 			continue

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
 )
 
@@ -115,7 +116,7 @@ func TestDataPlaneNoRequestLostCanary(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	steps := "[{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {duration: 5s}}]"
-	target := routedApp(t, ns, dataPlaneRollout(4, "[]", steps))
+	target := routedApp(t, ns, kwok.RoutedCanaryRolloutYAML(4, "[]", steps))
 	waitFor(t, ns, "Healthy 4", "web:1 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})
 	v1, _ := revisions(t, ns)

@@ -184,7 +184,7 @@ type trafficCase struct {
 // namespace.
 func withTraffic(t *testing.T, cases ...trafficCase) {
 	t.Helper()
-	prom := testenv.StartPrometheus(t, podsimMetrics)
+	prom := testenv.StartPrometheus(t, pods.Metrics)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -28,6 +28,13 @@ const (
 	TraefikGatewayClass = "traefik"
 	traefikNamespace    = "traefik"
 	traefikSA           = "traefik"
+	// TraefikProvidersThrottle is Traefik's providersThrottleDuration, its
+	// default, set here so that what it does to a route's time to effect
+	// is on record: Traefik applies a provider's configuration at once,
+	// then takes the next one no sooner than this after, so a weight
+	// written within it of another change (a canary pod's endpoints) waits
+	// for its end.
+	TraefikProvidersThrottle = 2 * time.Second
 )
 
 // Traefik is a running bin/traefik: the Gateway API implementation of the
@@ -161,6 +168,7 @@ func (c *Cluster) traefikArgs(name string, o TraefikOptions) ([]string, *Traefik
 		fmt.Sprintf("--entryPoints.web.address=127.0.0.1:%d", web),
 		fmt.Sprintf("--entryPoints.metrics.address=127.0.0.1:%d", metrics),
 		fmt.Sprintf("--entryPoints.traefik.address=127.0.0.1:%d", api),
+		"--providers.providersThrottleDuration=" + TraefikProvidersThrottle.String(),
 		"--providers.kubernetesGateway=true",
 		"--providers.kubernetesGateway.endpoint=" + cfg.Host,
 		"--providers.kubernetesGateway.token=" + tokenFile,

@@ -39,6 +39,7 @@ import (
 
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
@@ -86,6 +87,20 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Down()
+	// The cluster runs no EndpointSlice controller (its pods' IPs are
+	// loopback addresses): the pod simulator publishes the Services'
+	// endpoints, which the controller reads before it gives a canary
+	// traffic, and answers on every pod's address.
+	pods, err := dataplane.StartPods(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pods.Stop()
+		if err := pods.Err(); err != nil {
+			t.Errorf("pod simulator (log %s): %v", pods.LogPath, err)
+		}
+	}()
 	crds, err := testenv.RouterCRDPaths()
 	if err != nil {
 		t.Fatal(err)

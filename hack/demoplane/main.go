@@ -86,11 +86,7 @@ func main() {
 func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dir, err := loopback.ClaimDir()
-	if err != nil {
-		return err
-	}
-	block, err := loopback.Claim(dir)
+	block, err := loopback.ClaimFree()
 	if err != nil {
 		return err
 	}

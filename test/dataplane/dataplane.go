@@ -37,6 +37,10 @@ type Pods struct {
 // log directory, and returns once it has read the cluster's pods. Its
 // loopback guard covers every pod of the cluster from then on.
 func StartPods(cl *kwok.Cluster) (*Pods, error) {
+	if !cl.Claimed() {
+		// Another process may serve the same addresses.
+		return nil, fmt.Errorf("cluster %s: its pods' loopback block %s is not claimed by this process (kwok.Options.Loopback, loopback.ClaimFree)", cl.Name, cl.Loopback)
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,10 @@ func Attach(root, name, kubeconfig, logDir string, block *loopback.Block) (*Clus
 	return c, nil
 }
 
+// Claimed reports whether the cluster's loopback block is this process's
+// (Options.Loopback, Attach): only then may it serve the pods' addresses.
+func (c *Cluster) Claimed() bool { return c.block != nil }
+
 // newCluster is the cluster on block, or on 127.1.0.0/16 when block is nil.
 func newCluster(root, name, kubeconfig, logDir string, block *loopback.Block) *Cluster {
 	c := &Cluster{Name: name, Kubeconfig: kubeconfig, Root: root, LogDir: logDir, Loopback: defaultBlock}

@@ -41,6 +41,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
+	"github.com/kubeseed/rollouts/test/loopback"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
 
@@ -82,8 +83,15 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes := max(3, (cfg.rollouts*15+podsPerNode-1)/podsPerNode+1)
-	cl, err := kwok.Up(root, "soak", filepath.Join(out, "cluster"), kwok.Options{Nodes: nodes, DisableQPSLimits: true})
+	// The pod simulator serves the cluster's pods on their addresses:
+	// this process's block, which no test running beside may take.
+	block, err := loopback.ClaimFree()
 	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kwok.Up(root, "soak", filepath.Join(out, "cluster"), kwok.Options{Nodes: nodes, DisableQPSLimits: true, Loopback: block})
+	if err != nil {
+		block.Release()
 		t.Fatal(err)
 	}
 	defer cl.Down()

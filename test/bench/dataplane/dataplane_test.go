@@ -274,11 +274,7 @@ func minTime(a, b time.Time) time.Time {
 func startDataPlane(b *testing.B) (*kwok.Cluster, *kwok.Traefik) {
 	b.Helper()
 	root := testenv.RepoRoot()
-	dir, err := loopback.ClaimDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	block, err := loopback.Claim(dir)
+	block, err := loopback.ClaimFree()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -276,6 +276,7 @@ func caughtUp[T any, P interface {
 		return false, fmt.Errorf("getting %s: %w", key.Name, err)
 	}
 	*obj = live
+	g.readLive(key, obj.GetResourceVersion())
 	return true, nil
 }
 

@@ -106,11 +106,11 @@ cluster-down: ## Stop and delete the local kwok cluster.
 ##@ Demo
 
 .PHONY: demo
-demo: tools build ## Local cluster, controller and Prometheus; a release the analysis promotes and one it aborts.
+demo: tools build ## Local cluster, Traefik with real requests, controller and Prometheus; a release the analysis promotes and one it aborts.
 	@./hack/demo.sh up
 
 .PHONY: demo-down
-demo-down: ## Stop the demo: controller, traffic simulator, Prometheus and cluster.
+demo-down: ## Stop the demo: controller, data plane (pod simulator, Traefik, load), Prometheus and cluster.
 	@./hack/demo.sh down
 
 ##@ Test
@@ -175,13 +175,16 @@ soak: tools build ## Seeded chaos soak (SOAK_DURATION, SOAK_ROLLOUTS, SEED= to r
 # BENCH_TIME is go test -benchtime of the envtest benchmarks (batches of
 # AnalysisRuns). The scale benchmarks on the kwok cluster take BENCH_SCALE
 # (Rollout counts, default 100,1000,5000), BENCH_REPS (repetitions, default 3)
-# and BENCH_TRIALS (iterations of the latency scenarios, default 10).
+# and BENCH_TRIALS (iterations of the latency scenarios, default 10). The
+# data plane's time to effect takes BENCH_DATAPLANE_UPDATES (canary updates
+# of four weight changes each, default 2).
 BENCH_TIME ?= 5x
 
 .PHONY: bench
-bench: tools build ## Benchmarks: planner micro-benchmarks, envtest, and the controller at scale on a kwok cluster; results in bin/bench/.
+bench: tools build ## Benchmarks: planner micro-benchmarks, envtest, a weight's time to effect through Traefik, and the controller at scale on a kwok cluster; results in bin/bench/.
 	@mkdir -p $(BIN)/bench
 	go test -run '^$$' -bench . -benchmem ./pkg/rollout/ | tee $(BIN)/bench/micro.txt
 	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/
+	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 10m ./test/bench/dataplane/
 	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 180m ./test/bench/scale/
-	@cat $(BIN)/bench/results.md $(BIN)/bench/scale.md
+	@cat $(BIN)/bench/results.md $(BIN)/bench/dataplane.md $(BIN)/bench/scale.md

@@ -3,17 +3,22 @@
 # make demo-down).
 #
 # up starts, in the background:
-#   - a cluster whose four nodes are simulated by kwok (test/e2e/cluster.sh);
-#   - the traffic simulator (test/trafficsim), standing in for the app the
-#     simulated pods don't run: every Ready pod answers 100 requests a
-#     second, images whose tag contains "bad" fail 30 % of them, others 1 %;
-#   - Prometheus (bin/prometheus) scraping it every second;
+#   - a cluster whose four nodes are simulated by kwok (test/e2e/cluster.sh),
+#     on a loopback block: every pod IP is an address of 127.N.0.0/16;
+#   - the data plane (bin/demoplane, from hack/demoplane): the pod simulator
+#     (test/podsim), which makes every Running pod answer HTTP on its IP as
+#     its image's tag says (tags with "bad" fail 30 % of requests); Traefik,
+#     the Gateway API implementation, with the Gateway edge on
+#     127.0.0.1:18092; and a steady load of 40 requests a second through it
+#     to web.example, whose split it logs every 5 seconds;
+#   - Prometheus (bin/prometheus) scraping Traefik's metrics every second;
 #   - the controller (bin/rollouts) with exactly the permissions of its
 #     ServiceAccount (impersonation) and that Prometheus as its default;
 # then deploys manifests/examples/demo.yaml, releases a good version the
 # analysis promotes and a bad one it aborts, showing `kubectl rollouts get
-# rollout web` at each milestone. Running it again starts over. down stops
-# all of it. Needs `make tools build` first (make demo does that).
+# rollout web` and the measured split of the requests at each milestone.
+# Running it again starts over. down stops all of it. Needs `make tools
+# build` first (make demo does that).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,8 +34,13 @@ export KWOK_WORKDIR="${KWOK_WORKDIR:-$bin/clusters}"
 # Local addresses of the processes the demo starts.
 controller_metrics=127.0.0.1:18090
 controller_probes=127.0.0.1:18091
-traffic_addr=127.0.0.1:18092
+traefik_web=127.0.0.1:18092
 prometheus_addr=127.0.0.1:18093
+traefik_metrics=127.0.0.1:18094
+traefik_api=127.0.0.1:18095
+# The route's host, and the load demoplane sends to it.
+host=web.example
+rate=40
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -56,14 +66,32 @@ fail() {
 }
 
 # wait_until DESCRIPTION SECONDS CMD...: poll CMD every half second until
-# it succeeds; fail after SECONDS.
+# it succeeds; fail after SECONDS, or as soon as a process the demo started
+# has exited, with its log.
 wait_until() {
-	local what="$1" deadline=$((SECONDS + $2))
+	local what="$1" deadline=$((SECONDS + $2)) name
 	shift 2
 	until "$@" >/dev/null 2>&1; do
+		if name="$(exited)"; then
+			fail "$name exited while waiting for $what; the end of $state/$name.log:"$'\n'"$(tail -n 20 "$state/$name.log")"
+		fi
 		((SECONDS < deadline)) || fail "timed out waiting for $what; logs in $state/"
 		sleep 0.5
 	done
+}
+
+# exited: print the name of a process the demo started that has exited,
+# if any.
+exited() {
+	local pidfile
+	for pidfile in "$state"/*.pid; do
+		[[ -e "$pidfile" ]] || continue
+		if ! kill -0 "$(<"$pidfile")" 2>/dev/null; then
+			basename "$pidfile" .pid
+			return 0
+		fi
+	done
+	return 1
 }
 
 # start NAME ARGS...: run bin/NAME in the background, with its output in
@@ -103,8 +131,11 @@ command_line() {
 
 stop_processes() {
 	stop rollouts
-	stop trafficsim
 	stop prometheus
+	# demoplane stops the Traefik it started; traefik.pid, which it writes,
+	# is for a demoplane that could not.
+	stop demoplane
+	stop traefik
 }
 
 # listening ADDR: whether something accepts connections on host:port.
@@ -112,51 +143,92 @@ listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
 check_ports() {
 	local addr
-	for addr in "$controller_metrics" "$controller_probes" "$traffic_addr" "$prometheus_addr"; do
+	for addr in "$controller_metrics" "$controller_probes" "$traefik_web" "$prometheus_addr" "$traefik_metrics" "$traefik_api"; do
 		if listening "$addr"; then
-			fail "$addr is in use; the demo needs 127.0.0.1:18090-18093 (make demo-down stops a previous demo)"
+			fail "$addr is in use; the demo needs 127.0.0.1:18090-18095 (make demo-down stops a previous demo)"
 		fi
 	done
 }
 
+# claim_addresses: start demoplane, which claims a block of loopback
+# addresses for the cluster's pods (test/loopback: the e2e tests on this
+# machine claim theirs the same way) and waits for the cluster.
+claim_addresses() {
+	start demoplane --root "$root" --state "$state" --kubeconfig "$state/demoplane.kubeconfig" \
+		--block-file "$state/block" --host "$host" --rate "$rate" \
+		--traefik-port "${traefik_web##*:}" --traefik-metrics-port "${traefik_metrics##*:}" --traefik-api-port "${traefik_api##*:}"
+	wait_until "demoplane to claim a loopback block (demoplane.log)" 30 test -s "$state/block"
+}
+
 start_cluster() {
-	step "Starting a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and 4 kwok nodes"
-	"$root/test/e2e/cluster.sh" up "$cluster" 4 "$KUBECONFIG" 2>"$state/cluster.log" ||
+	local block
+	block="$(<"$state/block")"
+	step "Starting a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and 4 kwok nodes giving pods IPs in 127.$block.0.0/16"
+	LOOPBACK_BLOCK="$block" "$root/test/e2e/cluster.sh" up "$cluster" 4 "$KUBECONFIG" 2>"$state/cluster.log" ||
 		fail "starting the cluster failed:"$'\n'"$(<"$state/cluster.log")"
 	tail -n 1 "$state/cluster.log"
 
-	step "Installing CRDs, RBAC and the controller Deployment (kubectl apply --server-side -k manifests)"
+	step "Installing CRDs, RBAC and the controller Deployment (kubectl apply --server-side -k manifests), and the Gateway API CRDs"
 	kubectl apply --server-side -k "$root/manifests" >/dev/null
+	# The Gateway API CRDs from the module the controller is built with, as
+	# a gateway install would provide them (its standard channel; the
+	# ValidatingAdmissionPolicy beside them is left out).
+	local gateway_api crds=()
+	gateway_api="$(cd "$root" && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)"
+	for crd in "$gateway_api"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+		[[ "$crd" == *_vap_* ]] || crds+=(-f "$crd")
+	done
+	kubectl apply --server-side "${crds[@]}" >/dev/null
 	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 	# kwok nodes run no containers: the Deployment's pod would only be
 	# simulated. The real controller runs on this machine instead.
 	kubectl -n rollouts-system scale deployment rollouts-controller --replicas=0 >/dev/null
 }
 
-start_traffic() {
-	step "Starting the traffic simulator on $traffic_addr: tags with \"bad\" fail 30 % of requests, others 1 %"
-	start trafficsim --kubeconfig "$KUBECONFIG" --listen "$traffic_addr" --namespace default \
-		--rule '*bad*:errors=30%' --rule '*:errors=1%'
-	wait_until "the traffic simulator (trafficsim.log)" 60 curl -fsS "http://$traffic_addr/metrics"
+# data_plane_ready: whether demoplane has started its parts.
+data_plane_ready() { grep -q 'Data plane ready' "$state/demoplane.log"; }
+
+start_data_plane() {
+	step "Starting the data plane (bin/demoplane): the pod simulator, Traefik with the Gateway edge on $traefik_web, $rate requests/s to $host"
+	echo "Every Running pod answers HTTP on its IP (127.*); images whose tag has \"bad\" fail 30 % of requests."
+	# The cluster is up: demoplane, waiting for its kubeconfig, goes on.
+	ln -s "$KUBECONFIG" "$state/demoplane.kubeconfig"
+	wait_until "the data plane (demoplane.log)" 120 data_plane_ready
+	grep 'Data plane ready' "$state/demoplane.log"
 }
 
-# scraped: whether Prometheus has scraped the simulator successfully.
+# scraped: whether Prometheus has scraped Traefik successfully.
 scraped() {
-	curl -fsS "http://$prometheus_addr/api/v1/query" --data-urlencode 'query=up{job="trafficsim"} == 1' |
+	curl -fsS "http://$prometheus_addr/api/v1/query" --data-urlencode 'query=up{job="traefik"} == 1' |
 		grep -q '"result":\[{'
 }
 
 start_prometheus() {
-	step "Starting Prometheus on $prometheus_addr, scraping the simulator every second"
+	step "Starting Prometheus on $prometheus_addr, scraping Traefik's metrics every second"
 	cat >"$state/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
-- job_name: trafficsim
-  static_configs: [{targets: ["$traffic_addr"]}]
+- job_name: traefik
+  static_configs: [{targets: ["$traefik_metrics"]}]
 YAML
 	start prometheus --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/prometheus" \
 		--web.listen-address="$prometheus_addr" --log.level=warn
-	wait_until "Prometheus to scrape the simulator (prometheus.log)" 60 scraped
+	wait_until "Prometheus to scrape Traefik (prometheus.log)" 60 scraped
+}
+
+# reports: how many splits demoplane has logged.
+reports() { grep -c ' last 5s: ' "$state/demoplane.log" || true; }
+
+# reported N: whether demoplane has logged N splits.
+reported() { (($(reports) >= $1)); }
+
+# split N: wait for N more splits of the load, then show the last. One is
+# enough when the traffic has been steady for 5 seconds; two cover 5
+# seconds wholly after now.
+split() {
+	wait_until "the load's split (demoplane.log)" 30 reported $(($(reports) + $1))
+	echo "The requests to $host through Traefik ($rate/s, bin/demoplane):"
+	grep ' last 5s: ' "$state/demoplane.log" | tail -n 1
 }
 
 start_controller() {
@@ -189,23 +261,29 @@ measured() {
 }
 
 deploy() {
-	step "Deploying manifests/examples/demo.yaml: Services, the error-rate AnalysisTemplate, Rollout web (4 × web:1)"
-	echo "steps: setWeight 25 → analysis error-rate (3 measurements, 5s apart, each < 5 %) → setWeight 50 → pause 10s"
+	step "Deploying manifests/examples/demo.yaml: Services, the HTTPRoute web (host $host), the error-rate AnalysisTemplate, Rollout web (4 × web:1)"
+	echo "steps: setWeight 25 → analysis error-rate (Traefik's 5xx share of web-canary: 3 measurements, 5s apart, each < 5 %) → setWeight 50 → pause 10s"
 	show kubectl apply -f "$root/manifests/examples/demo.yaml"
 	wait_until "Rollout web to be Healthy" 120 phase_is Healthy
 	show kubectl rollouts get rollout web
+	echo
+	split 2
 }
 
 release_good() {
-	step "Releasing web:2, a good version (1 % errors)"
+	step "Releasing web:2, a good version (no errors)"
 	show kubectl rollouts set image web web=$image:2
 	wait_until "the first measurement of web:2" 120 measured
 	echo
-	echo "One pod of 4 runs web:2 (weight 25); the analysis measures its error rate:"
+	echo "One pod of 4 runs web:2 and the route sends it 25 % of the requests; the analysis measures their error rate:"
 	show kubectl rollouts get rollout web
+	echo
+	split 1
 	echo
 	show kubectl rollouts status web --timeout 3m || fail "web:2 was not released; logs in $state/"
 	show kubectl rollouts get rollout web
+	echo
+	split 2
 }
 
 release_bad() {
@@ -217,12 +295,17 @@ release_bad() {
 	((code == 1)) || fail "kubectl rollouts status exited $code; want 1 (aborted)"
 	echo "(exit code 1: aborted)"
 	echo
-	echo "The analysis failed on the first measurement and aborted the update: weight 0, web:2 back to 4 pods."
+	echo "The analysis measured web:3-bad's errors and aborted the update: weight 0 at once, every request back on web:2;"
+	echo "the canary's pod goes 5 seconds later (abortScaleDownDelaySeconds)."
 	show kubectl rollouts get rollout web
 	echo
 	show kubectl get analysisruns -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,MEASURED:.status.metricResults[0].measurements[*].value'
 	echo
 	show kubectl rollouts list rollouts
+	echo
+	split 2
+	echo "The last 5 seconds in which web:3-bad answered requests:"
+	grep ' last 5s: .*web:3-bad' "$state/demoplane.log" | tail -n 1
 }
 
 explore() {
@@ -239,10 +322,15 @@ explore() {
   kubectl rollouts retry web                # run an aborted update again
   kubectl rollouts status web               # wait; exit code 0 Healthy, 1 aborted
   kubectl get analysisruns                  # ar: every measurement in .status.metricResults
-  curl -s $traffic_addr/metrics | grep demo_http_requests_total
-  Prometheus UI: http://$prometheus_addr  (query: demo_http_requests_total)
+  kubectl get httproute web -o jsonpath='{.spec.rules[0].backendRefs}'   # the weights the controller writes
+  curl -i -H 'Host: $host' http://$traefik_web/   # through Traefik to a pod: X-Pod and X-Image name it
+  grep ' last 5s: ' $state/demoplane.log | tail   # the split of the load, every 5 seconds
+  curl -s http://$traefik_metrics/metrics | grep traefik_service_requests_total
+  Prometheus UI: http://$prometheus_addr, query (requests/s by Service and code):
+    sum by (service, code) (rate(traefik_service_requests_total{service=~"default-web-.*"}[10s]))
 
-Logs: $state/{rollouts,trafficsim,prometheus}.log. Stop everything with: make demo-down
+Logs: $state/{rollouts,demoplane,traefik,podsim,prometheus}.log; failed requests: $state/traefik-access.log.
+Stop everything with: make demo-down
 MSG
 }
 
@@ -251,9 +339,10 @@ up() {
 	rm -rf "$state"
 	mkdir -p "$state"
 	check_ports
-	(cd "$root" && go build -o "$bin/trafficsim" ./test/trafficsim/cmd/trafficsim)
+	(cd "$root" && go build -o "$bin/demoplane" ./hack/demoplane)
+	claim_addresses
 	start_cluster
-	start_traffic
+	start_data_plane
 	start_prometheus
 	start_controller
 	deploy

@@ -405,9 +405,14 @@ func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange
 	err := jsonpatch.Apply(ctx, r.Client, rs, replicasPatch(sc.From, sc.To))
 	switch {
 	case apierrors.IsConflict(err):
-		// spec.replicas is no longer From: the cache is behind.
+		// spec.replicas is no longer From: the cache is behind, maybe for
+		// long (a watch being re-established); read it live next time.
+		r.scaled.unsure(client.ObjectKeyFromObject(rs), r.Clock.Now())
 		return errRequeue
 	case err != nil:
+		if mayHaveApplied(err) {
+			r.scaled.unsure(client.ObjectKeyFromObject(rs), r.Clock.Now())
+		}
 		return fmt.Errorf("scaling replicaset %s to %d: %w", sc.Name, sc.To, err)
 	}
 	r.scaled.wrote(client.ObjectKeyFromObject(rs), rs.ResourceVersion, r.Clock.Now())
@@ -434,10 +439,26 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 		return fmt.Errorf("encoding rollout status: %w", err)
 	}
 	if err := r.Client.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		if mayHaveApplied(err) {
+			r.superseded.unsure(client.ObjectKeyFromObject(ro), r.Clock.Now())
+		}
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
 	r.superseded.wrote(client.ObjectKeyFromObject(ro), ro.ResourceVersion, r.Clock.Now())
 	return nil
+}
+
+// mayHaveApplied reports whether a failed write may still have been
+// carried out: no answer from the API server at all (a cut connection, a
+// timeout), or one that does not say the request was refused before it was
+// applied (a 5xx, possibly from something in between). A refusal (4xx)
+// was not applied.
+func mayHaveApplied(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true
+	}
+	return status.Status().Code >= 500
 }
 
 // terminate sets spec.terminate of an AnalysisRun or Experiment; one

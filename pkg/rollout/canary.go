@@ -133,7 +133,14 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 	// can fail: traffic never exceeds what the available canary pods serve.
 	traffic := weightBefore(steps, idx)
 	if w.routed {
-		traffic = min(traffic, servable(w, steps, idx))
+		limit := servable(w, steps, idx)
+		if w.current.stale {
+			// A scale the ReplicaSet controller has not seen yet: its
+			// pods serve what they served before it (a scale-up), or are
+			// already off the routes (traffic goes first when it falls).
+			limit = max(limit, carried(ro.Status.Canary.Weights, w.hash))
+		}
+		traffic = min(traffic, limit)
 	}
 	if idx < len(steps) || hold != "" {
 		canary, stable := w.split(out.weight)
@@ -194,6 +201,13 @@ func promoteCanary(c *v1alpha1.CanaryStrategy, st *v1alpha1.RolloutStatus, w *wo
 	}
 	ready := w.current.serving() >= need
 	if w.routed {
+		if ready && w.canaryRoutable() < need {
+			st.Canary.Weights = canaryWeights(st, w, traffic)
+			out.reason = v1alpha1.ReasonRolloutPromoted
+			out.message = fmt.Sprintf("Promoting %s: all traffic waits for the endpoints: %s", w.current.name, w.endpointsWanted(need))
+			out.requeueAfter = endpointsRetry
+			return out
+		}
 		if ready && st.Canary.Weights.Canary.Weight < w.maxWeight {
 			st.Canary.Weights = canaryWeights(st, w, w.maxWeight)
 			out.reason = v1alpha1.ReasonRolloutPromoted
@@ -294,6 +308,12 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 				res.message = fmt.Sprintf("Step %d/%d: scaling to weight %d (%d canary / %d stable)", idx+1, len(steps), res.weight, canary, stable)
 				return res
 			}
+			if w.routed && servable(w, steps, idx) < res.weight {
+				res.reason = v1alpha1.ReasonReplicaSetUpdated
+				res.message = fmt.Sprintf("Step %d/%d: weight %d waits for the canary's endpoints: %s", idx+1, len(steps), res.weight, w.endpointsWanted(canary))
+				res.requeueAfter = endpointsRetry
+				return res
+			}
 			complete(kind, fmt.Sprintf(": weight %d", res.weight), false)
 		case v1alpha1.StepPause:
 			start := addPause(st, v1alpha1.PauseReasonCanaryPauseStep, now)
@@ -350,7 +370,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 // inverse of split. Under setCanaryScale the user sized the canary apart from
 // its weight, and any available pod serves any weight.
 func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
-	avail := w.current.serving()
+	avail := w.canaryRoutable()
 	if _, ok := canaryScale(steps, idx, w); ok {
 		if avail > 0 {
 			return w.maxWeight

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -135,6 +136,30 @@ func (g *staleGuard) behind(key types.NamespacedName, cached string, now time.Ti
 		return false, false
 	}
 	return true, now.Sub(last.at) > cacheLag
+}
+
+// unsure records a write whose outcome is unknown: the request went out
+// and no answer came back (a cut connection, a timeout, a 5xx from
+// something in between), so the API server may have applied it; or one
+// refused because the object was not what the cache said. Nothing in the
+// cache can be trusted to show it, and the next reconcile reads the
+// object from the API server at once (found by the soak: a scale-down of
+// the stable whose answer was lost, and a plan on the cache's old size
+// removed a canary the availability floor still needed).
+func (g *staleGuard) unsure(key types.NamespacedName, now time.Time) {
+	g.last.Store(key, writtenAt{version: math.MaxUint64, at: now.Add(-cacheLag - time.Nanosecond)})
+}
+
+// readLive records the version of the object read from the API server
+// after an unsure write: from then on the cache must show that one.
+func (g *staleGuard) readLive(key types.NamespacedName, version string) {
+	w, ok := g.last.Load(key)
+	if !ok || w.(writtenAt).version != math.MaxUint64 {
+		return
+	}
+	if v, err := strconv.ParseUint(version, 10, 64); err == nil {
+		g.last.CompareAndSwap(key, w, writtenAt{version: v, at: w.(writtenAt).at})
+	}
 }
 
 func (g *staleGuard) forget(key types.NamespacedName) { g.last.Delete(key) }

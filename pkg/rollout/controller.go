@@ -237,8 +237,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	p, err := plan(in)
-	if err != nil {
+	p, err := planTraffic(ctx, in, r.readyEndpoints(ro.Namespace))
+	var reading endpointsError
+	switch {
+	case errors.As(err, &reading):
+		// Like a failed write: an event each time, the conditions once it
+		// lasts or needs a person (a forbidden list).
+		return r.failed(ctx, &ro, classify(err), err)
+	case err != nil:
 		return reconcile.Result{}, fmt.Errorf("planning: %w", err)
 	}
 	return r.apply(ctx, &ro, p)
@@ -270,6 +276,7 @@ func caughtUp[T any, P interface {
 		return false, fmt.Errorf("getting %s: %w", key.Name, err)
 	}
 	*obj = live
+	g.readLive(key, obj.GetResourceVersion())
 	return true, nil
 }
 

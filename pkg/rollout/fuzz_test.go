@@ -54,6 +54,8 @@ func FuzzPlanner(f *testing.F) {
 		}
 		s := newSim(t, ro)
 		s.flaky = func() bool { return next()%7 == 0 }
+		s.endpointsLag = int(replicas % 3)
+		s.rsLag = replicas%5 >= 3
 		image := 1
 		aborted := false
 		for i := 0; len(data) > 0 && i < 200; i++ {

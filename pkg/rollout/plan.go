@@ -41,7 +41,11 @@ type Input struct {
 	// WatchNamespace is the one namespace a namespaced controller watches
 	// (empty in cluster mode): clusterScope references are invalid there.
 	WatchNamespace string
-	Now            time.Time
+	// CanaryEndpoints is how many pods of the current ReplicaSet the
+	// EndpointSlices of the Service carrying the canary weight list ready;
+	// nil until a plan asked for it (Plan.Endpoints).
+	CanaryEndpoints *int32
+	Now             time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -81,6 +85,11 @@ type Plan struct {
 	// Routes are the managed header and mirror routes the routers must carry
 	// (with TrafficWeight; empty removes them all).
 	Routes []traffic.ManagedRoute
+	// Endpoints, when set, asks for Input.CanaryEndpoints before the plan is
+	// carried out: it gives the canary traffic it does not carry yet, and a
+	// router sends requests to the endpoints a Service lists, which follow
+	// the pods' readiness with a lag (planTraffic).
+	Endpoints *EndpointsQuery
 	// CreateRuns are AnalysisRuns to create.
 	CreateRuns []*v1alpha1.AnalysisRun
 	// TerminateRuns are unfinished AnalysisRuns no longer needed.
@@ -119,6 +128,12 @@ type ServiceChange struct {
 	Patch []jsonpatch.Op
 }
 
+// EndpointsQuery names the Service whose EndpointSlices to read and the
+// ReplicaSet whose pods to count among their ready endpoints.
+type EndpointsQuery struct {
+	Service, ReplicaSet string
+}
+
 // AnnotationChange sets one annotation of a ReplicaSet.
 type AnnotationChange struct {
 	Name, Key, Value string
@@ -147,10 +162,12 @@ type world struct {
 	minPods   int32
 	// dynamic: dynamicStableScale, the stable shrinks as traffic leaves it.
 	dynamic bool
-	hash    string // current template
-	all     []rsView
-	current *rsView // nil until created
-	stable  *rsView // nil on first deploy
+	// endpoints: Input.CanaryEndpoints.
+	endpoints *int32
+	hash      string // current template
+	all       []rsView
+	current   *rsView // nil until created
+	stable    *rsView // nil on first deploy
 }
 
 func (w *world) others() []*rsView {
@@ -178,6 +195,26 @@ func (w *world) split(weight int32) (canary, stable int32) {
 	}
 	canary = int32((int64(weight)*int64(w.replicas) + int64(w.maxWeight) - 1) / int64(w.maxWeight))
 	return min(max(canary, w.minPods), w.replicas), w.replicas
+}
+
+// endpointsRetry is how soon a weight held for endpoints is tried again:
+// EndpointSlices are read when needed, not watched.
+const endpointsRetry = time.Second
+
+// canaryRoutable is how many canary pods a router may send requests to: the
+// serving ones, and no more than the Service's EndpointSlices list ready
+// once the plan has read them (Input.CanaryEndpoints).
+func (w *world) canaryRoutable() int32 {
+	n := w.current.serving()
+	if w.endpoints != nil {
+		n = min(n, *w.endpoints)
+	}
+	return n
+}
+
+// endpointsWanted says how many ready endpoints a weight waits for.
+func (w *world) endpointsWanted(pods int32) string {
+	return fmt.Sprintf("%d of %d pods of %s listed ready", ptr.Deref(w.endpoints, 0), pods, w.current.name)
 }
 
 // oldPods counts pods of ReplicaSets that are neither current nor stable.
@@ -259,6 +296,7 @@ func plan(in Input) (Plan, error) {
 		if st.StableRS != w.hash && !st.Abort {
 			p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))
 		}
+		p.Endpoints = endpointsToCheck(ro, st, w, in.CanaryEndpoints != nil)
 	}
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
@@ -307,6 +345,37 @@ func abortWhileInvalid(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, now tim
 	p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, back)
 	p.TrafficFirst = true
 	return events
+}
+
+// endpointsToCheck names the Service and ReplicaSet whose ready endpoints
+// the plan must know before it gives the canary more traffic than the
+// routers carry (known: it does already). Traffic taken away needs none.
+func endpointsToCheck(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, known bool) *EndpointsQuery {
+	if known || st.Abort || w.current == nil || w.current.planned {
+		return nil
+	}
+	if st.Canary.Weights.Canary.Weight <= carried(ro.Status.Canary.Weights, w.hash) {
+		return nil
+	}
+	c := ro.Spec.Strategy.Canary
+	svc := c.CanaryService
+	if svc == "" {
+		// Subset-level routing: one Service selects every revision.
+		svc = c.StableService
+	}
+	if svc == "" {
+		return nil
+	}
+	return &EndpointsQuery{Service: svc, ReplicaSet: w.current.name}
+}
+
+// carried is the canary weight the routers carry for hash, as the status
+// recorded it: 0 for another revision.
+func carried(weights *v1alpha1.TrafficWeights, hash string) int32 {
+	if weights == nil || weights.Canary.PodTemplateHash != hash {
+		return 0
+	}
+	return weights.Canary.Weight
 }
 
 // repoints reports whether the plan points the named Service at other pods.
@@ -402,7 +471,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)

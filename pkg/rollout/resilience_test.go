@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -495,5 +496,94 @@ func TestTrafficOutcome(t *testing.T) {
 		if verified != r.wantVerified || !errors.Is(err, r.wantErr) || (err == nil) != (r.wantErr == nil) {
 			t.Errorf("%s: verified %v, error %v; want %v, %v", r.name, verified, err, r.wantVerified, r.wantErr)
 		}
+	}
+}
+
+// TestUnsureWriteReadsLive: a scale whose answer was lost (found by the
+// soak: a cut connection after the API server had applied the stable's
+// scale-down) makes the next reconcile read that ReplicaSet from the API
+// server at once, and until the cache shows that version.
+func TestUnsureWriteReadsLive(t *testing.T) {
+	var g staleGuard
+	key := types.NamespacedName{Namespace: "default", Name: "web-a"}
+	now := time.Unix(1e9, 0)
+	g.unsure(key, now)
+	if behind, overdue := g.behind(key, "100", now); !behind || !overdue {
+		t.Fatalf("after an unsure write: behind %v, overdue %v; want both (read live now)", behind, overdue)
+	}
+	g.readLive(key, "120") // the API server's copy, with the write
+	if behind, overdue := g.behind(key, "110", now); !behind || !overdue {
+		t.Errorf("cache at 110 after reading 120 live: behind %v, overdue %v; want both", behind, overdue)
+	}
+	if behind, _ := g.behind(key, "120", now); behind {
+		t.Error("cache at the version read live: still behind")
+	}
+	// readLive changes only what unsure left: a known write stays.
+	g.wrote(key, "130", now)
+	g.readLive(key, "200")
+	if behind, _ := g.behind(key, "150", now); behind {
+		t.Error("readLive replaced a known write's version")
+	}
+}
+
+func TestMayHaveApplied(t *testing.T) {
+	gr := schema.GroupResource{Group: "apps", Resource: "replicasets"}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("scaling: %w", errors.New("unexpected EOF")), true},
+		{apierrors.NewServiceUnavailable("injected"), true},
+		{apierrors.NewInternalError(errors.New("etcd")), true},
+		{apierrors.NewTimeoutError("slow", 1), true},
+		{apierrors.NewConflict(gr, "web-a", errors.New("test failed")), false},
+		{apierrors.NewForbidden(gr, "web-a", errors.New("no")), false},
+		{apierrors.NewNotFound(gr, "web-a"), false},
+		{apierrors.NewTooManyRequests("later", 1), false},
+	} {
+		if got := mayHaveApplied(c.err); got != c.want {
+			t.Errorf("mayHaveApplied(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// TestScaleWithLostAnswerIsUnsure: the API server applies the scale, the
+// answer never arrives; the ReplicaSet is to be read live next time.
+func TestScaleWithLostAnswerIsUnsure(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-a"}, Spec: appsv1.ReplicaSetSpec{Replicas: ptrInt32(3)}}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(rs).WithInterceptorFuncs(interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if err := c.Patch(ctx, obj, patch, opts...); err != nil {
+				return err
+			}
+			return errors.New("unexpected EOF")
+		},
+	}).Build()
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1e9, 0))
+	r := &Reconciler{Client: c, APIReader: c, Clock: clk}
+	err := r.scale(t.Context(), "default", ScaleChange{Name: "web-a", From: 3, To: 2})
+	if err == nil || classify(err) != transient {
+		t.Fatalf("scale with a lost answer: %v (%v), want a transient error", err, classify(err))
+	}
+	if behind, overdue := r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion, clk.Now()); !behind || !overdue {
+		t.Errorf("after a lost answer: behind %v, overdue %v; want the ReplicaSet read live", behind, overdue)
+	}
+
+	// A scale from the cache's old size is refused: read live next time.
+	r.scaled.forget(client.ObjectKeyFromObject(rs))
+	r.Client = fake.NewClientBuilder().WithScheme(scheme).WithObjects(rs).WithInterceptorFuncs(interceptor.Funcs{
+		Patch: func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
+			return apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "replicasets"}, "web-a", errors.New("the patch's tests no longer hold"))
+		},
+	}).Build()
+	if err := r.scale(t.Context(), "default", ScaleChange{Name: "web-a", From: 4, To: 2}); !errors.Is(err, errRequeue) {
+		t.Fatalf("scale from a size the ReplicaSet no longer has: %v, want errRequeue", err)
+	}
+	if behind, overdue := r.scaled.behind(client.ObjectKeyFromObject(rs), rs.ResourceVersion, clk.Now()); !behind || !overdue {
+		t.Errorf("after a refused scale: behind %v, overdue %v; want the ReplicaSet read live", behind, overdue)
 	}
 }

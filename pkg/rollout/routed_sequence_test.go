@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/utils/ptr"
@@ -125,5 +126,62 @@ func TestSequenceDynamicStableScale(t *testing.T) {
 	}
 	s.until("traffic back on a full stable", 20, func(v1alpha1.RolloutStatus) bool { return s.weight == 0 && s.sizes()["web:1"] == 10 })
 	s.until("canary scaled down", 20, func(v1alpha1.RolloutStatus) bool { return s.sizes()["web:2"] == 0 })
+	s.golden()
+}
+
+// TestSequenceRoutedWaitsForEndpoints: the EndpointSlices list available
+// pods two ticks late, so each weight waits for them (tick checks that no
+// raise outruns them) and the step says why; an abort does not wait.
+func TestSequenceRoutedWaitsForEndpoints(t *testing.T) {
+	s := newSim(t, routedRollout(4, setWeight(25), setWeight(50), pause(""), setWeight(100), pause("1s")))
+	s.endpointsLag = 2
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	s.until("waiting for endpoints", 10, func(st v1alpha1.RolloutStatus) bool {
+		return strings.Contains(st.Message, "waits for the canary's endpoints: 0 of 1 pods")
+	})
+	if s.weight != 0 {
+		t.Fatalf("traffic %d before the canary's pod is listed ready", s.weight)
+	}
+	s.until("paused at 50", 20, pausedAt(2))
+	if s.weight != 50 {
+		t.Fatalf("traffic %d at the pause, want 50", s.weight)
+	}
+	s.request(v1alpha1.PromoteAnnotation, "p")
+	s.until("Healthy", 40, healthyPhase)
+	s.setImage("web:3")
+	s.until("paused at 50", 20, pausedAt(2))
+	reads := s.endpointReads
+	s.request(v1alpha1.AbortAnnotation, "a")
+	p := s.tick()
+	if p.TrafficWeight == nil || *p.TrafficWeight != 0 || s.endpointReads != reads {
+		t.Fatalf("the abort set traffic %v after %d endpoint reads, want 0 at once without reading", p.TrafficWeight, s.endpointReads-reads)
+	}
+	s.golden()
+}
+
+// TestSequenceRoutedScaleSeenLate: the ReplicaSet controller sees each
+// scale a tick late, so after the canary is scaled up the plan reads a
+// status older than its spec. Its pods still serve: the weight holds
+// (found by the data-plane tests: 20 → 0 → 60 around each scale-up) and
+// only rises, until the promotion hands the traffic to the new stable.
+func TestSequenceRoutedScaleSeenLate(t *testing.T) {
+	s := newSim(t, routedRollout(10, setWeight(20), pause("2s"), setWeight(50), pause("2s")))
+	s.rsLag = true
+	s.until("Healthy", 10, healthyPhase)
+	s.setImage("web:2")
+	for i := 0; ; i++ {
+		if i == 40 {
+			t.Fatalf("not promoted after 40 ticks: %s", s.ro.Status.Message)
+		}
+		before := s.weight
+		s.tick()
+		if s.ro.Status.StableRS == s.ro.Status.CurrentPodHash {
+			break
+		}
+		if s.weight < before {
+			t.Fatalf("at %s the canary weight fell %d → %d during the update (%s)", s.now.Sub(s.start), before, s.weight, s.ro.Status.Message)
+		}
+	}
 	s.golden()
 }

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"maps"
@@ -55,6 +56,19 @@ type sim struct {
 	runs        map[string]*v1alpha1.AnalysisRun
 	templates   map[string]*v1alpha1.AnalysisTemplateSpec
 	experiments map[string]*v1alpha1.Experiment
+	// rsLag: the ReplicaSet controller sees a scale a tick late, so the
+	// plan after it reads a status older than the spec.
+	rsLag    bool
+	scaledAt map[string]bool
+	// endpointsLag is how many ticks the Services' EndpointSlices list a
+	// ReplicaSet's available pods after they became available.
+	endpointsLag int
+	// available is each ReplicaSet's available pods at every tick so far.
+	available map[string][]int32
+	// endpointReads counts the plans that read EndpointSlices;
+	// lastEndpoints is what the last one found.
+	endpointReads int
+	lastEndpoints int32
 }
 
 func newSim(t testing.TB, ro *v1alpha1.Rollout) *sim {
@@ -148,13 +162,15 @@ func (s *sim) sorted() []*appsv1.ReplicaSet {
 // tick runs one reconcile and one step of the world.
 func (s *sim) tick() Plan {
 	s.t.Helper()
-	p, err := plan(s.input())
+	weight, reads := s.weight, s.endpointReads
+	p, err := planTraffic(s.t.Context(), s.input(), s.readyEndpoints)
 	if err != nil {
 		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
 	}
 	before := s.snapshot()
 	s.apply(p)
 	s.checkInvariants(before, p)
+	s.checkEndpoints(weight, reads)
 	s.narrate(p)
 	s.advance()
 	return p
@@ -205,6 +221,13 @@ func (s *sim) apply(p Plan) {
 			s.t.Fatalf("scale %s from %d, but it has %d", sc.Name, sc.From, got)
 		}
 		rs.Spec.Replicas = ptr.To(sc.To)
+		rs.Generation++
+		if s.rsLag {
+			if s.scaledAt == nil {
+				s.scaledAt = map[string]bool{}
+			}
+			s.scaledAt[sc.Name] = true
+		}
 	}
 	for _, a := range p.Annotate {
 		rs := s.rss[a.Name]
@@ -242,6 +265,11 @@ func (s *sim) apply(p Plan) {
 // become available one tick after they appear.
 func (s *sim) advance() {
 	for _, rs := range s.sorted() {
+		if s.scaledAt[rs.Name] {
+			delete(s.scaledAt, rs.Name)
+			continue
+		}
+		rs.Status.ObservedGeneration = rs.Generation
 		spec := *rs.Spec.Replicas
 		existing := rs.Status.Replicas
 		avail := min(spec, existing)
@@ -255,8 +283,49 @@ func (s *sim) advance() {
 		rs.Status.ReadyReplicas = rs.Status.AvailableReplicas
 		rs.Status.Replicas = spec
 		s.syncPods(rs)
+		if s.available == nil {
+			s.available = map[string][]int32{}
+		}
+		s.available[rs.Name] = append(s.available[rs.Name], avail)
 	}
 	s.now = s.now.Add(time.Second)
+}
+
+// checkEndpoints: a plan that gave the canary more traffic read its
+// endpoints first, and gave no more than the pods listed ready serve (any
+// traffic at all under setCanaryScale, where the user sized the canary).
+func (s *sim) checkEndpoints(weight int32, reads int) {
+	s.t.Helper()
+	replicas := ptr.Deref(s.ro.Spec.Replicas, 1)
+	if s.weight <= weight || replicas == 0 {
+		return // at 0 replicas no pod serves either revision
+	}
+	if s.endpointReads == reads {
+		s.t.Fatalf("at %s the canary weight rose %d → %d without reading its endpoints", s.now.Sub(s.start), weight, s.weight)
+	}
+	c := s.ro.Spec.Strategy.Canary
+	serves := min(c.TrafficRouting.MaxTrafficWeight, s.lastEndpoints*c.TrafficRouting.MaxTrafficWeight/replicas)
+	if scaled := slices.ContainsFunc(c.Steps, func(st v1alpha1.CanaryStep) bool { return st.SetCanaryScale != nil }); scaled && s.lastEndpoints > 0 {
+		serves = c.TrafficRouting.MaxTrafficWeight
+	}
+	if s.weight > serves {
+		s.t.Fatalf("at %s the canary weight rose %d → %d with %d ready endpoints, which serve %d", s.now.Sub(s.start), weight, s.weight, s.lastEndpoints, serves)
+	}
+}
+
+// readyEndpoints is what the EndpointSlices list: the pods available
+// endpointsLag ticks ago.
+func (s *sim) readyEndpoints(_ context.Context, q EndpointsQuery) (int32, error) {
+	s.endpointReads++
+	if _, ok := s.services[q.Service]; !ok {
+		s.t.Fatalf("plan reads the endpoints of %s, which is not a Service of the Rollout", q.Service)
+	}
+	history := s.available[q.ReplicaSet]
+	s.lastEndpoints = 0
+	if i := len(history) - 1 - s.endpointsLag; i >= 0 {
+		s.lastEndpoints = history[i]
+	}
+	return s.lastEndpoints, nil
 }
 
 // syncPods keeps one pod object per existing pod: new ones are created now,

@@ -28,6 +28,9 @@ type Result struct {
 	Metrics []Metric   `json:"metrics"`
 	Columns []string   `json:"columns,omitempty"`
 	Rows    [][]string `json:"rows,omitempty"`
+	// Note says, in a paragraph above the tables, what a reader needs to
+	// read the numbers: how they were measured, the settings they depend on.
+	Note string `json:"note,omitempty"`
 	// Load is the machine's load average (1, 5, 15 minutes) when the
 	// benchmark ended: busy neighbours make its numbers worse.
 	Load string `json:"load,omitempty"`
@@ -109,17 +112,21 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-// Markdown renders a result's metrics and, when it has any, its samples.
+// Markdown renders a result's note, its metrics and, when it has any, its
+// samples.
 func (res Result) Markdown() string {
 	var out string
+	if res.Note != "" {
+		out = res.Note + "\n\n"
+	}
 	if len(res.Metrics) > 0 {
 		rows := make([][]string, len(res.Metrics))
 		for i, m := range res.Metrics {
 			rows[i] = []string{m.Unit, FormatValue(m.Value)}
 		}
-		out = markdownTable([]string{"metric", "value"}, rows)
+		out += markdownTable([]string{"metric", "value"}, rows)
 	}
-	if len(res.Rows) > 0 && out != "" {
+	if len(res.Rows) > 0 && len(res.Metrics) > 0 {
 		out += "\n"
 	}
 	if len(res.Rows) > 0 {

@@ -50,7 +50,7 @@ func TestReportWrite(t *testing.T) {
 	r := NewReport(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	r.Go, r.Platform, r.CPUs = "go1.26", "linux/amd64", 2
 	r.Add(Result{Name: "BenchmarkA", Metrics: []Metric{{"x-ms", 1}}})
-	r.Add(Result{Name: "BenchmarkB", Metrics: []Metric{{"y/s", 250.5}}, Columns: []string{"batch", "wall s"}, Rows: [][]string{{"1", "9.5"}}, Load: "0.50 0.40 0.30"})
+	r.Add(Result{Name: "BenchmarkB", Metrics: []Metric{{"y/s", 250.5}}, Columns: []string{"batch", "wall s"}, Rows: [][]string{{"1", "9.5"}}, Note: "Batches of 100.", Load: "0.50 0.40 0.30"})
 	// A benchmark run again replaces its result.
 	r.Add(Result{Name: "BenchmarkA", Metrics: []Metric{{"x-ms", 12.25}}})
 	dir := t.TempDir()
@@ -72,6 +72,8 @@ func TestReportWrite(t *testing.T) {
 | x-ms | 12.2 |
 
 ## BenchmarkB
+
+Batches of 100.
 
 | metric | value |
 | --- | --- |

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/podsim"
 )
 
 // maxErrorRate is what the analysis tolerates; failingShare is the share of
@@ -29,8 +30,8 @@ const (
 
 // errorRateTemplate is an AnalysisTemplate measuring, every second, the share
 // of 5xx answers of the pods of one template hash in one namespace, from the
-// traffic exporter's counters through a real Prometheus. count 0 measures
-// until the run is terminated. The initial delay gives Prometheus the two
+// pods' counts of the requests they answered, through a real Prometheus.
+// count 0 measures until the run is terminated. The initial delay gives Prometheus the two
 // scrapes of a new pod that rate() needs; before them the query is empty,
 // which counts as an Error measurement.
 func errorRateTemplate(prometheus string, count int) string {
@@ -50,10 +51,10 @@ spec:
       prometheus:
         address: %s
         query: |
-          sum(rate(demo_http_requests_total{namespace="{{args.namespace}}",pod_template_hash="{{args.hash}}",code=~"5.."}[5s]))
+          sum(rate(%[6]s{namespace="{{args.namespace}}",pod_template_hash="{{args.hash}}",code=~"5.."}[5s]))
           /
-          sum(rate(demo_http_requests_total{namespace="{{args.namespace}}",pod_template_hash="{{args.hash}}"}[5s]))
-`, analysisInterval, analysisDelay, count, maxErrorRate, prometheus)
+          sum(rate(%[6]s{namespace="{{args.namespace}}",pod_template_hash="{{args.hash}}"}[5s]))
+`, analysisInterval, analysisDelay, count, maxErrorRate, prometheus, podsim.RequestsMetric)
 }
 
 // errorRateArgs pass the template the new version's hash and the Rollout's
@@ -63,10 +64,10 @@ const (
 	errorRateAnalysis = `{templates: [{templateName: error-rate}], args: ` + errorRateArgs + `}`
 )
 
-// TestAnalysis runs Rollouts whose analysis queries a real Prometheus that
-// scrapes the simulated pods' request counters, and flips versions to
-// failing. The exporter and Prometheus are shared; series carry the test's
-// namespace.
+// TestAnalysis runs Rollouts whose pods answer real requests, and whose
+// analysis queries a real Prometheus that scrapes the pods' request
+// counters, and flips versions to failing. The pod simulator and
+// Prometheus are shared; series carry the test's namespace.
 func TestAnalysis(t *testing.T) {
 	t.Parallel()
 	withTraffic(t,
@@ -79,9 +80,9 @@ func TestAnalysis(t *testing.T) {
 
 // canaryStepPasses: the analysis step holds the update at 20 % while it
 // measures; three good measurements promote it.
-func canaryStepPasses(t *testing.T, exp *trafficExporter, prom string) {
+func canaryStepPasses(t *testing.T, prom string) {
 	ns := namespace(t)
-	exp.serve(t, ns)
+	serve(t, ns)
 	steps := fmt.Sprintf("[{setWeight: 20}, {analysis: %s}, {setWeight: 50}]", errorRateAnalysis)
 	cl.MustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 3)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy 3", "web:1 5/5")
@@ -135,9 +136,9 @@ func canaryStepPasses(t *testing.T, exp *trafficExporter, prom string) {
 // canaryStepFailsMidway: the canary starts answering 500s after the first
 // good measurement; the next one fails the analysis, which aborts the
 // update at once and says why.
-func canaryStepFailsMidway(t *testing.T, exp *trafficExporter, prom string) {
+func canaryStepFailsMidway(t *testing.T, prom string) {
 	ns := namespace(t)
-	exp.serve(t, ns)
+	serve(t, ns)
 	steps := fmt.Sprintf("[{setWeight: 20}, {analysis: %s}, {setWeight: 50}]", errorRateAnalysis)
 	// Many measurements: the run must still be going when the canary breaks.
 	cl.MustKubectl(t, canaryServices+"---"+errorRateTemplate(prom, 30)+"---"+canaryRolloutYAML(5, steps), "-n", ns, "apply", "-f", "-")
@@ -145,7 +146,7 @@ func canaryStepFailsMidway(t *testing.T, exp *trafficExporter, prom string) {
 
 	setImage(t, ns, "web:2")
 	runName := waitForGoodMeasurement(t, ns, func(ro *v1alpha1.Rollout) *v1alpha1.RunStatus { return ro.Status.Canary.CurrentStepAnalysisRun })
-	exp.setErrorShare(ns, "web:2", failingShare)
+	setBehaviour(t, ns, "web:2", podsim.Behaviour{ErrorShare: failingShare})
 
 	waitFor(t, ns, "Degraded 1", "web:1 5/5")
 	ro := getRollout(t, ns)
@@ -193,9 +194,9 @@ spec:
 // blueGreenPrePromotionFails: the preview serves the new version while the
 // pre-promotion analysis measures it; once it fails the update aborts and
 // the active Service never leaves the stable version.
-func blueGreenPrePromotionFails(t *testing.T, exp *trafficExporter, prom string) {
+func blueGreenPrePromotionFails(t *testing.T, prom string) {
 	ns := namespace(t)
-	exp.serve(t, ns)
+	serve(t, ns)
 	cl.MustKubectl(t, errorRateTemplate(prom, 30)+"---"+blueGreenAnalysisYAML, "-n", ns, "apply", "-f", "-")
 	waitFor(t, ns, "Healthy", "web:1 3/3")
 	stableHash := getRollout(t, ns).Status.StableRS
@@ -207,7 +208,7 @@ func blueGreenPrePromotionFails(t *testing.T, exp *trafficExporter, prom string)
 		t.Errorf("during pre-promotion analysis active,preview = %v; want web:1,web:2", got)
 	}
 	newHash := getRollout(t, ns).Status.CurrentPodHash
-	exp.setErrorShare(ns, "web:2", failingShare)
+	setBehaviour(t, ns, "web:2", podsim.Behaviour{ErrorShare: failingShare})
 
 	// The new ReplicaSet goes after abortScaleDownDelaySeconds.
 	waitFor(t, ns, "Degraded", "web:1 3/3")
@@ -228,9 +229,9 @@ func blueGreenPrePromotionFails(t *testing.T, exp *trafficExporter, prom string)
 // canaryBackgroundFailsWhilePaused: background analysis keeps measuring
 // while the update waits at an indefinite pause; the canary breaking then
 // aborts the update without any promote.
-func canaryBackgroundFailsWhilePaused(t *testing.T, exp *trafficExporter, prom string) {
+func canaryBackgroundFailsWhilePaused(t *testing.T, prom string) {
 	ns := namespace(t)
-	exp.serve(t, ns)
+	serve(t, ns)
 	// steps is the last field of spec.strategy.canary: add analysis after it.
 	rollout := canaryRolloutYAML(5, "[{setWeight: 20}, {pause: {}}]") +
 		"      analysis: {templates: [{templateName: error-rate}], startingStep: 1, args: " + errorRateArgs + "}\n"
@@ -243,7 +244,7 @@ func canaryBackgroundFailsWhilePaused(t *testing.T, exp *trafficExporter, prom s
 	if st := rolloutStatus(context.Background(), ns); st != "Paused 1" {
 		t.Fatalf("rollout left the pause by itself while the analysis passed: %q", st)
 	}
-	exp.setErrorShare(ns, "web:2", failingShare)
+	setBehaviour(t, ns, "web:2", podsim.Behaviour{ErrorShare: failingShare})
 
 	waitFor(t, ns, "Degraded 1", "web:1 5/5")
 	ro := getRollout(t, ns)
@@ -291,6 +292,23 @@ func waitForGoodMeasurement(t *testing.T, ns string, run func(*v1alpha1.Rollout)
 // why. It returns the failing measurement.
 func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1.Measurement {
 	t.Helper()
+	run, mr, last := checkFailedRun(t, ro, name)
+	if mr.Successful < 1 {
+		t.Errorf("metric %s: %d successful measurements, want the failure after at least one success", mr.Name, mr.Successful)
+	}
+	first := verdicts(mr)[0]
+	if v, ok := measuredValue(first); first.Phase != v1alpha1.AnalysisPhaseSuccessful || !ok || v >= maxErrorRate {
+		t.Errorf("first measurement %s with value %q, want Successful below %g", first.Phase, first.Value, maxErrorRate)
+	}
+	checkTiming(t, run, mr.Measurements)
+	return last
+}
+
+// checkFailedRun checks that the run failed on its last measurement, whose
+// value is at or above maxErrorRate, and that the Rollout aborted saying
+// why. It returns the run, its metric and the failing measurement.
+func checkFailedRun(t *testing.T, ro *v1alpha1.Rollout, name string) (*v1alpha1.AnalysisRun, v1alpha1.MetricResult, v1alpha1.Measurement) {
+	t.Helper()
 	if !ro.Status.Abort {
 		t.Error("status.abort is false after the analysis failed")
 	}
@@ -302,22 +320,14 @@ func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1
 		t.Fatalf("AnalysisRun %s is %s (%s), want Failed", name, run.Status.Phase, run.Status.Message)
 	}
 	mr := onlyMetric(t, run)
-	if mr.Phase != v1alpha1.AnalysisPhaseFailed || mr.Failed != 1 || mr.Successful < 1 {
-		t.Errorf("metric %s: phase %s, successful %d, failed %d; want Failed after at least one success", mr.Name, mr.Phase, mr.Successful, mr.Failed)
+	if mr.Phase != v1alpha1.AnalysisPhaseFailed || mr.Failed != 1 {
+		t.Errorf("metric %s: phase %s, failed %d; want Failed after one failure", mr.Name, mr.Phase, mr.Failed)
 	}
-	var verdicts []v1alpha1.Measurement
-	for _, m := range mr.Measurements {
-		if m.Phase != v1alpha1.AnalysisPhaseError {
-			verdicts = append(verdicts, m)
-		}
+	vs := verdicts(mr)
+	if len(vs) == 0 {
+		t.Fatalf("want a failed measurement, got %+v", mr.Measurements)
 	}
-	if len(verdicts) < 2 {
-		t.Fatalf("want a successful then a failed measurement, got %+v", mr.Measurements)
-	}
-	first, last := verdicts[0], verdicts[len(verdicts)-1]
-	if v, ok := measuredValue(first); first.Phase != v1alpha1.AnalysisPhaseSuccessful || !ok || v >= maxErrorRate {
-		t.Errorf("first measurement %s with value %q, want Successful below %g", first.Phase, first.Value, maxErrorRate)
-	}
+	last := vs[len(vs)-1]
 	if v, ok := measuredValue(last); last.Phase != v1alpha1.AnalysisPhaseFailed || !ok || v < maxErrorRate {
 		t.Fatalf("last measurement %s with value %q, want Failed at or above %g", last.Phase, last.Value, maxErrorRate)
 	}
@@ -327,13 +337,25 @@ func checkAbortedByRun(t *testing.T, ro *v1alpha1.Rollout, name string) v1alpha1
 	if !strings.Contains(ro.Status.Message, last.Value) {
 		t.Errorf("Rollout message %q lacks the failing value %s", ro.Status.Message, last.Value)
 	}
-	// How fast the abort follows is measured by make bench, not asserted.
+	// How fast the abort follows is measured by make bench and, on real
+	// traffic, by TestDataPlaneAnalysis.
 	if ro.Status.AbortedAt == nil {
 		t.Error("status.abortedAt is not set")
 	}
-	checkTiming(t, run, mr.Measurements)
 	t.Logf("AnalysisRun %s measured %s; Rollout message: %s", name, measurementSummary(mr.Measurements), ro.Status.Message)
-	return last
+	return run, mr, last
+}
+
+// verdicts are the retained measurements of a metric that reached a
+// verdict (not Error).
+func verdicts(mr v1alpha1.MetricResult) []v1alpha1.Measurement {
+	var out []v1alpha1.Measurement
+	for _, m := range mr.Measurements {
+		if m.Phase != v1alpha1.AnalysisPhaseError {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // checkRunStatus checks the Rollout's pointer at a failed run: its name,

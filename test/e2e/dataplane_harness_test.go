@@ -16,11 +16,10 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
 	"github.com/kubeseed/rollouts/test/load"
-	"github.com/kubeseed/rollouts/test/podsim"
 )
 
 // The data plane (DESIGN §15): podsim makes every Running pod of the
@@ -28,37 +27,16 @@ import (
 // loopback guard covers every test; Traefik, the Gateway API
 // implementation, starts with the first test that needs it.
 var (
-	pods       *podsim.Simulator
-	stopPods   context.CancelFunc
+	pods       *dataplane.Pods
 	traefikMu  sync.Mutex
 	traefik    *kwok.Traefik
 	traefikErr error
 )
 
 // startPodsim starts the pod simulator, logging to the run's log directory.
-func startPodsim() error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", cl.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	logFile, err := os.Create(filepath.Join(cl.LogDir, "podsim.log"))
-	if err != nil {
-		return err
-	}
-	if pods, err = podsim.New(cfg, logFile); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopPods = func() {
-		cancel()
-		pods.Stop()
-		_ = logFile.Close()
-	}
-	if err := pods.Start(ctx); err != nil {
-		stopPods()
-		return fmt.Errorf("pod simulator: %w", err)
-	}
-	return nil
+func startPodsim() (err error) {
+	pods, err = dataplane.StartPods(cl)
+	return err
 }
 
 // stopDataPlane stops Traefik and the pod simulator and reports what went
@@ -76,9 +54,9 @@ func stopDataPlane() error {
 	}
 	traefikMu.Unlock()
 	if pods != nil {
-		stopPods()
+		pods.Stop()
 		if err := pods.Err(); err != nil {
-			problems = append(problems, fmt.Sprintf("pod simulator (log %s): %v", filepath.Join(cl.LogDir, "podsim.log"), err))
+			problems = append(problems, fmt.Sprintf("pod simulator (log %s): %v", pods.LogPath, err))
 		}
 	}
 	if len(problems) > 0 {
@@ -114,59 +92,15 @@ func checkDataPlane(t *testing.T) {
 	}
 }
 
-// routedApp installs, in ns, a Gateway "edge" of Traefik's class, the
-// Services web-stable and web-canary (port 80 to the pods' 8080), an
-// HTTPRoute "web" for host <ns>.example sending everything to web-stable,
-// and the Rollout of rolloutYAML (a canary routing through the HTTPRoute,
-// or a blue-green one whose active Service is web-stable); it waits until
-// Traefik has programmed the Gateway and accepted the route, and returns
-// where requests for the route go.
+// routedApp is dataplane.RoutedApp on the run's Traefik, failing the test
+// on error.
 func routedApp(t *testing.T, ns, rolloutYAML string) load.Target {
 	t.Helper()
-	tr := proxy(t)
-	host := ns + ".example"
-	cl.MustKubectl(t, tr.GatewayYAML("edge")+fmt.Sprintf(`
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-stable}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-canary}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: web}
-spec:
-  parentRefs: [{name: edge}]
-  hostnames: [%s]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web-stable, port: 80}]
----
-%s`, host, rolloutYAML), "-n", ns, "apply", "-f", "-")
-	for _, obj := range []string{"gateway/edge", "httproute/web"} {
-		cond := "Programmed"
-		if strings.HasPrefix(obj, "httproute") {
-			// A route's conditions sit under each of its parents.
-			cond = "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].status}=True"
-		} else {
-			cond = "condition=" + cond
-		}
-		if _, err := cl.Kubectl(context.Background(), "", "-n", ns, "wait", "--for="+cond, obj, "--timeout=60s"); err != nil {
-			t.Fatalf("%v\ntraefik log %s:\n%s", err, tr.LogPath, tail(tr.Log(), 30))
-		}
+	target, err := dataplane.RoutedApp(context.Background(), cl, proxy(t), ns, rolloutYAML)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return load.Target{URL: tr.Web + "/", Host: host}
-}
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+	return target
 }
 
 // revisions returns the stable and the canary (current) pod-template-hash
@@ -465,33 +399,46 @@ func controllerLines(ns string) []happening {
 	return out
 }
 
-// rolloutEvents are the events of ns's Rollouts (events.k8s.io, whose
-// times have microseconds).
+// rolloutEvents are the events of ns's Rollouts.
 func rolloutEvents(ns string) []happening {
-	out, err := cl.Kubectl(context.Background(), "", "-n", ns, "get", "events.v1.events.k8s.io", "--field-selector", "regarding.kind=Rollout", "-o", "json")
+	list, err := rolloutEventList(context.Background(), ns)
 	if err != nil {
-		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+		return []happening{{time.Now(), "event", err.Error()}}
+	}
+	var hs []happening
+	for _, e := range list {
+		hs = append(hs, happening{eventTime(e), "event", fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note)})
+	}
+	return hs
+}
+
+// rolloutEventList lists the events of ns's Rollouts (events.k8s.io, whose
+// times have microseconds).
+func rolloutEventList(ctx context.Context, ns string) ([]eventsv1.Event, error) {
+	out, err := cl.Kubectl(ctx, "", "-n", ns, "get", "events.v1.events.k8s.io", "--field-selector", "regarding.kind=Rollout", "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
 	}
 	var list eventsv1.EventList
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return []happening{{time.Now(), "event", "listing events: " + err.Error()}}
+		return nil, fmt.Errorf("listing events: %w", err)
 	}
-	var hs []happening
-	for _, e := range list.Items {
-		at := e.EventTime.Time
-		if e.Series != nil {
-			at = e.Series.LastObservedTime.Time
-		}
-		hs = append(hs, happening{at, "event", fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note)})
+	return list.Items, nil
+}
+
+// eventTime is when the controller last recorded an event.
+func eventTime(e eventsv1.Event) time.Time {
+	if e.Series != nil {
+		return e.Series.LastObservedTime.Time
 	}
-	return hs
+	return e.EventTime.Time
 }
 
 // podsimLines are the pod simulator's log lines about ns: endpoints
 // published, pods served and stopped.
 func podsimLines(ns string) []happening {
 	var out []happening
-	for _, m := range jsonLines(filepath.Join(cl.LogDir, "podsim.log")) {
+	for _, m := range jsonLines(pods.LogPath) {
 		at, ok := stamp(m, "time")
 		if !ok {
 			continue

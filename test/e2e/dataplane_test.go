@@ -27,33 +27,6 @@ const (
 	splitTolerance = 0.02
 )
 
-// dataPlaneRollout is the Rollout web of image web:1 serving HTTP on 8080,
-// routed through the HTTPRoute web, with the given steps and managed
-// routes.
-func dataPlaneRollout(replicas int, managedRoutes, steps string) string {
-	return fmt.Sprintf(`
-apiVersion: rollouts.kubeseed.io/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "web:1", ports: [{containerPort: 8080}]}]}
-  strategy:
-    canary:
-      canaryService: web-canary
-      stableService: web-stable
-      scaleDownDelaySeconds: 5
-      abortScaleDownDelaySeconds: 5
-      trafficRouting:
-        managedRoutes: %s
-        gatewayAPI: {httpRoutes: [{name: web}]}
-      steps: %s
-`, replicas, managedRoutes, steps)
-}
-
 // measure sends n requests to target and fails the test on any failed one.
 func measure(t *testing.T, target load.Target, n int) load.Results {
 	t.Helper()
@@ -81,7 +54,7 @@ func TestDataPlaneSplitAccuracy(t *testing.T) {
 	for _, w := range weights {
 		steps = append(steps, fmt.Sprintf("{setWeight: %d}", w), "{pause: {}}")
 	}
-	target := routedApp(t, ns, dataPlaneRollout(4, "[]", "["+strings.Join(steps, ", ")+"]"))
+	target := routedApp(t, ns, kwok.RoutedCanaryRolloutYAML(4, "[]", "["+strings.Join(steps, ", ")+"]"))
 	waitFor(t, ns, fmt.Sprintf("Healthy %d", len(steps)), "web:1 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})
 
@@ -152,7 +125,7 @@ func TestDataPlaneHeaderRoute(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	steps := `[{setCanaryScale: {replicas: 1}}, {setHeaderRoute: {name: beta, match: [{headerName: X-Canary, headerValue: {exact: "yes"}}]}}, {pause: {}}]`
-	target := routedApp(t, ns, dataPlaneRollout(3, "[{name: beta}]", steps))
+	target := routedApp(t, ns, kwok.RoutedCanaryRolloutYAML(3, "[{name: beta}]", steps))
 	waitFor(t, ns, "Healthy 3", "web:1 3/3")
 
 	setImage(t, ns, "web:2")

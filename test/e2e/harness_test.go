@@ -28,11 +28,7 @@ func newCluster() (*cluster, error) {
 	name := fmt.Sprintf("e2e-%d", os.Getpid())
 	// The pod simulator serves this cluster's pods: their addresses are
 	// this process's until it exits.
-	dir, err := loopback.ClaimDir()
-	if err != nil {
-		return nil, err
-	}
-	block, err := loopback.Claim(dir)
+	block, err := loopback.ClaimFree()
 	if err != nil {
 		return nil, err
 	}

@@ -17,33 +17,43 @@ import (
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/analysis/judge"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/podsim"
 )
 
 // The judge compares judgeWindow of latency points, one per judgeStep,
 // once judgeDelay after the experiment's pods are available — the window
-// is full by then. The stable version answers in baseLatency seconds on
-// average; a slower canary takes slowdown times as long.
+// is full by then. A point is the median time the pods took to answer
+// their requests over the last latencyRange: the median, as a stall of the
+// shared machine delays a few answers by far more than the latencies
+// compared. The stable version answers in baseLatency; a slower canary
+// takes slowdown times as long.
 const (
-	judgeWindow = 20 * time.Second
-	judgeStep   = time.Second
-	judgeDelay  = 20 * time.Second
-	baseLatency = 0.2
-	slowdown    = 1.4
+	judgeWindow  = 20 * time.Second
+	judgeStep    = time.Second
+	judgeDelay   = 20 * time.Second
+	latencyRange = 3 * time.Second
+	baseLatency  = 200 * time.Millisecond
+	slowdown     = 1.4
 	// minJudgePoints is how many points each side must have at least: the
-	// window holds 21, less what the pods' first scrape misses.
+	// window holds 21, less those before Prometheus had two samples of the
+	// pods' first answers.
 	minJudgePoints = 15
 	judgePass      = 95
 	judgeMarginal  = 75
 )
 
-// judgeTemplate is an AnalysisTemplate that judges, once, the latency the
-// traffic exporter reports for the canary template's pods against the
-// baseline template's, both picked by pod template hash in one namespace.
-// The effect-size gate (a High needs the canary's mean above 1.2 times the
+// judgeTemplate is an AnalysisTemplate that judges, once, the median
+// latency of the canary template's pods' answers against the baseline
+// template's, both picked by pod template hash in one namespace. The
+// effect-size gate (a High needs the canary's mean above 1.2 times the
 // baseline's) keeps equal distributions from failing by chance: the
 // interval and tolerance alone call about 1 in 800 such comparisons of 20
 // points High, the gate about none, and a 40 % slowdown is still High.
 func judgeTemplate(prometheus string) string {
+	latency := func(hash string) string {
+		return fmt.Sprintf(`histogram_quantile(0.5, sum by (le) (rate(%s_bucket{namespace="{{args.namespace}}",pod_template_hash="{{args.%s}}"}[%s])))`,
+			podsim.DurationMetric, hash, latencyRange)
+	}
 	return fmt.Sprintf(`
 apiVersion: rollouts.kubeseed.io/v1alpha1
 kind: AnalysisTemplate
@@ -63,9 +73,9 @@ spec:
         - name: latency
           direction: increase
           effectSize: {measure: meanRatio, allowedIncrease: "1.2"}
-          canaryQuery: demo_latency_seconds{namespace="{{args.namespace}}",pod_template_hash="{{args.canary-hash}}"}
-          baselineQuery: demo_latency_seconds{namespace="{{args.namespace}}",pod_template_hash="{{args.baseline-hash}}"}
-`, judgeDelay, prometheus, judgeWindow, judgeStep, judgePass, judgeMarginal)
+          canaryQuery: '%s'
+          baselineQuery: '%s'
+`, judgeDelay, prometheus, judgeWindow, judgeStep, judgePass, judgeMarginal, latency("canary-hash"), latency("baseline-hash"))
 }
 
 // judgeSteps run, after a first 20 %, an experiment of one stable and one
@@ -88,8 +98,9 @@ const judgeSteps = `
       - setWeight: 60`
 
 // TestJudge runs canary updates whose experiment step starts a baseline and
-// a canary side by side and judges their latency, as the exporter reports
-// it through a real Prometheus, with the statistical judge.
+// a canary side by side, both answering real requests, and judges their
+// latency, as the pods measured it, through a real Prometheus with the
+// statistical judge.
 func TestJudge(t *testing.T) {
 	t.Parallel()
 	withTraffic(t,
@@ -101,8 +112,8 @@ func TestJudge(t *testing.T) {
 // slowerCanaryAborts: the experiment's canary is 40 % slower than its
 // baseline; the judge classifies latency High and scores 0, which fails the
 // experiment and aborts the update, naming the Experiment.
-func slowerCanaryAborts(t *testing.T, exp *trafficExporter, prom string) {
-	ns, ex := startJudgedUpdate(t, exp, prom, baseLatency*slowdown)
+func slowerCanaryAborts(t *testing.T, prom string) {
+	ns, ex := startJudgedUpdate(t, prom, time.Duration(float64(baseLatency)*slowdown))
 
 	waitForRollout(t, ns, "Degraded 1", "web:1 5/5")
 	ro := getRollout(t, ns)
@@ -145,11 +156,10 @@ func slowerCanaryAborts(t *testing.T, exp *trafficExporter, prom string) {
 	t.Logf("judged %s; Rollout message: %s", m.Value, ro.Status.Message)
 }
 
-// equalCanaryPromotes: baseline and canary report latencies from the same
-// distribution; the judge passes latency and scores 100, the experiment
+// equalCanaryPromotes: baseline and canary answer as fast as each other; the judge passes latency and scores 100, the experiment
 // succeeds, and the update goes on to the end.
-func equalCanaryPromotes(t *testing.T, exp *trafficExporter, prom string) {
-	ns, ex := startJudgedUpdate(t, exp, prom, baseLatency)
+func equalCanaryPromotes(t *testing.T, prom string) {
+	ns, ex := startJudgedUpdate(t, prom, baseLatency)
 
 	waitForRollout(t, ns, "Healthy 3", "web:2 5/5")
 	ro := getRollout(t, ns)
@@ -181,12 +191,12 @@ func equalCanaryPromotes(t *testing.T, exp *trafficExporter, prom string) {
 // Experiment with both templates available. It checks the Experiment
 // belongs to the Rollout and runs its own ReplicaSets, one per template,
 // and that the judge's queries pick their pods.
-func startJudgedUpdate(t *testing.T, exp *trafficExporter, prom string, canaryLatency float64) (string, *v1alpha1.Experiment) {
+func startJudgedUpdate(t *testing.T, prom string, canaryLatency time.Duration) (string, *v1alpha1.Experiment) {
 	t.Helper()
 	ns := namespace(t)
-	exp.serve(t, ns)
-	exp.setLatency(ns, "web:1", baseLatency)
-	exp.setLatency(ns, "web:2", canaryLatency)
+	serve(t, ns)
+	setBehaviour(t, ns, "web:1", podsim.Behaviour{Latency: baseLatency})
+	setBehaviour(t, ns, "web:2", podsim.Behaviour{Latency: canaryLatency})
 	cl.MustKubectl(t, canaryServices+"---"+judgeTemplate(prom)+"---"+canaryRolloutYAML(5, judgeSteps), "-n", ns, "apply", "-f", "-")
 	waitForRollout(t, ns, "Healthy 3", "web:1 5/5")
 	if out := cl.MustKubectl(t, "", "-n", ns, "get", "exp", "-o", "name"); strings.TrimSpace(out) != "" {

@@ -66,10 +66,7 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: name, Kubeconfig: filepath.Join(logDir, "kubeconfig"), Root: root, LogDir: logDir, Loopback: defaultBlock}
-	if o.Loopback != nil {
-		c.Loopback, c.block = o.Loopback.Prefix(), o.Loopback
-	}
+	c := newCluster(root, name, filepath.Join(logDir, "kubeconfig"), logDir, o.Loopback)
 	cmd := exec.Command(c.script(), "up", name, fmt.Sprint(max(o.Nodes, 1)), c.Kubeconfig)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy,
 		fmt.Sprintf("LOOPBACK_BLOCK=%d", c.Loopback.Addr().As4()[1]))
@@ -81,6 +78,34 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Attach is a cluster started elsewhere on a claimed loopback block (make
+// demo runs test/e2e/cluster.sh with the block as LOOPBACK_BLOCK), reached
+// as cluster-admin through kubeconfig; the processes started for it log to
+// logDir. It fails unless every node hands out addresses of the block only.
+func Attach(root, name, kubeconfig, logDir string, block *loopback.Block) (*Cluster, error) {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	c := newCluster(root, name, kubeconfig, logDir, block)
+	if err := c.checkLoopbackNodes(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Claimed reports whether the cluster's loopback block is this process's
+// (Options.Loopback, Attach): only then may it serve the pods' addresses.
+func (c *Cluster) Claimed() bool { return c.block != nil }
+
+// newCluster is the cluster on block, or on 127.1.0.0/16 when block is nil.
+func newCluster(root, name, kubeconfig, logDir string, block *loopback.Block) *Cluster {
+	c := &Cluster{Name: name, Kubeconfig: kubeconfig, Root: root, LogDir: logDir, Loopback: defaultBlock}
+	if block != nil {
+		c.Loopback, c.block = block.Prefix(), block
+	}
+	return c
 }
 
 // inBlock checks that cidr is inside the cluster's loopback block.

@@ -28,6 +28,13 @@ const (
 	TraefikGatewayClass = "traefik"
 	traefikNamespace    = "traefik"
 	traefikSA           = "traefik"
+	// TraefikProvidersThrottle is Traefik's providersThrottleDuration, its
+	// default, set here so that what it does to a route's time to effect
+	// is on record: Traefik applies a provider's configuration at once,
+	// then takes the next one no sooner than this after, so a weight
+	// written within it of another change (a canary pod's endpoints) waits
+	// for its end.
+	TraefikProvidersThrottle = 2 * time.Second
 )
 
 // Traefik is a running bin/traefik: the Gateway API implementation of the
@@ -49,10 +56,25 @@ type Traefik struct {
 	AccessLog string
 }
 
+// TraefikOptions shape StartTraefikWith; the zero value is StartTraefik's.
+type TraefikOptions struct {
+	// WebPort, MetricsPort and APIPort are the ports of the entrypoints
+	// web, metrics and traefik on 127.0.0.1; 0 takes a free port.
+	WebPort, MetricsPort, APIPort int
+	// AccessLogStatusCodes keeps only the requests answered with these
+	// codes in the access log, such as "400-599"; empty keeps every one.
+	AccessLogStatusCodes string
+}
+
 // StartTraefik installs Traefik's RBAC and GatewayClass, starts bin/traefik
 // with the Gateway API provider, authenticated as its ServiceAccount, and
 // waits until it answers /ping and has accepted the GatewayClass.
 func (c *Cluster) StartTraefik(name string) (*Traefik, error) {
+	return c.StartTraefikWith(name, TraefikOptions{})
+}
+
+// StartTraefikWith is StartTraefik with options.
+func (c *Cluster) StartTraefikWith(name string, o TraefikOptions) (*Traefik, error) {
 	if _, err := os.Stat(c.Bin("traefik")); err != nil {
 		return nil, fmt.Errorf("%w: build it with make tools (test/tools/install.sh traefik)", err)
 	}
@@ -61,7 +83,7 @@ func (c *Cluster) StartTraefik(name string) (*Traefik, error) {
 	if _, err := c.Kubectl(ctx, traefikObjects, "apply", "--server-side", "-f", "-"); err != nil {
 		return nil, err
 	}
-	args, t, err := c.traefikArgs(name)
+	args, t, err := c.traefikArgs(name, o)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +114,7 @@ func (c *Cluster) StartTraefik(name string) (*Traefik, error) {
 // token of the ServiceAccount traefik and the cluster's CA, Prometheus
 // metrics, the API for the tests to read what Traefik applied, an access
 // log.
-func (c *Cluster) traefikArgs(name string) ([]string, *Traefik, error) {
+func (c *Cluster) traefikArgs(name string, o TraefikOptions) ([]string, *Traefik, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, nil, err
@@ -121,8 +143,11 @@ func (c *Cluster) traefikArgs(name string) ([]string, *Traefik, error) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		return nil, nil, err
 	}
-	var ports [3]int
+	ports := [3]int{o.WebPort, o.MetricsPort, o.APIPort}
 	for i := range ports {
+		if ports[i] != 0 {
+			continue
+		}
 		if ports[i], err = FreePort(); err != nil {
 			return nil, nil, err
 		}
@@ -135,7 +160,7 @@ func (c *Cluster) traefikArgs(name string) ([]string, *Traefik, error) {
 		API:       fmt.Sprintf("http://127.0.0.1:%d", api),
 		AccessLog: filepath.Join(c.LogDir, name+"-access.log"),
 	}
-	return []string{
+	args := []string{
 		// No calls home from a test machine.
 		"--global.checkNewVersion=false",
 		"--global.sendAnonymousUsage=false",
@@ -143,6 +168,7 @@ func (c *Cluster) traefikArgs(name string) ([]string, *Traefik, error) {
 		fmt.Sprintf("--entryPoints.web.address=127.0.0.1:%d", web),
 		fmt.Sprintf("--entryPoints.metrics.address=127.0.0.1:%d", metrics),
 		fmt.Sprintf("--entryPoints.traefik.address=127.0.0.1:%d", api),
+		"--providers.providersThrottleDuration=" + TraefikProvidersThrottle.String(),
 		"--providers.kubernetesGateway=true",
 		"--providers.kubernetesGateway.endpoint=" + cfg.Host,
 		"--providers.kubernetesGateway.token=" + tokenFile,
@@ -160,7 +186,11 @@ func (c *Cluster) traefikArgs(name string) ([]string, *Traefik, error) {
 		"--accessLog=true",
 		"--accessLog.format=json",
 		"--accessLog.filePath=" + t.AccessLog,
-	}, t, nil
+	}
+	if o.AccessLogStatusCodes != "" {
+		args = append(args, "--accessLog.filters.statusCodes="+o.AccessLogStatusCodes)
+	}
+	return args, t, nil
 }
 
 // GatewayYAML is a Gateway of class traefik with one HTTP listener, web,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -222,17 +223,33 @@ func (g *Generator) do(ctx context.Context) Result {
 	return r
 }
 
-// Results returns the requests that have ended so far, by start time.
+// Results returns the requests that have ended so far, by start time
+// (those Take returned excepted).
 func (g *Generator) Results() Results {
 	g.mu.Lock()
 	out := slices.Clone(g.results)
 	g.mu.Unlock()
-	slices.SortFunc(out, func(a, b Result) int { return a.Start.Compare(b.Start) })
-	return out
+	return byStart(out)
+}
+
+// Take returns the requests that have ended since the last Take, by start
+// time, and forgets them: a generator that runs for days (make demo) holds
+// only what its reader has not taken yet.
+func (g *Generator) Take() Results {
+	g.mu.Lock()
+	out := g.results
+	g.results = nil
+	g.mu.Unlock()
+	return byStart(out)
+}
+
+func byStart(rs Results) Results {
+	slices.SortFunc(rs, func(a, b Result) int { return a.Start.Compare(b.Start) })
+	return rs
 }
 
 // Stop stops sending, waits for the requests in flight to be answered
-// (each within Options.Timeout) and returns every request.
+// (each within Options.Timeout) and returns every request not taken.
 func (g *Generator) Stop() Results {
 	g.cancel()
 	<-g.done
@@ -271,6 +288,44 @@ func (rs Results) Share(revision string) float64 {
 		return 0
 	}
 	return float64(rs.ByRevision()[revision]) / float64(len(rs))
+}
+
+// Settled returns the index of the first request from which the share of
+// revision in every window of k consecutive requests stays within tol of
+// share, up to the last request — where a changed split took effect — and
+// false when the last window is off (or there are fewer than k requests).
+// A window straddling the change is within tol once few enough of its
+// requests came before it, so the index can be early by about
+// k·tol/|the change of share| requests.
+func (rs Results) Settled(revision string, share, tol float64, k int) (int, bool) {
+	if k <= 0 || len(rs) < k {
+		return 0, false
+	}
+	// The epsilon keeps a count exactly tol away (8 of 100 for 10 % ± 2)
+	// within, whatever the floating point says.
+	within := func(n int) bool { return math.Abs(float64(n)/float64(k)-share) <= tol+1e-9 }
+	j := len(rs) - k
+	n := 0 // answers of revision in rs[j : j+k]
+	for _, r := range rs[j:] {
+		if r.Revision == revision {
+			n++
+		}
+	}
+	if !within(n) {
+		return 0, false
+	}
+	for ; j > 0; j-- {
+		if rs[j-1].Revision == revision {
+			n++
+		}
+		if rs[j-1+k].Revision == revision {
+			n--
+		}
+		if !within(n) {
+			return j, true
+		}
+	}
+	return 0, true
 }
 
 // Failures returns the failed requests.

@@ -128,6 +128,40 @@ func TestGeneratorRunsUntilStopped(t *testing.T) {
 	}
 }
 
+// Take hands each request over once: what it took is neither taken again
+// nor returned by Stop, and together they hold every request.
+func TestTakeHandsEachRequestOverOnce(t *testing.T) {
+	srv := twoRevisions(t)
+	g, err := start(context.Background(), Target{URL: srv.URL, Host: "web.example"}, Options{Rate: 500}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all Results
+	takes := 0
+	for len(all) < 100 && takes < 1000 {
+		time.Sleep(20 * time.Millisecond)
+		all = append(all, g.Take()...)
+		takes++
+	}
+	rest := g.Stop()
+	if len(rest) != 0 {
+		t.Errorf("Stop after taking every request returned %d", len(rest))
+	}
+	if len(all) != 100 {
+		t.Fatalf("took %d requests, want 100", len(all))
+	}
+	seen := map[time.Time]bool{}
+	for _, r := range all {
+		if seen[r.Start] {
+			t.Fatalf("request of %s taken twice", r.Start)
+		}
+		seen[r.Start] = true
+	}
+	if got := all.ByRevision(); got["a"] != 75 || got["b"] != 25 {
+		t.Errorf("by revision %v, want a:75 b:25", got)
+	}
+}
+
 // Stop ends the load, not the requests it sent: one in flight gets its
 // answer, and none is sent once stopping, so a stopped load records no
 // failure of its own making.
@@ -166,5 +200,66 @@ func TestRefusesUnboundedRatesAndOtherHosts(t *testing.T) {
 		if _, err := Start(context.Background(), Target{URL: tc.url}, Options{Rate: tc.rate}); err == nil {
 			t.Errorf("Start(%s, rate %v) was not refused", tc.url, tc.rate)
 		}
+	}
+}
+
+func TestSettled(t *testing.T) {
+	// revs spells one request per letter: c the canary, s the stable.
+	revs := func(parts ...string) Results {
+		var rs Results
+		for _, p := range parts {
+			for _, c := range p {
+				rs = append(rs, Result{Revision: string(c)})
+			}
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		name   string
+		rs     Results
+		share  float64
+		tol    float64
+		k      int
+		want   int
+		wantOK bool
+	}{
+		{name: "settled from the start", rs: revs("cscscscs"), share: 0.5, k: 4, want: 0, wantOK: true},
+		// The window starting at 3 (scsc) is already half canary: one
+		// request early.
+		{name: "a change", rs: revs("ssss", "cscscs"), share: 0.5, k: 4, want: 3, wantOK: true},
+		{name: "a looser tolerance is reached earlier", rs: revs("ssss", "cscscs"), share: 0.5, tol: 0.25, k: 4, want: 1, wantOK: true},
+		{name: "off at the end", rs: revs("cscs", "ssss"), share: 0.5, k: 4, wantOK: false},
+		// The window starting at 7 (ccsc) is off.
+		{name: "a window off in between", rs: revs("cscs", "sssc", "cscs"), share: 0.5, k: 4, want: 8, wantOK: true},
+		{name: "fewer requests than a window", rs: revs("cs"), share: 0.5, k: 4, wantOK: false},
+		{name: "requests no pod answered count against the share", rs: revs("cscs", "--"), share: 0.5, k: 4, wantOK: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := tc.rs.Settled("c", tc.share, tc.tol, tc.k)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("Settled = %d, %t; want %d, %t", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestSettledKeepsAShareExactlyTolAway(t *testing.T) {
+	// 8 canary answers in 100 are 10 % − 2 points: within.
+	var rs Results
+	for i := range 100 {
+		rev := "s"
+		if i%12 == 0 && i < 96 {
+			rev = "c"
+		}
+		rs = append(rs, Result{Revision: rev})
+	}
+	if n := rs.ByRevision()["c"]; n != 8 {
+		t.Fatalf("%d canary answers, want 8", n)
+	}
+	if _, ok := rs.Settled("c", 0.1, 0.02, 100); !ok {
+		t.Error("8 of 100 is not within 10 ± 2 %")
+	}
+	if _, ok := rs.Settled("c", 0.1, 0.019, 100); ok {
+		t.Error("8 of 100 is within 10 ± 1.9 %")
 	}
 }

@@ -101,6 +101,16 @@ func Claim(dir string) (*Block, error) {
 	return nil, fmt.Errorf("every block of 127.0.0.0/8 is claimed (lock files in %s)", dir)
 }
 
+// ClaimFree claims the first free block in ClaimDir: the one call of the
+// tests, benchmarks and the demo, which share the machine's blocks.
+func ClaimFree() (*Block, error) {
+	dir, err := ClaimDir()
+	if err != nil {
+		return nil, err
+	}
+	return Claim(dir)
+}
+
 // ClaimDir is where the processes of one user claim blocks: beside the
 // tools cache (test/tools/install.sh).
 func ClaimDir() (string, error) {

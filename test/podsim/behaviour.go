@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -72,4 +73,57 @@ func Tag(image string) string {
 		return tag
 	}
 	return "latest"
+}
+
+// SetBehaviour makes the pods of image in namespace answer as b from their
+// next request on, whatever the image's tag says: the application starting
+// to fail or to slow down, as tests need it at a moment of their choosing.
+func (s *Simulator) SetBehaviour(namespace, image string, b Behaviour) error {
+	if !(b.ErrorShare >= 0 && b.ErrorShare <= 1) || b.Latency < 0 {
+		return fmt.Errorf("behaviour %+v of %s in %s: want an error share from 0 to 1 and a latency of at least 0", b, image, namespace)
+	}
+	s.overrides.set(namespace, image, b)
+	s.log.Info("Behaviour set", "namespace", namespace, "image", image, "errorShare", b.ErrorShare, "latency", b.Latency.String())
+	return nil
+}
+
+// ResetBehaviours drops the behaviours set for namespace: its pods answer
+// as their images' tags say again.
+func (s *Simulator) ResetBehaviours(namespace string) {
+	s.overrides.reset(namespace)
+	s.log.Info("Behaviours reset", "namespace", namespace)
+}
+
+// overrides are the behaviours set per namespace and image.
+type overrides struct {
+	mu sync.RWMutex
+	m  map[string]map[string]Behaviour
+}
+
+func (o *overrides) set(namespace, image string, b Behaviour) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]map[string]Behaviour{}
+	}
+	if o.m[namespace] == nil {
+		o.m[namespace] = map[string]Behaviour{}
+	}
+	o.m[namespace][image] = b
+}
+
+func (o *overrides) reset(namespace string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, namespace)
+}
+
+// get is the behaviour set for image in namespace, or tag's.
+func (o *overrides) get(namespace, image string, tag Behaviour) Behaviour {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if b, ok := o.m[namespace][image]; ok {
+		return b
+	}
+	return tag
 }

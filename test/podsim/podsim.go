@@ -7,11 +7,13 @@
 //
 // Every answer carries the headers X-Pod, X-Namespace, X-Image and
 // X-Pod-Template-Hash (the revision); how it answers comes from the image's
-// tag (ParseImage). A pod is served from the moment it is Running with an IP
-// until it is deleted or leaves Running — as a real process listens before
-// its readiness probe passes, and stops when it is sent SIGTERM. Readiness
-// is not consulted: it decides whether proxies send traffic, not whether
-// the process listens.
+// tag (ParseImage), unless a test set another behaviour for the image
+// (SetBehaviour). The answers are counted as an instrumented application
+// would count them (Metrics). A pod is served from the moment it is
+// Running with an IP until it is deleted or leaves Running — as a real
+// process listens before its readiness probe passes, and stops when it is
+// sent SIGTERM. Readiness is not consulted: it decides whether proxies send
+// traffic, not whether the process listens.
 //
 // There is no drain period, as a pod without a preStop hook has none: a
 // pod being deleted stops listening at once (requests in flight finish),
@@ -86,6 +88,8 @@ type Simulator struct {
 	publisher *publisher
 	log       *slog.Logger
 	wg        sync.WaitGroup
+	metrics   *metrics
+	overrides overrides
 
 	mu       sync.Mutex
 	pods     map[types.UID]*pod
@@ -103,6 +107,7 @@ type pod struct {
 	endpoints []endpoint
 	servers   []*http.Server
 	listeners []net.Listener
+	answerer  *answerer
 }
 
 // endpoint is an address a pod answers on, as one of its containers.
@@ -145,6 +150,7 @@ func New(cfg *rest.Config, w io.Writer) (*Simulator, error) {
 func newSimulator(w io.Writer) *Simulator {
 	return &Simulator{
 		log:      slog.New(slog.NewJSONHandler(w, nil)),
+		metrics:  newMetrics(),
 		pods:     map[types.UID]*pod{},
 		addrs:    map[netip.AddrPort]types.UID{},
 		reported: map[string]string{},
@@ -165,20 +171,11 @@ func (s *Simulator) Start(ctx context.Context) error {
 		return fmt.Errorf("service informer: %w", err)
 	}
 	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.sync(obj.(*corev1.Pod)) },
-		UpdateFunc: func(_, obj any) { s.sync(obj.(*corev1.Pod)) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if p, ok := obj.(*corev1.Pod); ok {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				s.stop(p.UID, "deleted")
-			}
-		},
-	}); err != nil {
+	if _, err := inf.AddEventHandler(PodHandler(s.sync, func(p *corev1.Pod) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stop(p.UID, "deleted")
+	})); err != nil {
 		return fmt.Errorf("pod informer: %w", err)
 	}
 	s.factory.Start(ctx.Done())
@@ -189,6 +186,24 @@ func (s *Simulator) Start(ctx context.Context) error {
 	}
 	s.wg.Go(func() { s.publisher.run(ctx) })
 	return nil
+}
+
+// PodHandler is a pod informer's handler that passes each pod added or
+// updated to sync and each pod deleted to gone, also one whose deletion
+// the informer missed.
+func PodHandler(sync, gone func(*corev1.Pod)) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { sync(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { sync(obj.(*corev1.Pod)) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				gone(p)
+			}
+		},
+	}
 }
 
 // Stop stops serving every pod; ctx must have ended (the informer stops
@@ -255,6 +270,19 @@ func (s *Simulator) report(object string, err error) {
 	s.log.Error("Refusing to serve", "object", object, "err", err.Error())
 }
 
+// Addresses are the addresses the simulator answers on as a Running pod:
+// each of its IPs, all loopback, with each TCP port its containers declare
+// (DefaultPort if none). A pod outside loopback has none, and the error
+// says why.
+func Addresses(p *corev1.Pod) ([]netip.AddrPort, error) {
+	eps, err := endpoints(p)
+	out := make([]netip.AddrPort, len(eps))
+	for i, e := range eps {
+		out[i] = e.addr
+	}
+	return out, err
+}
+
 // endpoints are the addresses a Running pod answers on, after the
 // loopback rule.
 func endpoints(p *corev1.Pod) ([]endpoint, error) {
@@ -307,10 +335,10 @@ func endpoints(p *corev1.Pod) ([]endpoint, error) {
 
 // serve starts a pod's listeners. s.mu is held.
 func (s *Simulator) serve(uid types.UID, name types.NamespacedName, revision string, eps []endpoint) {
-	p := &pod{name: name, revision: revision, endpoints: eps}
-	s.pods[uid] = p
 	// One answerer per pod: its error share holds over all its ports.
-	ans := &answerer{pod: name, revision: revision}
+	ans := &answerer{pod: name, revision: revision, overrides: &s.overrides, metrics: s.metrics}
+	p := &pod{name: name, revision: revision, endpoints: eps, answerer: ans}
+	s.pods[uid] = p
 	for _, e := range eps {
 		if other, taken := s.addrs[e.addr]; taken {
 			s.stop(uid, "refused")
@@ -332,8 +360,10 @@ func (s *Simulator) serve(uid types.UID, name types.NamespacedName, revision str
 		p.servers = append(p.servers, srv)
 		p.listeners = append(p.listeners, l)
 		s.wg.Go(func() { _ = srv.Serve(l) })
+		// As it answers now: a behaviour set for the image wins over the tag.
+		now := s.overrides.get(name.Namespace, e.image, b)
 		s.log.Info("Serving pod", "pod", name.String(), "addr", e.addr.String(), "image", e.image,
-			"revision", revision, "errorShare", b.ErrorShare, "latency", b.Latency.String())
+			"revision", revision, "errorShare", now.ErrorShare, "latency", now.Latency.String())
 	}
 }
 
@@ -351,6 +381,8 @@ func (s *Simulator) stop(uid types.UID, why string) {
 			delete(s.addrs, e.addr)
 		}
 	}
+	// A process that exits takes its metrics along.
+	p.answerer.stop()
 	for i, srv := range p.servers {
 		_ = p.listeners[i].Close()
 		s.wg.Go(func() {
@@ -366,14 +398,21 @@ func (s *Simulator) stop(uid types.UID, why string) {
 
 // answerer answers the requests of one pod.
 type answerer struct {
-	pod      types.NamespacedName
-	revision string
+	pod       types.NamespacedName
+	revision  string
+	overrides *overrides
+	metrics   *metrics
 
 	mu sync.Mutex
 	// owed carries the fractions of failures over to the next requests, so
 	// a pod of web:bad-30 fails exactly 3 of every 10 in a row, not about
 	// 30 % at random: a share measured over a few hundred requests holds.
 	owed float64
+	// counted are the images (ports) whose series exist; stopped, once
+	// the pod is gone, keeps a request still in flight from bringing them
+	// back.
+	counted map[string]bool
+	stopped bool
 }
 
 func (a *answerer) fail(share float64) bool {
@@ -388,8 +427,33 @@ func (a *answerer) fail(share float64) bool {
 	return false
 }
 
-func (a *answerer) handler(image string, b Behaviour) http.Handler {
+// count records an answered request in the pod's series.
+func (a *answerer) count(image string, code int, took time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return
+	}
+	if a.counted == nil {
+		a.counted = map[string]bool{}
+	}
+	a.metrics.count(a.pod, a.revision, image, !a.counted[image], code, took)
+	a.counted[image] = true
+}
+
+// stop removes the pod's series.
+func (a *answerer) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+	a.metrics.forget(a.pod)
+}
+
+// handler answers as the pod's container of image, whose tag says tag.
+func (a *answerer) handler(image string, tag Behaviour) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		b := a.overrides.get(a.pod.Namespace, image, tag)
 		if b.Latency > 0 {
 			t := time.NewTimer(b.Latency)
 			select {
@@ -411,5 +475,6 @@ func (a *answerer) handler(image string, b Behaviour) http.Handler {
 		}
 		w.WriteHeader(code)
 		_, _ = io.WriteString(w, strconv.Itoa(code)+" from "+a.pod.String()+" ("+image+")\n")
+		a.count(image, code, time.Since(start))
 	})
 }

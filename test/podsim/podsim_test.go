@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/loopback"
@@ -259,5 +260,25 @@ func stopAll(s *Simulator) {
 	defer s.mu.Unlock()
 	for uid := range s.pods {
 		s.stop(uid, "test over")
+	}
+}
+
+func TestPodHandler(t *testing.T) {
+	var synced, gone []string
+	h := PodHandler(
+		func(p *corev1.Pod) { synced = append(synced, p.Name) },
+		func(p *corev1.Pod) { gone = append(gone, p.Name) },
+	)
+	a, b, c := runningPod("a", "web:1"), runningPod("b", "web:1"), runningPod("c", "web:1")
+	h.OnAdd(a, false)
+	h.OnUpdate(a, b)
+	h.OnDelete(c)
+	// A deletion the informer missed comes as the pod's last known state.
+	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/web-a", Obj: a})
+	if got := strings.Join(synced, ","); got != "web-a,web-b" {
+		t.Errorf("synced %s, want web-a,web-b", got)
+	}
+	if got := strings.Join(gone, ","); got != "web-c,web-a" {
+		t.Errorf("gone %s, want web-c,web-a", got)
 	}
 }

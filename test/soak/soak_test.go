@@ -39,7 +39,9 @@ import (
 
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/dataplane"
 	"github.com/kubeseed/rollouts/test/kwok"
+	"github.com/kubeseed/rollouts/test/loopback"
 	"github.com/kubeseed/rollouts/test/testenv"
 )
 
@@ -81,11 +83,32 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes := max(3, (cfg.rollouts*15+podsPerNode-1)/podsPerNode+1)
-	cl, err := kwok.Up(root, "soak", filepath.Join(out, "cluster"), kwok.Options{Nodes: nodes, DisableQPSLimits: true})
+	// The pod simulator serves the cluster's pods on their addresses:
+	// this process's block, which no test running beside may take.
+	block, err := loopback.ClaimFree()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl, err := kwok.Up(root, "soak", filepath.Join(out, "cluster"), kwok.Options{Nodes: nodes, DisableQPSLimits: true, Loopback: block})
+	if err != nil {
+		block.Release()
+		t.Fatal(err)
+	}
 	defer cl.Down()
+	// The cluster runs no EndpointSlice controller (its pods' IPs are
+	// loopback addresses): the pod simulator publishes the Services'
+	// endpoints, which the controller reads before it gives a canary
+	// traffic, and answers on every pod's address.
+	pods, err := dataplane.StartPods(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pods.Stop()
+		if err := pods.Err(); err != nil {
+			t.Errorf("pod simulator (log %s): %v", pods.LogPath, err)
+		}
+	}()
 	crds, err := testenv.RouterCRDPaths()
 	if err != nil {
 		t.Fatal(err)

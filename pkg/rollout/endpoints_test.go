@@ -32,7 +32,7 @@ func TestCountReady(t *testing.T) {
 			pod("web-abc-3", ptr.To(false)),
 			pod("web-old-1", ptr.To(true)),  // another ReplicaSet
 			pod("web-abcd-1", ptr.To(true)), // a longer name sharing the prefix
-			{Addresses: []string{"10.0.0.1.invalid"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}, // no pod
+			{Addresses: []string{"no-pod.invalid"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}, // no pod
 			{Addresses: []string{"x.invalid"}, TargetRef: &corev1.ObjectReference{Kind: "Node", Name: "web-abc-9"}},
 		}},
 		// The same pod in a second slice, as while the controller moves it.

@@ -112,6 +112,19 @@ func (l *steadyLoad) check(t *testing.T, revisions map[string]string) {
 // TestDataPlaneNoRequestLostCanary: under a steady load through Traefik, a
 // routed canary is updated, promoted through its steps to Healthy, updated
 // again and aborted, and not one request fails.
+// updateToTwenty sets image and waits until the update is paused at its
+// first step with the ReplicaSets at sizes, the route at 20 % and the new
+// revision answering; it returns that revision.
+func (l *steadyLoad) updateToTwenty(t *testing.T, ns, image, sizes string) string {
+	t.Helper()
+	setImage(t, ns, image)
+	waitFor(t, ns, "Paused 1", sizes)
+	waitApplied(t, ns, []string{"web-stable=80,web-canary=20"})
+	_, revision := revisions(t, ns)
+	l.waitAnswers(t, revision, lostAnswers/5)
+	return revision
+}
+
 func TestDataPlaneNoRequestLostCanary(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
@@ -126,11 +139,7 @@ func TestDataPlaneNoRequestLostCanary(t *testing.T) {
 
 	// An update, promoted: 20 %, then 60 % for 5 s, then all of it; the
 	// previous stable goes scaleDownDelaySeconds after.
-	setImage(t, ns, "web:2")
-	waitFor(t, ns, "Paused 1", "web:1 4/4, web:2 1/1")
-	waitApplied(t, ns, []string{"web-stable=80,web-canary=20"})
-	_, v2 := revisions(t, ns)
-	l.waitAnswers(t, v2, lostAnswers/5)
+	v2 := l.updateToTwenty(t, ns, "web:2", "web:1 4/4, web:2 1/1")
 	request(t, ns, "promote", "p1")
 	waitFor(t, ns, "Healthy 4", "web:2 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})
@@ -138,11 +147,7 @@ func TestDataPlaneNoRequestLostCanary(t *testing.T) {
 
 	// Another update, aborted at 20 %: all traffic back on the stable at
 	// once, the canary gone abortScaleDownDelaySeconds after.
-	setImage(t, ns, "web:3")
-	waitFor(t, ns, "Paused 1", "web:2 4/4, web:3 1/1")
-	waitApplied(t, ns, []string{"web-stable=80,web-canary=20"})
-	_, v3 := revisions(t, ns)
-	l.waitAnswers(t, v3, lostAnswers/5)
+	v3 := l.updateToTwenty(t, ns, "web:3", "web:2 4/4, web:3 1/1")
 	request(t, ns, "abort", "a1")
 	waitFor(t, ns, "Degraded 1", "web:2 4/4")
 	waitApplied(t, ns, []string{"web-stable=100,web-canary=0"})

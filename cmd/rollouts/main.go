@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +41,7 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/pkg/experiments"
+	"github.com/kubeseed/rollouts/pkg/notifications"
 	"github.com/kubeseed/rollouts/pkg/rollout"
 	"github.com/kubeseed/rollouts/pkg/traffic"
 	"github.com/kubeseed/rollouts/pkg/traffic/gatewayapi"
@@ -61,6 +64,8 @@ type options struct {
 	analysisWorkers   int
 	experimentWorkers int
 	prometheusAddress string
+	// notificationsNamespace holds the notification settings.
+	notificationsNamespace string
 	analysisEgress    *analysis.EgressPolicy
 	gracefulShutdown  time.Duration
 	kubeAPIQPS        float64
@@ -93,6 +98,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.IntVar(&o.measurementsPerNamespace, "analysis-measurements-per-namespace", analysis.DefaultMeasurementsPerNamespace, "Analysis measurements taken at once in one namespace; the namespaces waiting for a slot take turns.")
 	fs.DurationVar(&o.reconcileTimeout, "reconcile-timeout", 30*time.Second, "Deadline of every reconcile (Rollout, AnalysisRun, Experiment); one that runs past it is retried with backoff.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Default Prometheus address for metrics that don't set one.")
+	fs.StringVar(&o.notificationsNamespace, "notifications-namespace", "", "Namespace of the notification settings (ConfigMap "+notifications.ConfigMapName+", Secret "+notifications.SecretName+"). Default: $POD_NAMESPACE, else the --namespace watched, else "+notifications.DefaultNamespace+".")
 	denyCIDRs := fs.String("analysis-deny-cidrs", "", "Comma-separated CIDRs analysis measurements (web, prometheus, judge) may not connect to, in addition to the default "+strings.Join(analysis.DefaultDeniedCIDRs, ", ")+". Checked on the dialled address.")
 	allowCIDRs := fs.String("analysis-allow-cidrs", "", "Comma-separated CIDRs exempted from the analysis deny list: an allowed CIDR at least as specific as the most specific denied CIDR containing an address lets measurements connect to it.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight reconciles may take to finish on shutdown.")
@@ -113,6 +119,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		return nil, fmt.Errorf("--analysis-allow-cidrs: %w", err)
 	}
 	o.analysisEgress = analysis.NewEgressPolicy(deny, allow)
+	if o.notificationsNamespace == "" {
+		o.notificationsNamespace = cmp.Or(os.Getenv("POD_NAMESPACE"), o.namespace, notifications.DefaultNamespace)
+	}
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return nil, fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1, got %g and %d", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
@@ -257,7 +266,11 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
 	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
+	notify, err := setupNotifications(mgr, o)
+	if err != nil {
+		return err
+	}
+	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace, Notifications: notify}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
@@ -275,6 +288,51 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("setting up experiment reconciler: %w", err)
 	}
 	return nil
+}
+
+// setupNotifications makes the notification Dispatcher (DESIGN.md §16):
+// settings watched in --notifications-namespace, subscriptions on
+// Namespaces read from a cache of their metadata (cluster mode only: a
+// namespaced controller's Role cannot read Namespaces), deliveries that
+// end with the process.
+func setupNotifications(mgr manager.Manager, o *options) (*notifications.Dispatcher, error) {
+	opts := notifications.DispatcherOptions{
+		Runs:     mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("rollouts-controller"),
+		Log:      ctrl.Log.WithName("notifications"),
+	}
+	if o.namespace == "" {
+		namespaces := &metav1.PartialObjectMetadata{}
+		namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if _, err := mgr.GetCache().GetInformer(context.Background(), namespaces); err != nil {
+			return nil, fmt.Errorf("namespace informer: %w", err)
+		}
+		opts.NamespaceAnnotations = func(ctx context.Context, name string) (map[string]string, error) {
+			ns := &metav1.PartialObjectMetadata{}
+			ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+			if err := mgr.GetClient().Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+				return nil, err
+			}
+			return ns.Annotations, nil
+		}
+	}
+	d, err := notifications.NewDispatcher(ctrlmetrics.Registry, opts)
+	if err != nil {
+		return nil, fmt.Errorf("registering notification metrics: %w", err)
+	}
+	if err := d.WatchSettings(mgr, o.notificationsNamespace); err != nil {
+		return nil, err
+	}
+	// Deliveries in flight get the shutdown's grace; those still queued
+	// stay in the Rollouts' status for the next leader.
+	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		stopped := make(chan struct{})
+		time.AfterFunc(o.gracefulShutdown/2, func() { close(stopped) })
+		d.Stop(stopped)
+		return nil
+	}))
+	return d, err
 }
 
 // controllerOptions are a controller's: its workers, the deadline of each

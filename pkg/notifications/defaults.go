@@ -1,21 +1,23 @@
 package notifications
 
-// Trigger names a built-in trigger: each is fired by the transition that
-// makes the matching Rollout event (DESIGN.md §16).
-type Trigger string
+import "github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+
+// Trigger names a built-in trigger: each is fired by one kind of Rollout
+// transition (DESIGN.md §16). The names are part of the API.
+type Trigger = v1alpha1.NotificationTrigger
 
 // The built-in triggers.
 const (
-	TriggerRolloutUpdated          Trigger = "on-rollout-updated"
-	TriggerRolloutStepCompleted    Trigger = "on-rollout-step-completed"
-	TriggerRolloutPaused           Trigger = "on-rollout-paused"
-	TriggerRolloutPromoted         Trigger = "on-rollout-promoted"
-	TriggerRolloutCompleted        Trigger = "on-rollout-completed"
-	TriggerRolloutAborted          Trigger = "on-rollout-aborted"
-	TriggerAnalysisRunFailed       Trigger = "on-analysis-run-failed"
-	TriggerAnalysisRunError        Trigger = "on-analysis-run-error"
-	TriggerAnalysisRunInconclusive Trigger = "on-analysis-run-inconclusive"
-	TriggerRolloutDegraded         Trigger = "on-rollout-degraded"
+	TriggerRolloutUpdated          = v1alpha1.TriggerRolloutUpdated
+	TriggerRolloutStepCompleted    = v1alpha1.TriggerRolloutStepCompleted
+	TriggerRolloutPaused           = v1alpha1.TriggerRolloutPaused
+	TriggerRolloutPromoted         = v1alpha1.TriggerRolloutPromoted
+	TriggerRolloutCompleted        = v1alpha1.TriggerRolloutCompleted
+	TriggerRolloutAborted          = v1alpha1.TriggerRolloutAborted
+	TriggerAnalysisRunFailed       = v1alpha1.TriggerAnalysisRunFailed
+	TriggerAnalysisRunError        = v1alpha1.TriggerAnalysisRunError
+	TriggerAnalysisRunInconclusive = v1alpha1.TriggerAnalysisRunInconclusive
+	TriggerRolloutDegraded         = v1alpha1.TriggerRolloutDegraded
 )
 
 // Triggers lists the built-in triggers, in the order docs present them.

@@ -33,29 +33,46 @@ func (n *Notifier) SetSettings(s *Settings) { n.settings.Store(s) }
 
 // Notify queues trigger's notifications about ro to everyone subscribed:
 // on ro, on its Namespace (namespaceAnnotations) or in the ConfigMap. run
-// is the AnalysisRun the transition is about, if any. Each condition of
-// the trigger without `when`, or whose `when` holds, sends its templates.
-// Templates are rendered when sent, from the state given now.
+// is the AnalysisRun the transition is about, if any.
 //
 // It returns ErrQueueFull (nothing queued: call again later), or an error
 // about the trigger or the variables; a destination whose service is not
 // configured fails at once through the Sender (metric and OnFailure).
 func (n *Notifier) Notify(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnotations map[string]string, run *v1alpha1.AnalysisRun) error {
+	ds, err := n.Deliveries(trigger, ro, namespaceAnnotations, run)
+	if err != nil {
+		return err
+	}
+	return n.sender.Enqueue(ds...)
+}
+
+// Subscribed reports whether anyone is subscribed to trigger for ro.
+func (n *Notifier) Subscribed(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnotations map[string]string) bool {
+	s := n.settings.Load()
+	return len(Destinations(s.Config, ro.Labels, ro.Annotations, namespaceAnnotations)[string(trigger)]) > 0
+}
+
+// Deliveries are trigger's notifications about ro, one per subscribed
+// destination and condition of the trigger that fires: a condition
+// without `when` always fires (the transition is the condition), one with
+// `when` if it holds. Templates are rendered when sent, from the state
+// given now.
+func (n *Notifier) Deliveries(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnotations map[string]string, run *v1alpha1.AnalysisRun) ([]Delivery, error) {
 	s := n.settings.Load()
 	if s.API == nil {
-		return fmt.Errorf("notification settings are unusable: %w", errors.Join(s.Problems...))
+		return nil, fmt.Errorf("notification settings are unusable: %w", errors.Join(s.Problems...))
 	}
 	dests := Destinations(s.Config, ro.Labels, ro.Annotations, namespaceAnnotations)[string(trigger)]
 	if len(dests) == 0 {
-		return nil
+		return nil, nil
 	}
 	vars, err := Vars(ro, run, s.DashboardURL)
 	if err != nil {
-		return fmt.Errorf("notification variables: %w", err)
+		return nil, fmt.Errorf("notification variables: %w", err)
 	}
 	conditions, err := s.RunTrigger(string(trigger), vars)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var sends [][]string
 	for _, c := range conditions {
@@ -69,10 +86,12 @@ func (n *Notifier) Notify(trigger Trigger, ro *v1alpha1.Rollout, namespaceAnnota
 	var ds []Delivery
 	for _, dest := range dests {
 		for _, templates := range sends {
-			ds = append(ds, n.delivery(s, trigger, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, dest, templates, vars))
+			d := n.delivery(s, trigger, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, dest, templates, vars)
+			d.UID = ro.UID
+			ds = append(ds, d)
 		}
 	}
-	return n.sender.Enqueue(ds...)
+	return ds, nil
 }
 
 // Condition is one of a trigger's conditions, evaluated.

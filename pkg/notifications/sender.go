@@ -27,7 +27,9 @@ var ErrQueueFull = errors.New("notification queue is full")
 
 // Delivery is one notification to one destination.
 type Delivery struct {
-	Rollout   types.NamespacedName
+	Rollout types.NamespacedName
+	// UID is the Rollout's, for the events about the delivery.
+	UID       types.UID
 	Trigger   string
 	Service   string
 	Recipient string
@@ -39,12 +41,17 @@ type Delivery struct {
 	// Permanent, when set, is the reason Send cannot succeed: the delivery
 	// fails at once, without an attempt.
 	Permanent error
+	// Done, when set, is called once the delivery has ended: delivered,
+	// or given up. Not called for a delivery Enqueue refused, nor for
+	// those still queued when the Sender stops.
+	Done func(delivered bool)
 }
 
 // Failure is one failed attempt, given to SenderOptions.OnFailure (the
 // controller turns it into a Warning event NotificationFailed).
 type Failure struct {
 	Rollout   types.NamespacedName
+	UID       types.UID
 	Trigger   string
 	Service   string
 	Recipient string
@@ -158,6 +165,12 @@ func NewSender(reg prometheus.Registerer, opts SenderOptions) (*Sender, error) {
 // Enqueue queues all of ds, or none of them (ErrQueueFull); it never waits
 // for a delivery.
 func (s *Sender) Enqueue(ds ...Delivery) error {
+	var ended []Delivery
+	defer func() {
+		for _, d := range ended {
+			d.done(false)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped || s.queued+len(ds) > s.opts.Capacity {
@@ -170,6 +183,7 @@ func (s *Sender) Enqueue(ds ...Delivery) error {
 		if d.Permanent != nil {
 			s.count(d, ResultFailed)
 			s.fail(&queued{Delivery: d}, d.Permanent, true)
+			ended = append(ended, d)
 			continue
 		}
 		key := laneKey{d.Service, d.Recipient}
@@ -236,6 +250,7 @@ func (s *Sender) run(l *lane) {
 		case head.attempts >= s.opts.MaxAttempts:
 			s.count(head.Delivery, ResultFailed)
 			s.fail(head, err, true)
+			err = errGivenUp
 		default:
 			s.count(head.Delivery, ResultRetry)
 			s.fail(head, err, false)
@@ -247,6 +262,16 @@ func (s *Sender) run(l *lane) {
 		l.items = l.items[1:]
 		s.queued--
 		s.mu.Unlock()
+		head.done(err == nil)
+	}
+}
+
+// errGivenUp marks a delivery whose attempts are exhausted.
+var errGivenUp = errors.New("given up")
+
+func (d *Delivery) done(delivered bool) {
+	if d.Done != nil {
+		d.Done(delivered)
 	}
 }
 
@@ -283,7 +308,7 @@ func (s *Sender) fail(d *queued, err error, final bool) {
 	if d.Redact != nil {
 		msg = d.Redact(msg)
 	}
-	f := Failure{Rollout: d.Rollout, Trigger: d.Trigger, Service: d.Service, Recipient: d.Recipient, Attempt: d.attempts, Final: final, Err: errors.New(msg)}
+	f := Failure{Rollout: d.Rollout, UID: d.UID, Trigger: d.Trigger, Service: d.Service, Recipient: d.Recipient, Attempt: d.attempts, Final: final, Err: errors.New(msg)}
 	s.opts.Log.Info("Notification failed", "rollout", d.Rollout, "trigger", d.Trigger, "service", d.Service, "attempt", d.attempts, "final", final, "error", msg)
 	if s.opts.OnFailure != nil {
 		s.opts.OnFailure(f)

@@ -51,6 +51,9 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	key := client.ObjectKeyFromObject(ro)
 	err := r.applyObjects(ctx, ro, &p)
 	end := classify(err)
+	if end == applied || end == blocked {
+		r.recordNotifications(ctx, ro, &p)
+	}
 	switch end {
 	case applied:
 	case blocked:
@@ -58,6 +61,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		if err := r.writeStatus(ctx, ro, p.Status); err != nil {
 			return r.failed(ctx, ro, classify(err), err)
 		}
+		r.deliverNotifications(ctx, ro, &p.Status, true)
 		return end.result(err, 0)
 	case stale:
 		logger.V(1).Info("Requeueing: cache behind the API server")
@@ -76,6 +80,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 			return r.failed(ctx, ro, classify(err), err)
 		}
 	}
+	r.deliverNotifications(ctx, ro, &p.Status, wait == 0)
 	for _, e := range p.Events {
 		typ := corev1.EventTypeNormal
 		if e.Warning {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kubeseed/rollouts/internal/deadline"
@@ -114,6 +115,8 @@ type Reconciler struct {
 	// WatchNamespace is the one namespace a namespaced controller
 	// (--namespace) watches; empty in cluster mode.
 	WatchNamespace string
+	// Notifications, when set, sends notifications about transitions.
+	Notifications Notifications
 	// coalesce times the status writes that may wait (Plan.StatusCanWait).
 	coalesce *coalescer
 	// superseded and scaled keep a reconcile from planning on a cache that
@@ -161,6 +164,9 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsNaming(ingressIndex))).
 		Owns(&networkingv1.Ingress{}).
 		WithOptions(opts)
+	if r.Notifications != nil {
+		b = b.WatchesRawSource(source.Channel(r.Notifications.Settlements(), &handler.EnqueueRequestForObject{}))
+	}
 	// Routes are watched, so a weight someone else changes is put back, but
 	// only where their API is installed.
 	for _, w := range []struct {
@@ -208,6 +214,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			r.coalesce.forget(req.NamespacedName)
 			r.superseded.forget(req.NamespacedName)
 			r.failures.forget(req.NamespacedName)
+			if r.Notifications != nil {
+				r.Notifications.Forget(req.NamespacedName)
+			}
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("getting rollout: %w", err)

@@ -102,6 +102,9 @@ type Plan struct {
 	TerminateExperiments []string
 	Status               v1alpha1.RolloutStatus
 	Events               []Event
+	// Notify are the transitions the plan makes, for notifications; the
+	// Reconciler records those someone is subscribed to.
+	Notify []v1alpha1.PendingNotification
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 	// StatusCanWait: the status change only refreshes counts while the
@@ -243,6 +246,7 @@ func plan(in Input) (Plan, error) {
 		p.Events = append(p.Events, Event{Warning: true, Reason: v1alpha1.ReasonInvalidSpec, Message: msg})
 		p.Events = append(p.Events, abortWhileInvalid(ro, st, in.Now, &p)...)
 		p.Status = finishStatus(ro, *st, nil, outcome{phase: v1alpha1.RolloutPhaseDegraded, reason: v1alpha1.ReasonInvalidSpec, message: msg}, in.Now)
+		p.Notify = transitions(&ro.Status, &p.Status, p.Events, false, in.Now)
 		return p, nil
 	}
 	w, err := observeWorld(in, st)
@@ -264,6 +268,7 @@ func plan(in Input) (Plan, error) {
 	}
 	req, events := handleRequests(ro, st, st.StableRS != w.hash, in.Now)
 	p.Events = append(p.Events, events...)
+	promoteRequest := req.promote
 
 	var out outcome
 	targets := map[string]int32{}
@@ -316,6 +321,7 @@ func plan(in Input) (Plan, error) {
 	p.StatusCanWait = statusCanWait(&ro.Status, &p.Status, p.RequeueAfter)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	p.Finalize = needsFinalizer(ro, &p)
+	p.Notify = transitions(&ro.Status, &p.Status, p.Events, promoteRequest, in.Now)
 	return p, nil
 }
 

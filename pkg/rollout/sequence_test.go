@@ -69,6 +69,8 @@ type sim struct {
 	// lastEndpoints is what the last one found.
 	endpointReads int
 	lastEndpoints int32
+	// notified are the plans' transitions (Plan.Notify), as "trigger step".
+	notified []string
 }
 
 func newSim(t testing.TB, ro *v1alpha1.Rollout) *sim {
@@ -166,6 +168,9 @@ func (s *sim) tick() Plan {
 	p, err := planTraffic(s.t.Context(), s.input(), s.readyEndpoints)
 	if err != nil {
 		s.t.Fatalf("plan at %s: %v", s.now.Sub(s.start), err)
+	}
+	for _, n := range p.Notify {
+		s.notified = append(s.notified, strings.TrimSpace(fmt.Sprintf("%s %d %s", n.Trigger, ptr.Deref(n.Step, -1), n.AnalysisRun)))
 	}
 	before := s.snapshot()
 	s.apply(p)

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -296,6 +298,16 @@ type RolloutStatus struct {
 	// +optional
 	LastHandled LastHandledRequests `json:"lastHandled,omitempty"`
 
+	// PendingNotifications are transitions whose notifications are not all
+	// delivered yet (DESIGN.md §16). Recorded in the status write that
+	// makes the transition, so a new leader delivers what its predecessor
+	// had not; removed once every delivery succeeded or was given up.
+	// Only transitions someone is subscribed to are recorded.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	PendingNotifications []PendingNotification `json:"pendingNotifications,omitempty"`
+
 	// Conditions: Ready, Progressing, Paused, Degraded, Reconciling, Stalled.
 	// +listType=map
 	// +listMapKey=type
@@ -395,3 +407,52 @@ type LastHandledRequests struct {
 	// +optional
 	Retry string `json:"retry,omitempty"`
 }
+
+// PendingNotification is one transition to notify about.
+type PendingNotification struct {
+	// Trigger is the notification trigger the transition fires.
+	// +kubebuilder:validation:MaxLength=63
+	Trigger NotificationTrigger `json:"trigger"`
+	// Revision is the pod-template hash the update was at.
+	// +kubebuilder:validation:MaxLength=63
+	Revision string `json:"revision,omitempty"`
+	// Step is the current step index after the transition (for
+	// on-rollout-step-completed: the steps completed).
+	// +optional
+	Step *int32 `json:"step,omitempty"`
+	// AnalysisRun is the run the transition is about, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	AnalysisRun string `json:"analysisRun,omitempty"`
+	// At is when the transition happened.
+	At metav1.Time `json:"at"`
+}
+
+// Key tells pending notifications apart: two records of one trigger at
+// one revision and step are one transition when they happened at the same
+// time.
+func (n PendingNotification) Key() string {
+	step := int32(-1)
+	if n.Step != nil {
+		step = *n.Step
+	}
+	return fmt.Sprintf("%s/%s/%d/%s/%d", n.Trigger, n.Revision, step, n.AnalysisRun, n.At.Unix())
+}
+
+// NotificationTrigger names a built-in notification trigger (DESIGN.md
+// §16); each is fired by one kind of Rollout transition.
+type NotificationTrigger string
+
+// The built-in notification triggers.
+const (
+	TriggerRolloutUpdated          NotificationTrigger = "on-rollout-updated"
+	TriggerRolloutStepCompleted    NotificationTrigger = "on-rollout-step-completed"
+	TriggerRolloutPaused           NotificationTrigger = "on-rollout-paused"
+	TriggerRolloutPromoted         NotificationTrigger = "on-rollout-promoted"
+	TriggerRolloutCompleted        NotificationTrigger = "on-rollout-completed"
+	TriggerRolloutAborted          NotificationTrigger = "on-rollout-aborted"
+	TriggerAnalysisRunFailed       NotificationTrigger = "on-analysis-run-failed"
+	TriggerAnalysisRunError        NotificationTrigger = "on-analysis-run-error"
+	TriggerAnalysisRunInconclusive NotificationTrigger = "on-analysis-run-inconclusive"
+	TriggerRolloutDegraded         NotificationTrigger = "on-rollout-degraded"
+)

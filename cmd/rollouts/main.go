@@ -66,13 +66,13 @@ type options struct {
 	prometheusAddress string
 	// notificationsNamespace holds the notification settings.
 	notificationsNamespace string
-	analysisEgress    *analysis.EgressPolicy
-	gracefulShutdown  time.Duration
-	kubeAPIQPS        float64
-	kubeAPIBurst      int
-	pprofAddr         string
-	printVersion      bool
-	zap               zap.Options
+	analysisEgress         *analysis.EgressPolicy
+	gracefulShutdown       time.Duration
+	kubeAPIQPS             float64
+	kubeAPIBurst           int
+	pprofAddr              string
+	printVersion           bool
+	zap                    zap.Options
 
 	// Fairness and deadlines (docs/security.md): the analysis
 	// measurements taken at once, in all and per namespace, and the

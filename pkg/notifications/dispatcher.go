@@ -249,4 +249,3 @@ func (d *Dispatcher) failed(f Failure) {
 	d.recorder.Eventf(ro, nil, corev1.EventTypeWarning, ReasonNotificationFailed, ReasonNotificationFailed,
 		"%s to %s failed (%s, %s): %v", f.Trigger, to, attempt, next, f.Err)
 }
-

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/sirupsen/logrus"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -170,6 +171,10 @@ func run(ctx context.Context, o *options) error {
 	// writes through the structured one, so every line is JSON.
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(logWriter{ctrl.Log.WithName("http")})
+	// The notification engine's services log through logrus: its lines
+	// too become messages of the structured log.
+	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableColors: true})
+	logrus.SetOutput(logWriter{ctrl.Log.WithName("notifications-engine")})
 	log := ctrl.Log.WithName("setup")
 	log.Info("Starting rollouts controller", "version", version.Get().Version, "commit", version.Get().Commit, "namespace", o.namespace)
 

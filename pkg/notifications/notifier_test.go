@@ -16,13 +16,12 @@ import (
 )
 
 // settings are a ConfigMap and a Secret with a webhook service "hook"
-// pointed at url, its token from the Secret; the engine's own retries are
-// off (retryMax -1) so the Sender's are the ones tested.
+// pointed at url, its token from the Secret.
 func settings(url string, more map[string]string) (*corev1.ConfigMap, *corev1.Secret) {
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "rollouts-system", Name: ConfigMapName},
 		Data: map[string]string{
-			"service.webhook.hook": "url: " + url + "/hooks\nretryMax: -1\nheaders:\n- name: Authorization\n  value: Bearer $token\n",
+			"service.webhook.hook": "url: " + url + "/hooks\nheaders:\n- name: Authorization\n  value: Bearer $token\n",
 			"dashboardURL":         "http://dash.example/",
 		},
 	}
@@ -170,7 +169,7 @@ func TestNotifyBadConfig(t *testing.T) {
 		"trigger.on-rollout-aborted": "- when: 'rollout.status.phase ==='\n  send: [rollout-aborted]",
 		"subscriptions":              "- recipients: [missing:x]",
 		"tempalte.typo":              "message: hi",
-		"service.webhook.leaky":      "url: http://127.0.0.1:1/x/$token",
+		"service.webhook.relative":   "url: /x/$token",
 	})
 	st := ParseSettings(cm, secret)
 	var got []string
@@ -185,7 +184,7 @@ func TestNotifyBadConfig(t *testing.T) {
 		`key "trigger.on-rollout-aborted": `,
 		`key "subscriptions": subscription 0: service "missing" is not defined`,
 		`key "tempalte.typo": unknown key`,
-		`key "service.webhook.leaky": url uses Secret key "token"`,
+		`key "service.webhook.relative": url must be an absolute http(s) URL`,
 	} {
 		if !strings.Contains(strings.Join(got, "\n"), want) {
 			t.Errorf("no problem containing %q in:\n%s", want, strings.Join(got, "\n"))

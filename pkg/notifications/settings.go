@@ -15,7 +15,6 @@ import (
 	"github.com/argoproj/notifications-engine/pkg/triggers"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubeseed/rollouts/internal/redaction"
 )
@@ -161,10 +160,14 @@ func (p *parser) use(k, v string) error {
 		p.DashboardURL = strings.TrimRight(u.String(), "/")
 		return nil
 	}
-	if strings.HasPrefix(k, "service.webhook") {
-		if err := p.checkWebhookURL(v); err != nil {
+	if k == "service.webhook" || strings.HasPrefix(k, "service.webhook.") {
+		svc, err := newWebhookService(k, v, p.secret)
+		if err != nil {
 			return err
 		}
+		p.services[svc.name] = svc
+		p.Config.Services[svc.name] = func() (services.NotificationService, error) { return svc, nil }
+		return nil
 	}
 	one, err := api.ParseConfig(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Config.Namespace}, Data: map[string]string{k: v}}, p.secret)
 	if err != nil {
@@ -257,24 +260,4 @@ func (p *parser) checkSubscriptions(subs subscriptions.DefaultSubscriptions) err
 
 // secretRef is the engine's reference to a Secret key in a service's
 // settings.
-var secretRef = regexp.MustCompile(`[$]([\w-]+)`)
-
-// checkWebhookURL refuses a webhook URL made with Secret values: the
-// engine's webhook service sends through go-retryablehttp, whose default
-// logger (not configurable through the engine) prints each request's URL
-// to stderr, which would break DESIGN.md §14. Headers and basicAuth are
-// not logged.
-func (p *parser) checkWebhookURL(v string) error {
-	var opts struct {
-		URL string `json:"url"`
-	}
-	if err := yaml.Unmarshal([]byte(v), &opts); err != nil {
-		return err
-	}
-	for _, ref := range secretRef.FindAllStringSubmatch(opts.URL, -1) {
-		if _, ok := p.secret.Data[ref[1]]; ok {
-			return fmt.Errorf("url uses Secret key %q: the webhook service logs its URLs, so put secrets in headers or basicAuth", ref[1])
-		}
-	}
-	return nil
-}
+var secretRef = regexp.MustCompile(`[$][\w-]+`)

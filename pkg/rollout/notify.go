@@ -58,7 +58,12 @@ func transitions(old, st *v1alpha1.RolloutStatus, events []Event, promoteRequest
 		fire(v1alpha1.TriggerRolloutUpdated, step, "")
 	}
 	if promoteRequest || slices.ContainsFunc(events, func(e Event) bool { return e.Reason == v1alpha1.ReasonRolloutPromoted }) {
-		fire(v1alpha1.TriggerRolloutPromoted, step, "")
+		// At the step that was promoted.
+		at := step
+		if old.CurrentPodHash == st.CurrentPodHash {
+			at = old.CurrentStepIndex
+		}
+		fire(v1alpha1.TriggerRolloutPromoted, at, "")
 	}
 	// Steps passed within one update; a full promotion skips the rest
 	// rather than completing them.

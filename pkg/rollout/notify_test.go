@@ -25,7 +25,7 @@ func TestTransitionsOfCanaryPauseAndPromote(t *testing.T) {
 		"on-rollout-updated 0",
 		"on-rollout-step-completed 1",
 		"on-rollout-paused 1",
-		"on-rollout-promoted 2",
+		"on-rollout-promoted 1",
 		"on-rollout-step-completed 2",
 		"on-rollout-step-completed 3",
 		"on-rollout-paused 3",
@@ -49,7 +49,7 @@ func TestTransitionsOfCanaryPauseAndPromote(t *testing.T) {
 		"on-rollout-degraded 1",
 		"on-rollout-step-completed 1",
 		"on-rollout-paused 1",
-		"on-rollout-promoted 4",
+		"on-rollout-promoted 1",
 		"on-rollout-completed 4",
 	})
 }

@@ -19,9 +19,10 @@ type Request struct {
 // refuses them with that status instead.
 type Receiver struct {
 	*httptest.Server
-	mu     sync.Mutex
-	got    []Request
-	status int
+	mu      sync.Mutex
+	got     []Request
+	status  int
+	refused int
 }
 
 // NewReceiver starts a Receiver, closed when the test ends.
@@ -32,6 +33,7 @@ func NewReceiver(t testing.TB) *Receiver {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.status != 0 {
+			r.refused++
 			// Echoes the token, as some services do in their errors.
 			http.Error(w, "bad token "+req.Header.Get("Authorization"), r.status)
 			return
@@ -64,4 +66,11 @@ func (r *Receiver) Messages() []string {
 		out = append(out, req.Path+" "+req.Body)
 	}
 	return out
+}
+
+// Refused counts the requests refused so far.
+func (r *Receiver) Refused() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
 }

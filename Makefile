@@ -106,11 +106,11 @@ cluster-down: ## Stop and delete the local kwok cluster.
 ##@ Demo
 
 .PHONY: demo
-demo: tools build ## Local cluster, Traefik with real requests, controller and Prometheus; a release the analysis promotes and one it aborts.
+demo: tools build ## Local cluster, Traefik with real requests, controller and Prometheus; a release the analysis promotes and one it aborts, notified to a local webhook.
 	@./hack/demo.sh up
 
 .PHONY: demo-down
-demo-down: ## Stop the demo: controller, data plane (pod simulator, Traefik, load), Prometheus and cluster.
+demo-down: ## Stop the demo: controller, data plane (pod simulator, Traefik, load), Prometheus, webhook receiver and cluster.
 	@./hack/demo.sh down
 
 ##@ Test

@@ -12,11 +12,16 @@
 #     127.0.0.1:18092; and a steady load of 40 requests a second through it
 #     to web.example, whose split it logs every 5 seconds;
 #   - Prometheus (bin/prometheus) scraping Traefik's metrics every second;
+#   - a webhook receiver (bin/demohook, from hack/demohook) on
+#     127.0.0.1:18096, which logs each request to notifications.log, and
+#     the notification settings that send to it
+#     (manifests/examples/notifications/demo.yaml);
 #   - the controller (bin/rollouts) with exactly the permissions of its
 #     ServiceAccount (impersonation) and that Prometheus as its default;
 # then deploys manifests/examples/demo.yaml, releases a good version the
 # analysis promotes and a bad one it aborts, showing `kubectl rollouts get
-# rollout web` and the measured split of the requests at each milestone.
+# rollout web`, the measured split of the requests and the notifications
+# received at each milestone.
 # Running it again starts over. down stops all of it. Needs `make tools
 # build` first (make demo does that).
 set -euo pipefail
@@ -38,6 +43,8 @@ traefik_web=127.0.0.1:18092
 prometheus_addr=127.0.0.1:18093
 traefik_metrics=127.0.0.1:18094
 traefik_api=127.0.0.1:18095
+# The webhook receiver; manifests/examples/notifications/demo.yaml names it.
+webhook=127.0.0.1:18096
 # The route's host, and the load demoplane sends to it.
 host=web.example
 rate=40
@@ -131,6 +138,7 @@ command_line() {
 
 stop_processes() {
 	stop rollouts
+	stop demohook
 	stop prometheus
 	# demoplane stops the Traefik it started; traefik.pid, which it writes,
 	# is for a demoplane that could not.
@@ -143,9 +151,9 @@ listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
 check_ports() {
 	local addr
-	for addr in "$controller_metrics" "$controller_probes" "$traefik_web" "$prometheus_addr" "$traefik_metrics" "$traefik_api"; do
+	for addr in "$controller_metrics" "$controller_probes" "$traefik_web" "$prometheus_addr" "$traefik_metrics" "$traefik_api" "$webhook"; do
 		if listening "$addr"; then
-			fail "$addr is in use; the demo needs 127.0.0.1:18090-18095 (make demo-down stops a previous demo)"
+			fail "$addr is in use; the demo needs 127.0.0.1:18090-18096 (make demo-down stops a previous demo)"
 		fi
 	done
 }
@@ -231,6 +239,33 @@ split() {
 	grep ' last 5s: ' "$state/demoplane.log" | tail -n 1
 }
 
+start_notifications() {
+	step "Starting a webhook receiver (bin/demohook) on $webhook; the controller's notifications go to it"
+	start demohook --address "$webhook" --log "$state/notifications.log"
+	wait_until "the webhook receiver (demohook.log)" 30 listening "$webhook"
+	echo "The settings define the webhook service demo and send each message as the body of a POST to $webhook/<template>;"
+	echo "the Rollout web below subscribes to 7 triggers with notifications.rollouts.kubeseed.io/subscribe.<trigger>.demo annotations."
+	show kubectl apply -f "$root/manifests/examples/notifications/demo.yaml"
+}
+
+# notified PATH: whether the webhook receiver has logged a request to PATH.
+notified() { grep -q "^[0-9:]* [A-Z]* $1 " "$state/notifications.log"; }
+
+# notifications PATH...: wait until the webhook receiver has had a request
+# to each PATH, then print the requests it logged since the last call.
+shown=0
+notifications() {
+	local path total
+	for path in "$@"; do
+		wait_until "the notification to $webhook$path (rollouts.log, demohook.log)" 60 notified "$path"
+	done
+	# Whole lines only: the count first, then those lines.
+	total=$(($(wc -l <"$state/notifications.log")))
+	echo "Notifications received by the local webhook (bin/demohook, $state/notifications.log):"
+	sed -n "$((shown + 1)),${total}p" "$state/notifications.log"
+	shown=$total
+}
+
 start_controller() {
 	step "Starting bin/rollouts as system:serviceaccount:rollouts-system:rollouts-controller"
 	local user
@@ -284,6 +319,8 @@ release_good() {
 	show kubectl rollouts get rollout web
 	echo
 	split 2
+	echo
+	notifications /rollout-updated /rollout-completed
 }
 
 release_bad() {
@@ -306,6 +343,8 @@ release_bad() {
 	split 2
 	echo "The last 5 seconds in which web:3-bad answered requests:"
 	grep ' last 5s: .*web:3-bad' "$state/demoplane.log" | tail -n 1
+	echo
+	notifications /analysis-run-failed /rollout-aborted
 }
 
 explore() {
@@ -325,11 +364,14 @@ explore() {
   kubectl get httproute web -o jsonpath='{.spec.rules[0].backendRefs}'   # the weights the controller writes
   curl -i -H 'Host: $host' http://$traefik_web/   # through Traefik to a pod: X-Pod and X-Image name it
   grep ' last 5s: ' $state/demoplane.log | tail   # the split of the load, every 5 seconds
+  tail -f $state/notifications.log   # the notifications the local webhook receives
+  kubectl rollouts notifications template get   # the templates, 7 of them replaced by the demo's settings
   curl -s http://$traefik_metrics/metrics | grep traefik_service_requests_total
   Prometheus UI: http://$prometheus_addr, query (requests/s by Service and code):
     sum by (service, code) (rate(traefik_service_requests_total{service=~"default-web-.*"}[10s]))
 
-Logs: $state/{rollouts,demoplane,traefik,podsim,prometheus}.log; failed requests: $state/traefik-access.log.
+Logs: $state/{rollouts,demoplane,traefik,podsim,prometheus,demohook}.log; failed requests: $state/traefik-access.log;
+the $(($(wc -l <"$state/notifications.log"))) notifications received: $state/notifications.log.
 Stop everything with: make demo-down
 MSG
 }
@@ -339,11 +381,12 @@ up() {
 	rm -rf "$state"
 	mkdir -p "$state"
 	check_ports
-	(cd "$root" && go build -o "$bin/demoplane" ./hack/demoplane)
+	(cd "$root" && go build -o "$bin/" ./hack/demoplane ./hack/demohook)
 	claim_addresses
 	start_cluster
 	start_data_plane
 	start_prometheus
+	start_notifications
 	start_controller
 	deploy
 	release_good

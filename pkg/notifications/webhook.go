@@ -111,9 +111,9 @@ func (s *webhookService) Send(n services.Notification, dest services.Destination
 	if err != nil {
 		return fmt.Errorf("webhook %s: %w", s.name, err)
 	}
-	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("webhook %s: %s %s answered %s: %s", s.name, method, req.URL.Redacted(), resp.Status, strings.TrimSpace(string(answer)))
 	}

@@ -38,6 +38,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeseed/rollouts/internal/cachetransform"
+	"github.com/kubeseed/rollouts/internal/runnables"
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis"
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
@@ -355,7 +356,10 @@ func (o *options) controllerOptions(workers int) controller.Options {
 // informer has synced, so reconciles see a complete cache).
 func setupProbes(mgr manager.Manager) error {
 	var synced atomic.Bool
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	// On every replica, the standbys too: their caches sync as well, and a
+	// standby that never became ready would hold up the Deployment's
+	// rolling updates.
+	if err := mgr.Add(runnables.EveryReplica(func(ctx context.Context) error {
 		if mgr.GetCache().WaitForCacheSync(ctx) {
 			synced.Store(true)
 		}

@@ -48,10 +48,18 @@ type Dispatcher struct {
 	recorder             events.EventRecorder
 	log                  logr.Logger
 
+	// loaded is closed once settings are in force (SetSettings).
+	loaded     chan struct{}
+	loadedOnce sync.Once
+
 	mu       sync.Mutex
 	rollouts map[types.NamespacedName]map[string]*record
 	settled  chan event.GenericEvent
 }
+
+// settingsWait bounds how long a reconcile waits for the first settings
+// after the process starts.
+const settingsWait = 10 * time.Second
 
 // record is one pending notification handed to the Sender: settled once
 // none of its deliveries remains.
@@ -79,6 +87,7 @@ func NewDispatcher(reg prometheus.Registerer, opts DispatcherOptions) (*Dispatch
 		log:                  opts.Log,
 		rollouts:             map[types.NamespacedName]map[string]*record{},
 		settled:              make(chan event.GenericEvent, 1024),
+		loaded:               make(chan struct{}),
 	}
 	sopts := opts.Sender
 	sopts.Log = opts.Log
@@ -91,11 +100,39 @@ func NewDispatcher(reg prometheus.Registerer, opts DispatcherOptions) (*Dispatch
 	return d, nil
 }
 
-// Notifier is the Dispatcher's, whose settings WatchSettings keeps.
-func (d *Dispatcher) Notifier() *Notifier { return d.notifier }
+// SetSettings puts s in force (WatchSettings calls it on every change).
+// Until the first call, Subscribed and Deliver wait a little for settings,
+// then go on without.
+func (d *Dispatcher) SetSettings(s *Settings) {
+	d.notifier.SetSettings(s)
+	d.loadedOnce.Do(func() { close(d.loaded) })
+}
 
-// Subscribed keeps the transitions of ro someone is subscribed to.
+// settingsLoaded waits for the first settings, at most settingsWait.
+func (d *Dispatcher) settingsLoaded(ctx context.Context) bool {
+	select {
+	case <-d.loaded:
+		return true
+	default:
+	}
+	timer := time.NewTimer(settingsWait)
+	defer timer.Stop()
+	select {
+	case <-d.loaded:
+		return true
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return false
+}
+
+// Subscribed keeps the transitions of ro someone is subscribed to. Before
+// the settings are loaded it keeps them all: delivery, with the settings,
+// settles at once those nobody is subscribed to.
 func (d *Dispatcher) Subscribed(ctx context.Context, ro *v1alpha1.Rollout, fired []v1alpha1.PendingNotification) []v1alpha1.PendingNotification {
+	if !d.settingsLoaded(ctx) {
+		return fired
+	}
 	ns := d.namespace(ctx, ro.Namespace)
 	var out []v1alpha1.PendingNotification
 	for _, n := range fired {
@@ -126,6 +163,13 @@ func (d *Dispatcher) Deliver(ctx context.Context, ro *v1alpha1.Rollout) {
 	}
 	d.mu.Unlock()
 	if len(todo) == 0 {
+		return
+	}
+	if !d.settingsLoaded(ctx) {
+		// Nothing is sent with settings not read yet: a service not
+		// known yet would fail for good. Offered again soon.
+		d.log.Info("Notification settings not loaded yet: notifications wait", "rollout", key)
+		time.AfterFunc(time.Second, func() { d.settle(key) })
 		return
 	}
 	ns := d.namespace(ctx, ro.Namespace)

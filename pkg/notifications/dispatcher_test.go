@@ -35,7 +35,7 @@ func newTestDispatcher(t *testing.T, url string, ns map[string]string) (*Dispatc
 	}
 	t.Cleanup(func() { d.Stop(nil) })
 	cm, secret := settings(url, nil)
-	d.Notifier().SetSettings(ParseSettings(cm, secret))
+	d.SetSettings(ParseSettings(cm, secret))
 	return d, rec
 }
 

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/kubeseed/rollouts/internal/runnables"
 )
 
 // ReasonNotificationConfigInvalid is the Warning event on the ConfigMap
@@ -64,7 +66,8 @@ func (d *Dispatcher) WatchSettings(mgr manager.Manager, namespace string) error 
 			return err
 		}
 	}
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	// On every replica, so that a standby has the settings when it leads.
+	return mgr.Add(runnables.EveryReplica(func(ctx context.Context) error {
 		if !c.WaitForCacheSync(ctx) {
 			return nil
 		}
@@ -100,7 +103,7 @@ func (d *Dispatcher) load(ctx context.Context, c client.Reader, namespace string
 		secret = nil
 	}
 	s := ParseSettings(cm, secret)
-	d.notifier.SetSettings(s)
+	d.SetSettings(s)
 	var problems []string
 	for _, p := range s.Problems {
 		problems = append(problems, p.Error())

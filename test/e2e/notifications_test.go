@@ -191,6 +191,9 @@ func TestNotificationsWebhookAndSlack(t *testing.T) {
 			t.Fatalf("Slack was called with %q, not the Secret's token", m.Token)
 		}
 	}
+	if strings.Contains(ctl.Log(), "xoxb-e2e-"+suffix) {
+		t.Error("the Slack token is in the controller's log")
+	}
 	// Delivered, the records leave the status.
 	eventually(t, 30*time.Second, "no notification pending", func(ctx context.Context) (bool, string) {
 		out, _ := cl.Kubectl(ctx, "", "-n", ns, "get", "ro", "web", "-o", "jsonpath={.status.pendingNotifications}")
@@ -198,10 +201,12 @@ func TestNotificationsWebhookAndSlack(t *testing.T) {
 	})
 }
 
-// TestNotificationsDeliveredOnceAcrossRestart: the controller dies after
-// a transition, while its notification is being retried; the next one
-// delivers it, once. The controller is namespaced, on a cluster of its
-// own: the shared cluster's controller would reconcile the namespace too.
+// TestNotificationsDeliveredOnceAcrossRestart: two replicas of a
+// controller, the leader and a standby. Only the leader sends; it dies
+// after a transition, while its notification is being retried, and the
+// standby, leader in turn, delivers it once. The controllers are
+// namespaced, on a cluster of their own: the shared cluster's controller
+// would reconcile the namespace too.
 func TestNotificationsDeliveredOnceAcrossRestart(t *testing.T) {
 	t.Parallel()
 	own, err := kwok.Up(cl.Root, cl.Name+"-notifications", filepath.Join(cl.LogDir, "notifications"), kwok.Options{Nodes: 1})
@@ -237,12 +242,25 @@ func TestNotificationsDeliveredOnceAcrossRestart(t *testing.T) {
 	own.MustKubectl(t, kwok.CanaryServices+"---"+kwok.CanaryRolloutYAML(2, "[{setWeight: 50}, {pause: {}}]"), "-n", ns, "apply", "-f", "-")
 	waitStatus("Healthy 2 2/2")
 	subscribe(t, own, ns, "rollout", "hook", "", "on-rollout-paused")
+	// The first reconciled: it leads. The standby waits for the Lease.
+	kc, err := own.ServiceAccountKubeconfig(ns, controllerSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby, err := own.StartController("namespaced-"+ns+"-standby", kc, "--namespace="+ns, "--leader-elect", "--leader-election-namespace="+ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = standby.Stop(40 * time.Second) })
 
 	own.MustKubectl(t, "", "-n", ns, "patch", "ro", "web", "--type=merge", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"web:2"}]}}}}`)
 	waitStatus("Paused 1 1/2")
 	eventually(t, 30*time.Second, "a retried delivery", func(context.Context) (bool, string) {
 		return hook.Refused() >= 2, fmt.Sprintf("%d attempts refused", hook.Refused())
 	})
+	if strings.Contains(standby.Log(), `"logger":"notifications","msg":"Notification failed"`) {
+		t.Fatalf("the standby sent notifications:\n%s", standby.Log())
+	}
 	// SIGKILL: no graceful shutdown, as when a node dies.
 	_ = first.Kill()
 	if got := pending(context.Background()); got != "on-rollout-paused" {
@@ -253,16 +271,7 @@ func TestNotificationsDeliveredOnceAcrossRestart(t *testing.T) {
 	}
 	hook.SetStatus(0)
 
-	kc, err := own.ServiceAccountKubeconfig(ns, controllerSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := own.StartController("namespaced-"+ns+"-again", kc, "--namespace="+ns, "--leader-elect", "--leader-election-namespace="+ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Stop(40 * time.Second) })
-	// The second waits for the dead leader's Lease to expire, then
+	// The standby takes the Lease once the dead leader's expires, then
 	// delivers what the status lists.
 	want := []string{"GET /hook Rollout " + ns + "/web is paused at step 2 of 2 (canary weight 50%)."}
 	if diff := cmp.Diff(want, received(t, "message after the restart", 1, webhookMessages(hook))); diff != "" {

@@ -4,8 +4,8 @@
 //   - manifests/namespaced/role.yaml, the namespaced overlay's Role: the
 //     ClusterRole's rules (manifests/rbac/cluster/cluster_role.yaml) minus
 //     those on cluster-scoped resources, which a Role cannot grant;
-//   - charts/rollouts/files/{cluster,namespace,leader-election,metrics-reader}-rules.yaml,
-//     the same rule lists, the leader-election Role's and the metrics
+//   - charts/rollouts/files/{cluster,namespace,leader-election,notifications,metrics-reader}-rules.yaml,
+//     the same rule lists, the leader-election and notifications Roles' and the metrics
 //     reader ClusterRole's for the Helm chart, whose templates can only read
 //     files inside the chart.
 //
@@ -28,12 +28,14 @@ import (
 const (
 	source         = "manifests/rbac/cluster/cluster_role.yaml"
 	leaderSource   = "manifests/rbac/common/leader_election_role.yaml"
+	notifySource   = "manifests/rbac/common/notifications_role.yaml"
 	readerSource   = "manifests/rbac/cluster/metrics_reader_role.yaml"
 	crds           = "manifests/crds/*.yaml"
 	namespacedRole = "manifests/namespaced/role.yaml"
 	chartCluster   = "charts/rollouts/files/cluster-rules.yaml"
 	chartNamespace = "charts/rollouts/files/namespace-rules.yaml"
 	chartLeader    = "charts/rollouts/files/leader-election-rules.yaml"
+	chartNotify    = "charts/rollouts/files/notifications-rules.yaml"
 	chartReader    = "charts/rollouts/files/metrics-reader-rules.yaml"
 )
 
@@ -61,6 +63,10 @@ func generate() error {
 	}
 	var leader rbacv1.Role
 	if err := read(leaderSource, &leader); err != nil {
+		return err
+	}
+	var notify rbacv1.Role
+	if err := read(notifySource, &notify); err != nil {
 		return err
 	}
 	var reader rbacv1.ClusterRole
@@ -91,6 +97,7 @@ func generate() error {
 		{chartCluster, header(source), cr.Rules},
 		{chartNamespace, header(source), nsRules},
 		{chartLeader, header(leaderSource), leader.Rules},
+		{chartNotify, header(notifySource), notify.Rules},
 		{chartReader, header(readerSource), reader.Rules},
 	}
 	for _, f := range files {

@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -48,17 +49,21 @@ type Dispatcher struct {
 	recorder             events.EventRecorder
 	log                  logr.Logger
 
-	// loaded is closed once settings are in force (SetSettings).
+	// loaded is closed once settings are in force (SetSettings); nothing
+	// waits for it after waitUntil.
 	loaded     chan struct{}
 	loadedOnce sync.Once
+	waitUntil  time.Time
+	lateOnce   sync.Once
 
 	mu       sync.Mutex
 	rollouts map[types.NamespacedName]map[string]*record
 	settled  chan event.GenericEvent
 }
 
-// settingsWait bounds how long a reconcile waits for the first settings
-// after the process starts.
+// settingsWait is how long after the Dispatcher is made reconciles wait
+// for the first settings: the time their informer takes to sync. Settings
+// that cannot be read (a Role missing) do not hold up every transition.
 const settingsWait = 10 * time.Second
 
 // record is one pending notification handed to the Sender: settled once
@@ -88,6 +93,7 @@ func NewDispatcher(reg prometheus.Registerer, opts DispatcherOptions) (*Dispatch
 		rollouts:             map[types.NamespacedName]map[string]*record{},
 		settled:              make(chan event.GenericEvent, 1024),
 		loaded:               make(chan struct{}),
+		waitUntil:            time.Now().Add(settingsWait),
 	}
 	sopts := opts.Sender
 	sopts.Log = opts.Log
@@ -101,36 +107,40 @@ func NewDispatcher(reg prometheus.Registerer, opts DispatcherOptions) (*Dispatch
 }
 
 // SetSettings puts s in force (WatchSettings calls it on every change).
-// Until the first call, Subscribed and Deliver wait a little for settings,
-// then go on without.
+// Until the first call, Subscribed and Deliver wait for settings, a little.
 func (d *Dispatcher) SetSettings(s *Settings) {
 	d.notifier.SetSettings(s)
 	d.loadedOnce.Do(func() { close(d.loaded) })
 }
 
-// settingsLoaded waits for the first settings, at most settingsWait.
-func (d *Dispatcher) settingsLoaded(ctx context.Context) bool {
+// awaitSettings waits for the first settings until waitUntil, then goes on
+// with those in force (the built-in ones: no service), saying so once. It
+// is false only when ctx ended first.
+func (d *Dispatcher) awaitSettings(ctx context.Context) bool {
 	select {
 	case <-d.loaded:
 		return true
 	default:
 	}
-	timer := time.NewTimer(settingsWait)
+	timer := time.NewTimer(max(time.Until(d.waitUntil), 0))
 	defer timer.Stop()
 	select {
 	case <-d.loaded:
-		return true
-	case <-ctx.Done():
 	case <-timer.C:
+		d.lateOnce.Do(func() {
+			d.log.Error(errors.New("not read yet"), "Notification settings not read in time: going on with the built-in ones, without services, until they are", "after", settingsWait)
+		})
+	case <-ctx.Done():
+		return false
 	}
-	return false
+	return true
 }
 
-// Subscribed keeps the transitions of ro someone is subscribed to. Before
-// the settings are loaded it keeps them all: delivery, with the settings,
-// settles at once those nobody is subscribed to.
+// Subscribed keeps the transitions of ro someone is subscribed to. If ctx
+// ends before the settings are read, it keeps them all: delivery, with the
+// settings, settles at once those nobody is subscribed to.
 func (d *Dispatcher) Subscribed(ctx context.Context, ro *v1alpha1.Rollout, fired []v1alpha1.PendingNotification) []v1alpha1.PendingNotification {
-	if !d.settingsLoaded(ctx) {
+	if !d.awaitSettings(ctx) {
 		return fired
 	}
 	ns := d.namespace(ctx, ro.Namespace)
@@ -165,10 +175,9 @@ func (d *Dispatcher) Deliver(ctx context.Context, ro *v1alpha1.Rollout) {
 	if len(todo) == 0 {
 		return
 	}
-	if !d.settingsLoaded(ctx) {
-		// Nothing is sent with settings not read yet: a service not
+	if !d.awaitSettings(ctx) {
+		// Nothing is sent before the settings are read: a service not
 		// known yet would fail for good. Offered again soon.
-		d.log.Info("Notification settings not loaded yet: notifications wait", "rollout", key)
 		time.AfterFunc(time.Second, func() { d.settle(key) })
 		return
 	}

@@ -109,3 +109,44 @@ func TestDispatcherDeliversPendingOnce(t *testing.T) {
 		}
 	}
 }
+
+// Before the settings are read, a reconcile waits for them a little; once
+// that time has passed, the Dispatcher goes on with the built-in settings
+// (no service), and a subscription fails in the open instead of waiting.
+func TestDispatcherWithoutSettings(t *testing.T) {
+	rec := events.NewFakeRecorder(10)
+	d, err := NewDispatcher(prometheus.NewRegistry(), DispatcherOptions{
+		Runs: fake.NewClientBuilder().WithScheme(apis.NewScheme()).Build(), Recorder: rec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(nil) })
+	ro := pausedRollout(map[string]string{AnnotationPrefix + "/subscribe.on-rollout-paused.hook": ""})
+	fired := []v1alpha1.PendingNotification{pending(TriggerRolloutPaused, 1), pending(TriggerRolloutAborted, 1)}
+
+	// A reconcile whose deadline passes first keeps every transition.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got := d.Subscribed(ctx, ro, fired); len(got) != 2 {
+		t.Errorf("kept %v before the settings were read, want both", got)
+	}
+
+	d.waitUntil = time.Now()
+	if got := d.Subscribed(t.Context(), ro, fired); len(got) != 1 || got[0].Trigger != TriggerRolloutPaused {
+		t.Errorf("kept %v with the built-in settings, want the paused one", got)
+	}
+	ro.Status.PendingNotifications = fired[:1]
+	d.Deliver(t.Context(), ro)
+	select {
+	case e := <-rec.Events:
+		if !strings.Contains(e, `on-rollout-paused to hook failed (not sent, given up): notification service "hook" is not configured`) {
+			t.Errorf("event %q", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no NotificationFailed event")
+	}
+	if !d.Settled(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, fired[0].Key()) {
+		t.Error("the notification that cannot be sent is not settled")
+	}
+}

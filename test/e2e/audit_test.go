@@ -159,6 +159,10 @@ func checkRBACAgainstAudit(logPath string, complete bool) error {
 	if err != nil {
 		return err
 	}
+	notify, err := grants(filepath.Join(root, "manifests", "rbac", "common", "notifications_role.yaml"))
+	if err != nil {
+		return err
+	}
 	used, err := auditedAccesses(logPath)
 	if err != nil {
 		return err
@@ -178,7 +182,7 @@ func checkRBACAgainstAudit(logPath string, complete bool) error {
 		}
 		return seen
 	}
-	seen := check(clusterUser, clusterRole, leader)
+	seen := check(clusterUser, clusterRole, leader, notify)
 	namespaced := 0
 	for user := range used {
 		ns, ok := strings.CutPrefix(user, "system:serviceaccount:")
@@ -186,10 +190,10 @@ func checkRBACAgainstAudit(logPath string, complete bool) error {
 			continue
 		}
 		namespaced++
-		check(user, role, leader)
+		check(user, role, leader, notify)
 	}
 	var unused []string
-	for _, g := range []map[access]string{clusterRole, leader} {
+	for _, g := range []map[access]string{clusterRole, leader, notify} {
 		for a, kept := range g {
 			if !seen[a] && kept == "" {
 				unused = append(unused, fmt.Sprintf("granted but never used: %s (prune it, or say why it is kept with a %q comment above its rule)", a, "# "+keptPrefix))

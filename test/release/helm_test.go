@@ -382,7 +382,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			"deployment.apps/rollouts-controller",
 			"poddisruptionbudget.policy/rollouts-controller",
 			"role.rbac.authorization.k8s.io/rollouts-leader-election",
+			"role.rbac.authorization.k8s.io/rollouts-notifications",
 			"rolebinding.rbac.authorization.k8s.io/rollouts-leader-election",
+			"rolebinding.rbac.authorization.k8s.io/rollouts-notifications",
 		}
 		if diff := cmp.Diff(want, objectNames(t, cl, ns, "serviceaccount,service,deployment,poddisruptionbudget,role,rolebinding", "app.kubernetes.io/instance=rollouts")); diff != "" {
 			t.Errorf("objects in %s (-want +got):\n%s", ns, diff)
@@ -433,6 +435,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		canI(t, cl, sa, "patch", "rollouts.rollouts.kubeseed.io", "default", false)
 		canI(t, cl, sa, "list", "clusteranalysistemplates.rollouts.kubeseed.io", "", false)
 		canI(t, cl, sa, "update", "leases.coordination.k8s.io", ns, true)
+		// The notification settings are in the release namespace.
+		canI(t, cl, sa, "watch", "configmaps/rollouts-notification-configmap", ns, true)
+		canI(t, cl, sa, "watch", "configmaps/other", ns, false)
 		if args := liveControllerArgs(t, cl, ns, "tenant-controller"); !slices.Contains(args, "--namespace="+watched) {
 			t.Errorf("args %v do not restrict the controller to %s", args, watched)
 		}

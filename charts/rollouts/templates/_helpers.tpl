@@ -19,6 +19,10 @@ characters of a Service name.
 {{ include "rollouts.fullname" . }}-leader-election
 {{- end }}
 
+{{- define "rollouts.notificationsName" -}}
+{{ include "rollouts.fullname" . }}-notifications
+{{- end }}
+
 {{/*
 What the Deployment, the metrics Service and the PodDisruptionBudget select on.
 It is fixed, as in the kustomize install, so an install can move between

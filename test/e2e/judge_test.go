@@ -25,13 +25,15 @@ import (
 // is full by then. A point is the median time the pods took to answer
 // their requests over the last latencyRange: the median, as a stall of the
 // shared machine delays a few answers by far more than the latencies
-// compared. The stable version answers in baseLatency; a slower canary
+// compared, and a range of several scrapes, as such a stall can also leave
+// a pod without requests, or Prometheus without a sample, for a few
+// seconds (a 3 s range once left 4 points of 21). The stable version answers in baseLatency; a slower canary
 // takes slowdown times as long.
 const (
 	judgeWindow  = 20 * time.Second
 	judgeStep    = time.Second
 	judgeDelay   = 20 * time.Second
-	latencyRange = 3 * time.Second
+	latencyRange = 6 * time.Second
 	baseLatency  = 200 * time.Millisecond
 	slowdown     = 1.4
 	// minJudgePoints is how many points each side must have at least: the

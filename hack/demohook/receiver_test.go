@@ -55,7 +55,7 @@ func TestCheckLoopback(t *testing.T) {
 		"0.0.0.0:18096":   false,
 		":18096":          false,
 		"localhost:18096": false,
-		"10.0.0.1:18096":  false,
+		"0.0.0.1:18096":   false,
 		"127.0.0.1":       false,
 	} {
 		if err := checkLoopback(addr); (err == nil) != ok {

@@ -137,8 +137,15 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		if w.current.stale {
 			// A scale the ReplicaSet controller has not seen yet: its
 			// pods serve what they served before it (a scale-up), or are
-			// already off the routes (traffic goes first when it falls).
-			limit = max(limit, carried(ro.Status.Canary.Weights, w.hash))
+			// already off the routes (traffic goes first when it falls)
+			// — but no more than the pods its status counts serve at the
+			// Rollout's size now, which may have grown meanwhile (found
+			// by FuzzPlanner).
+			pods := w.current.available
+			if w.endpoints != nil {
+				pods = min(pods, *w.endpoints)
+			}
+			limit = max(limit, min(carried(ro.Status.Canary.Weights, w.hash), servableBy(w, steps, idx, pods)))
 		}
 		traffic = min(traffic, limit)
 	}
@@ -370,7 +377,11 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 // inverse of split. Under setCanaryScale the user sized the canary apart from
 // its weight, and any available pod serves any weight.
 func servable(w *world, steps []v1alpha1.CanaryStep, idx int) int32 {
-	avail := w.canaryRoutable()
+	return servableBy(w, steps, idx, w.canaryRoutable())
+}
+
+// servableBy is the largest weight avail canary pods can serve.
+func servableBy(w *world, steps []v1alpha1.CanaryStep, idx int, avail int32) int32 {
 	if _, ok := canaryScale(steps, idx, w); ok {
 		if avail > 0 {
 			return w.maxWeight

@@ -295,8 +295,12 @@ func plan(in Input) (Plan, error) {
 		p.TrafficWeight = ptr.To(st.Canary.Weights.Canary.Weight)
 		p.TrafficExtra = extraTraffic(ro.Status.Canary.Weights, st.Canary.Weights)
 		// Not at a promotion, though: there the stable Service must select
-		// the promoted pods before the canary's share falls back to it.
-		p.TrafficFirst = st.Abort || st.StableRS != w.hash && (lowers(ro.Status.Canary.Weights, st.Canary.Weights) ||
+		// the promoted pods before the canary's share falls back to it. A
+		// template back to the stable revision promotes nothing: the old
+		// canary's pods go, so its share goes first — whatever the status
+		// says of it, as the write that recorded it may have been lost.
+		backToStable := ro.Status.StableRS == w.hash && ro.Status.CurrentPodHash != w.hash
+		p.TrafficFirst = st.Abort || backToStable || st.StableRS != w.hash && (lowers(ro.Status.Canary.Weights, st.Canary.Weights) ||
 			repoints(p.Services, ro.Spec.Strategy.Canary.CanaryService))
 		if st.StableRS != w.hash && !st.Abort {
 			p.Routes = traffic.ActiveRoutes(ro.Spec.Strategy.Canary, int(ptr.Deref(st.CurrentStepIndex, 0)))

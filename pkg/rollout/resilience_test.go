@@ -330,7 +330,8 @@ func TestClassify(t *testing.T) {
 // TestSupersedeTakesTrafficFirst: a new template mid-canary (found by the
 // soak) moves the canary Service to the new revision, whose pods do not
 // exist yet: the routers must drop the old canary's share before that
-// switch. A promotion's handover is the other way round: the stable
+// switch; so must a template back to the stable revision, before the old
+// canary's pods go. A promotion's handover is the other way round: the stable
 // Service selects the promoted pods first, then the canary's share goes.
 func TestSupersedeTakesTrafficFirst(t *testing.T) {
 	s := pausedAtHalf(t)
@@ -349,6 +350,21 @@ func TestSupersedeTakesTrafficFirst(t *testing.T) {
 	s.setImage("web:3")
 	if p := s.tick(); !p.TrafficFirst {
 		t.Errorf("supersede with a status that records no canary weight: traffic first %v, want first", p.TrafficFirst)
+	}
+
+	// The template back to the stable revision mid-canary (found by the
+	// soak, seed 808, with a status that did not record the weight the
+	// routers carried): the old canary's pods go, so its share goes first.
+	for _, recorded := range []bool{true, false} {
+		s = pausedAtHalf(t)
+		if !recorded {
+			s.ro.Status.Canary.Weights.Canary.Weight = 0
+		}
+		s.setImage("web:1")
+		p := s.tick()
+		if p.TrafficWeight == nil || *p.TrafficWeight != 0 || !p.TrafficFirst {
+			t.Errorf("back to stable (weight recorded %v): traffic %v, first %v; want 0, written first", recorded, p.TrafficWeight, p.TrafficFirst)
+		}
 	}
 
 	s = pausedAtHalf(t)

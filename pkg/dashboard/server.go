@@ -458,10 +458,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Hosts are the Host headers a server listening on addr answers.
+// Hosts are the Host headers a server listening on addr answers; nil (any)
+// for a server on every address, which is reached by names it cannot know.
 func Hosts(addr net.Addr) []string {
 	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
+	if !ok || tcp.IP.IsUnspecified() {
 		return nil
 	}
 	port := fmt.Sprint(tcp.Port)

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"net"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,6 +51,22 @@ func TestStepText(t *testing.T) {
 	} {
 		if _, got := stepText(c.step); got != c.want {
 			t.Errorf("stepText = %q, want %q", got, c.want)
+		}
+	}
+}
+
+func TestHosts(t *testing.T) {
+	for addr, want := range map[string][]string{
+		"127.0.0.1:3100": {"127.0.0.1:3100", "localhost:3100"},
+		"[::1]:3100":     {"[::1]:3100", "localhost:3100"},
+		"0.0.0.0:3100":   nil,
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, Hosts(a)); diff != "" {
+			t.Errorf("Hosts(%s) (-want +got):\n%s", addr, diff)
 		}
 	}
 }

@@ -162,12 +162,12 @@ func TestIntegrationPauseRestartSetImage(t *testing.T) {
 	if !p.get().Spec.Paused {
 		t.Fatal("pause did not set spec.paused")
 	}
-	p.fails(`rollout "web" is already paused`, "pause", "web")
+	p.fails(`rollout "web": it is already paused`, "pause", "web")
 	p.mustRun("resume", "web")
 	if p.get().Spec.Paused {
 		t.Fatal("resume did not clear spec.paused")
 	}
-	p.fails(`rollout "web" is already resumed`, "resume", "web")
+	p.fails(`rollout "web": it is already resumed`, "resume", "web")
 
 	now = func() time.Time { return time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC) }
 	defer func() { now = time.Now }()

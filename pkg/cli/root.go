@@ -40,6 +40,7 @@ blue-green releases with traffic shifting and metric analysis.`,
 		newGetCommand(streams, flags),
 		newLintCommand(streams),
 		newNotificationsCommand(streams, flags),
+		newDashboardCommand(streams, flags),
 	)
 	return root
 }

@@ -186,7 +186,7 @@ func TestCLIPauseResume(t *testing.T) {
 	if !getRollout(t, ns).Spec.Paused {
 		t.Fatal("pause did not set spec.paused")
 	}
-	refuses(t, ns, `rollout "web" is already paused`, "pause", "web")
+	refuses(t, ns, `rollout "web": it is already paused`, "pause", "web")
 	prints(t, ns, "rollout \"web\" image updated: web=web:2\n", "set", "image", "web", "web=web:2")
 	// Once the controller has seen the new template it must have created
 	// and scaled nothing: the planner leaves ReplicaSets alone while paused.
@@ -205,7 +205,7 @@ func TestCLIPauseResume(t *testing.T) {
 		t.Fatal("resume did not clear spec.paused")
 	}
 	waitFor(t, ns, "Paused 1", "web:1 3/3, web:2 1/1")
-	refuses(t, ns, `rollout "web" is already resumed`, "resume", "web")
+	refuses(t, ns, `rollout "web": it is already resumed`, "resume", "web")
 }
 
 // TestCLIRestart: restart sets spec.restartAt and the controller replaces

@@ -152,8 +152,12 @@ clean: ## Remove bin/ (the tool cache in ~/.cache/kubeseed-rollouts stays).
 	-./test/e2e/cluster.sh down demo >/dev/null 2>&1
 	rm -rf $(BIN)
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the dashboard's browser tests (apt-get, as root; nothing when it is there).
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
 .PHONY: test-e2e
-test-e2e: tools build ## End-to-end tests on a local kwok cluster.
+test-e2e: tools build chromium ## End-to-end tests on a local kwok cluster (and the dashboard in headless chromium).
 	@./test/tools/install.sh helm
 	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/... ./test/release/...
 

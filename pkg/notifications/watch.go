@@ -86,20 +86,21 @@ func (d *Dispatcher) WatchSettings(mgr manager.Manager, namespace string) error 
 // load reads and parses the settings and puts them in force, and returns
 // their problems; it reports them unless they are those of the last load.
 func (d *Dispatcher) load(ctx context.Context, c client.Reader, namespace string, last []string) []string {
-	cm := &corev1.ConfigMap{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ConfigMapName}, cm); err != nil {
-		if !apierrors.IsNotFound(err) {
-			d.log.Error(err, "Reading the notification ConfigMap: keeping the settings in force")
-			return last
-		}
+	cm, secret := &corev1.ConfigMap{}, &corev1.Secret{}
+	cmFound, err := getOptional(ctx, c, types.NamespacedName{Namespace: namespace, Name: ConfigMapName}, cm)
+	if err != nil {
+		d.log.Error(err, "Reading the notification ConfigMap: keeping the settings in force")
+		return last
+	}
+	secretFound, err := getOptional(ctx, c, types.NamespacedName{Namespace: namespace, Name: SecretName}, secret)
+	if err != nil {
+		d.log.Error(err, "Reading the notification Secret: keeping the settings in force")
+		return last
+	}
+	if !cmFound {
 		cm = nil
 	}
-	secret := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretName}, secret); err != nil {
-		if !apierrors.IsNotFound(err) {
-			d.log.Error(err, "Reading the notification Secret: keeping the settings in force")
-			return last
-		}
+	if !secretFound {
 		secret = nil
 	}
 	s := ParseSettings(cm, secret)
@@ -121,4 +122,13 @@ func (d *Dispatcher) load(ctx context.Context, c client.Reader, namespace string
 			"%d entries left out, the others are in force: %s", len(problems), strings.Join(problems, "; "))
 	}
 	return problems
+}
+
+// getOptional reads obj; an object that does not exist is not an error.
+func getOptional(ctx context.Context, c client.Reader, key types.NamespacedName, obj client.Object) (bool, error) {
+	err := c.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -347,6 +347,22 @@ func TestNamespacedMode(t *testing.T) {
 	}
 }
 
+// ownCluster starts a one-node cluster for one test, with the CRDs and the
+// namespace ns: a namespaced controller there is the only one (the shared
+// cluster's cluster-wide controller would reconcile ns too).
+func ownCluster(t *testing.T, name, ns string) *cluster {
+	t.Helper()
+	own, err := kwok.Up(cl.Root, cl.Name+"-"+name, filepath.Join(cl.LogDir, name), kwok.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(own.Down)
+	own.MustKubectl(t, "", "create", "namespace", ns)
+	own.MustKubectl(t, "", "apply", "--server-side", "-k", "manifests/crds")
+	own.MustKubectl(t, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+	return own
+}
+
 // startNamespaced installs the namespaced overlay into ns, through a user's
 // own kustomization on top of it as the overlay's comment suggests, and
 // starts a controller there as the overlay's ServiceAccount.

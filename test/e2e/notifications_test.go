@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -209,15 +208,8 @@ func TestNotificationsWebhookAndSlack(t *testing.T) {
 // would reconcile the namespace too.
 func TestNotificationsDeliveredOnceAcrossRestart(t *testing.T) {
 	t.Parallel()
-	own, err := kwok.Up(cl.Root, cl.Name+"-notifications", filepath.Join(cl.LogDir, "notifications"), kwok.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(own.Down)
 	const ns = "team-n"
-	own.MustKubectl(t, "", "create", "namespace", ns)
-	own.MustKubectl(t, "", "apply", "--server-side", "-k", "manifests/crds")
-	own.MustKubectl(t, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+	own := ownCluster(t, "notifications", ns)
 	first := startNamespacedOn(t, own, ns)
 	hook := notificationstest.NewReceiver(t)
 	hook.SetStatus(http.StatusInternalServerError)
@@ -291,7 +283,9 @@ func TestNotificationsDeliveredOnceAcrossRestart(t *testing.T) {
 }
 
 // TestNotificationsFailingReceiverKeepsThePace: two Rollouts update side
-// by side, one notifying a receiver that fails; both take the same time.
+// by side, one notifying a receiver that fails; the failing one completes
+// while none of its notifications has been delivered (their times are
+// printed).
 // The failing deliveries are retried, each failure is a NotificationFailed
 // event and counted in notification_deliveries_total, and they succeed
 // once the receiver does.
@@ -331,9 +325,13 @@ func TestNotificationsFailingReceiverKeepsThePace(t *testing.T) {
 		}
 		return len(took) == 2, fmt.Sprint(took)
 	})
+	// The pace, measured: printed, not asserted (no timed assertions in
+	// tests). What is asserted is that the update ran to its end while
+	// every delivery to the failing receiver failed: sending is off the
+	// reconcile path.
 	t.Logf("update with a good receiver: %s; with a failing one: %s", took[good].Round(time.Millisecond), took[failing].Round(time.Millisecond))
-	if took[failing] > took[good]+3*time.Second {
-		t.Errorf("the failing receiver slowed the update: %s against %s", took[failing], took[good])
+	if got := failingHook.Requests(); len(got) != 0 {
+		t.Fatalf("the failing receiver accepted %d requests", len(got))
 	}
 	// 1 update + 6 steps + 3 pauses + completed.
 	const messages = 11

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -63,15 +62,8 @@ func TestResilienceAbortOfInvalidRolloutSendsTrafficToStable(t *testing.T) {
 // grants it again, the update goes on by itself.
 func TestResilienceForbiddenWriteIsStalledUntilRBACReturns(t *testing.T) {
 	t.Parallel()
-	own, err := kwok.Up(cl.Root, cl.Name+"-resilience", filepath.Join(cl.LogDir, "resilience"), kwok.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(own.Down)
 	const ns = "team-b"
-	own.MustKubectl(t, "", "create", "namespace", ns)
-	own.MustKubectl(t, "", "apply", "--server-side", "-k", "manifests/crds")
-	own.MustKubectl(t, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+	own := ownCluster(t, "resilience", ns)
 	startNamespacedOn(t, own, ns)
 
 	status := func(ctx context.Context) string {

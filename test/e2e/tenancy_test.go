@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,16 +25,8 @@ import (
 // cluster's cluster-wide controller would reconcile the namespace too.
 func TestTenancyNamespacedClusterScopeIsInvalidSpec(t *testing.T) {
 	t.Parallel()
-	own, err := kwok.Up(cl.Root, cl.Name+"-tenancy", filepath.Join(cl.LogDir, "tenancy"), kwok.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(own.Down)
-	cl := own // the helpers below use the package's cl: shadowed on purpose
 	const ns = "team-a"
-	cl.MustKubectl(t, "", "create", "namespace", ns)
-	cl.MustKubectl(t, "", "apply", "--server-side", "-k", "manifests/crds")
-	cl.MustKubectl(t, "", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+	cl := ownCluster(t, "tenancy", ns) // the helpers below use the package's cl: shadowed on purpose
 	nsCtl := startNamespacedOn(t, cl, ns)
 	template := "shared-" + ns
 	cl.MustKubectl(t, fmt.Sprintf(`

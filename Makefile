@@ -161,6 +161,11 @@ test-e2e: tools build chromium ## End-to-end tests on a local kwok cluster (and 
 	@./test/tools/install.sh helm
 	go test $(TEST_FLAGS) -tags e2e -count=1 -timeout 20m ./test/e2e/... ./test/release/...
 
+.PHONY: screenshots
+screenshots: tools build chromium ## Pictures of the dashboard for README.md and docs/dashboard.md (docs/images/), taken by its browser tests.
+	@mkdir -p docs/images
+	DASHBOARD_SCREENSHOTS=$(CURDIR)/docs/images go test -tags e2e -count=1 -timeout 15m -run '^TestDashboard' ./test/e2e/
+
 ##@ Chaos soak
 
 # SOAK_DURATION and SOAK_ROLLOUTS size the soak; SEED replays a run (a

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -65,7 +66,11 @@ this binary; it reaches nothing but the cluster.`,
 				return err
 			}
 			defer func() { _ = l.Close() }()
-			srv, err := dashboard.New(cfg, dashboard.Options{Namespace: ns, Hosts: dashboard.Hosts(l.Addr()), Actions: DashboardActions()})
+			srv, err := dashboard.New(cfg, dashboard.Options{
+				Namespace: ns, Hosts: dashboard.Hosts(l.Addr()), Actions: DashboardActions(),
+				// A line on stderr per action and per refused request.
+				Log: funcr.New(func(_, args string) { _, _ = fmt.Fprintln(streams.ErrOut, args) }, funcr.Options{}),
+			})
 			if err != nil {
 				return err
 			}

@@ -289,3 +289,41 @@ func TestIntegrationDashboardForbidden(t *testing.T) {
 		t.Errorf("abort as viewer: %d %v", code, body)
 	}
 }
+
+// A user who may read Rollouts but not their AnalysisRuns hears so when
+// the dashboard starts, instead of waiting on an informer that retries.
+func TestIntegrationDashboardCannotRead(t *testing.T) {
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rollouts-only"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"rollouts"}, Verbs: []string{"get", "list", "watch"}},
+		},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rollouts-only"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "rollouts-only"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "reader"}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "reader"}
+	srv, err := dashboard.New(cfg, dashboard.Options{Namespace: ns, Actions: cli.DashboardActions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = srv.Start(start)
+	if err == nil || !strings.Contains(err.Error(), `User "reader" cannot list resource "analysisruns"`) {
+		t.Fatalf("Start as a user who cannot list AnalysisRuns: %v", err)
+	}
+	if start.Err() != nil {
+		t.Errorf("Start waited for its deadline: %v", err)
+	}
+}

@@ -122,6 +122,9 @@ func New(cfg *rest.Config, opts Options) (*Server, error) {
 // Start runs the informers until ctx ends; it returns once they have
 // synced, or with the error that kept one from it.
 func (s *Server) Start(ctx context.Context) error {
+	if err := s.canRead(ctx); err != nil {
+		return err
+	}
 	for _, obj := range []client.Object{&v1alpha1.Rollout{}, &v1alpha1.AnalysisRun{}, &v1alpha1.Experiment{}, &appsv1.ReplicaSet{}, &corev1.Pod{}} {
 		inf, err := s.cache.GetInformer(ctx, obj)
 		if err != nil {
@@ -144,6 +147,23 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// canRead lists one object of each kind the dashboard watches, so that a
+// user whose RBAC forbids reading one (or a cluster without the CRDs)
+// hears it at once, not from an informer that retries forever.
+func (s *Server) canRead(ctx context.Context) error {
+	lists := []client.ObjectList{&v1alpha1.RolloutList{}, &v1alpha1.AnalysisRunList{}, &v1alpha1.ExperimentList{}, &appsv1.ReplicaSetList{}, &corev1.PodList{}}
+	opts := []client.ListOption{client.Limit(1)}
+	if s.opts.Namespace != "" {
+		opts = append(opts, client.InNamespace(s.opts.Namespace))
+	}
+	for _, list := range lists {
+		if err := s.client.List(ctx, list, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ServeHTTP answers the dashboard's requests.
@@ -305,6 +325,7 @@ func (s *Server) getExperiment(w http.ResponseWriter, r *http.Request) {
 // from the same origin.
 func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	if err := s.sameOrigin(r); err != nil {
+		s.opts.Log.Info("Refused a request", "path", r.URL.Path, "reason", err.Error())
 		writeError(w, http.StatusForbidden, err)
 		return
 	}
@@ -325,6 +346,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, err := s.opts.Actions.Act(r.Context(), s.client, ro, action)
 	if err != nil {
+		s.opts.Log.Info("Action refused", "rollout", key.String(), "action", action, "reason", err.Error())
 		status := http.StatusConflict // the action makes no sense now
 		var apiErr apierrors.APIStatus
 		if errors.As(err, &apiErr) {

@@ -643,6 +643,18 @@ function judgeBlock(j) {
         jm.reason ? h('span', { class: 'muted' }, ` (${jm.reason})`) : null))) : null);
 }
 
+// niceRange widens [lo, hi] a little, to round numbers for the axis (not
+// below 0 when no value is).
+function niceRange(min, max) {
+  const pad = max === min ? Math.abs(max) * 0.1 || 1 : (max - min) * 0.05;
+  const span = max - min + 2 * pad;
+  const mag = 10 ** Math.floor(Math.log10(span));
+  const step = mag / (span / mag < 2 ? 5 : span / mag < 5 ? 2 : 1);
+  let lo = Math.floor((min - pad) / step) * step;
+  if (min >= 0) lo = Math.max(lo, 0);
+  return [lo, Math.ceil((max + pad) / step) * step].map((v) => Number(v.toPrecision(6)));
+}
+
 // chart draws a metric's numeric measurements over time with its thresholds.
 function chart(m) {
   const W = 320, H = 140, L = 44, R = 10, T = 10, B = 22;
@@ -651,9 +663,7 @@ function chart(m) {
     .map((x, i) => ({ ...x, t: parseTime(x.finishedAt || x.startedAt), i }));
   const ths = (m.thresholds ?? []).filter((t) => Number.isFinite(t.value));
   const ys = [...pts.map((p) => p.number), ...ths.map((t) => t.value)];
-  let lo = ys.length ? Math.min(...ys) : 0, hi = ys.length ? Math.max(...ys) : 1;
-  const pad = hi === lo ? Math.abs(hi) * 0.1 || 1 : (hi - lo) * 0.08;
-  lo -= pad; hi += pad;
+  const [lo, hi] = niceRange(ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1);
   const timed = pts.length && pts.every((p) => !Number.isNaN(p.t));
   const xs = pts.map((p) => (timed ? p.t : p.i));
   const x0 = Math.min(...xs), x1 = Math.max(...xs);

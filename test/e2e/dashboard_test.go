@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/kwok"
@@ -198,6 +199,42 @@ func screenshot(t *testing.T, ctx context.Context, name, sel string) {
 	}
 }
 
+// tabTo presses Tab, from the top of the page, until the element of sel
+// has the focus: it must be reachable with the keyboard.
+func tabTo(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.activeElement?.blur(); window.scrollTo(0, 0)`)); err != nil {
+		t.Fatal(err)
+	}
+	focused := fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)
+	for range 40 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](focused)); err == nil && ok {
+			return
+		}
+	}
+	t.Fatalf("40 presses of Tab never reached %s", sel)
+}
+
+// fitsWidth checks, at a phone's width, that the page needs no sideways
+// scrolling.
+func fitsWidth(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := chromedp.Do(ctx, chromedp.EmulateReset()); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	width := `[document.documentElement.scrollWidth, document.documentElement.clientWidth]`
+	inPage(t, ctx, page+" at 390 px", width, 5*time.Second, func(w []int) bool { return len(w) == 2 && w[0] <= w[1] })
+	screenshot(t, ctx, page+"-phone", "")
+}
+
 // colorScheme has the page render as if the system preferred scheme
 // ("light" or "dark").
 func colorScheme(t *testing.T, ctx context.Context, scheme string) {
@@ -301,6 +338,7 @@ func TestDashboardListIsLive(t *testing.T) {
 	}
 	textOf(t, ctx, "#count", "3 rollouts", 10*time.Second)
 	screenshot(t, ctx, "dashboard-list", "")
+	fitsWidth(t, ctx, "dashboard-list")
 }
 
 // TestDashboardPromoteAndAbort: on a Rollout's page, promote advances the
@@ -325,14 +363,29 @@ func TestDashboardPromoteAndAbort(t *testing.T) {
 		t.Error("no promote request annotation on the Rollout after the click")
 	}
 	screenshot(t, ctx, "dashboard-rollout", "")
+	fitsWidth(t, ctx, "dashboard-rollout")
 	colorScheme(t, ctx, "dark")
 	screenshot(t, ctx, "dashboard-rollout-dark", "")
 
-	// Abort asks; no leaves the Rollout alone.
+	// Abort asks; no leaves the Rollout alone. First with the keyboard
+	// alone: Tab to the button, Enter, Escape; then with the mouse.
+	tabTo(t, ctx, `button[data-action="abort"]`)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	textHas(t, ctx, "dialog#confirm[open]", "Abort the update of rollout "+ns+"/web?", 5*time.Second)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatal(err)
+	}
+	dialogClosed := func() {
+		t.Helper()
+		inPage(t, ctx, "the dialog closed", `document.getElementById('confirm').open`, 5*time.Second, func(open bool) bool { return !open })
+	}
+	dialogClosed()
 	click(t, ctx, `button[data-action="abort"]`)
 	textHas(t, ctx, "dialog#confirm[open]", "Abort the update of rollout "+ns+"/web?", 5*time.Second)
 	click(t, ctx, "#confirm-no")
-	inPage(t, ctx, "the dialog closed", `document.getElementById('confirm').open`, 5*time.Second, func(open bool) bool { return !open })
+	dialogClosed()
 	if got := rolloutField(t, ns, `{.metadata.annotations.rollouts\.kubeseed\.io/abort}`); got != "" {
 		t.Fatalf("answering no to the abort still requested one: %q", got)
 	}

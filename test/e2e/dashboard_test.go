@@ -3,77 +3,34 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/kubeseed/rollouts/test/kwok"
+	"github.com/kubeseed/rollouts/test/chromium"
 )
 
-// chromiumPath is Debian's chromium, which the Makefile installs.
-const chromiumPath = "/usr/bin/chromium"
-
-// startDashboard runs `kubectl rollouts dashboard -n ns` on a free
-// loopback port and returns its URL.
+// startDashboard runs `kubectl rollouts dashboard -n ns` as cluster-admin
+// on a free loopback port and returns its URL.
 func startDashboard(t *testing.T, ns string) string {
 	t.Helper()
-	port, err := kwok.FreePort()
+	d, err := cl.StartDashboard(cl.Kubeconfig, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cl.Bin("kubectl-rollouts"), "dashboard", "--kubeconfig", cl.Kubeconfig, "-n", ns, "--port", fmt.Sprint(port))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "Dashboard of") {
-				ready <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the dashboard did not start")
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d/", port)
+	t.Cleanup(func() { _ = d.Kill() })
+	return d.URL
 }
 
 // browser is a headless Chromium for the test; a missing chromium fails
 // the test (`make test` installs it).
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v (make test installs Debian's chromium)", chromiumPath, err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.WindowSize(1280, 800),
-		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first Run starts the browser, for as long as ctx lives.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
-	return ctx
+	return chromium.Start(t)
 }
 
 // textOf waits until the element of sel shows want.

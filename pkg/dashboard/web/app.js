@@ -20,16 +20,23 @@ const NAMESPACE = meta('rollouts-namespace');
 
 // ---- DOM building ----------------------------------------------------------
 
+// build is what the list of 1000 rollouts spends its time in: it walks
+// attributes and nested kids in place rather than copying them.
 function build(el, attrs, kids) {
-  for (const [k, v] of Object.entries(attrs ?? {})) {
+  for (const k in attrs) {
+    const v = attrs[k];
     if (v === null || v === undefined || v === false) continue;
     el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const kid of kids.flat(Infinity)) {
-    if (kid === null || kid === undefined || kid === false) continue;
-    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-  }
+  appendKids(el, kids);
   return el;
+}
+function appendKids(el, kids) {
+  for (const kid of kids) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    if (Array.isArray(kid)) appendKids(el, kid);
+    else el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
 }
 // h builds an HTML element; s an SVG one. Attributes are set with
 // setAttribute and children appended as text nodes: nothing is parsed.
@@ -149,10 +156,18 @@ const ICONS = {
 const tone = (phase) => (ICONS[phase] ?? ['idle'])[0];
 
 // icon is a small status glyph; label is what a screen reader says for it.
+// Icons are cloned from the first of each kind: the list has one per row.
+const icons = new Map();
 function icon(phase, label) {
-  const [t, draw] = ICONS[phase] ?? ['idle', () => s('circle', { cx: 8, cy: 8, r: 2.5 })];
-  return s('svg', { class: `icon ${t}`, viewBox: '0 0 16 16', width: 16, height: 16, role: 'img', 'aria-label': label },
-    s('circle', { class: 'ring', cx: 8, cy: 8, r: 7 }), draw());
+  const key = `${phase} ${label}`;
+  let el = icons.get(key);
+  if (!el) {
+    const [t, draw] = ICONS[phase] ?? ['idle', () => s('circle', { cx: 8, cy: 8, r: 2.5 })];
+    el = s('svg', { class: `icon ${t}`, viewBox: '0 0 16 16', width: 16, height: 16, role: 'img', 'aria-label': label },
+      s('circle', { class: 'ring', cx: 8, cy: 8, r: 7 }), draw());
+    icons.set(key, el);
+  }
+  return el.cloneNode(true);
 }
 
 function badge(phase) {
@@ -422,9 +437,13 @@ function stepText(step) {
   return step && step.current !== null && step.current !== undefined ? `${step.current}/${step.count}` : '—';
 }
 
+// compareText orders as localeCompare does, without making a collator per
+// call: the list sorts 1000 rollouts.
+const compareText = new Intl.Collator().compare;
+
 function listPage(data, r) {
   const items = [...(data.items ?? [])].sort((a, b) =>
-    a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+    compareText(a.namespace, b.namespace) || compareText(a.name, b.name));
   for (const it of items) announce(it.namespace, it.name, it.phase);
   const shown = items.filter((it) => matches(it, r.q, r.status));
   const allNs = NAMESPACE === '';
@@ -698,8 +717,20 @@ function runLinks(kind, ns, runs) {
 
 // cell is a table cell whose label shows before it when the table turns
 // into cards on a narrow screen.
-const cell = (tag, cls, label, ...kids) =>
-  h(tag, { class: cls, 'data-label': label, scope: tag === 'th' ? 'row' : null }, h('span', { class: 'v' }, ...kids));
+// Cells are cloned from an empty one per column: a list of 1000 rollouts
+// has 8000 of them.
+const emptyCells = new Map();
+function cell(tag, cls, label, ...kids) {
+  const key = `${tag} ${cls} ${label}`;
+  let empty = emptyCells.get(key);
+  if (!empty) {
+    empty = h(tag, { class: cls, 'data-label': label, scope: tag === 'th' ? 'row' : null }, h('span', { class: 'v' }));
+    emptyCells.set(key, empty);
+  }
+  const el = empty.cloneNode(true);
+  appendKids(el.firstChild, kids);
+  return el;
+}
 
 // table has a row per [key, header cell, ...cells].
 function table(caption, cols, rows, empty) {

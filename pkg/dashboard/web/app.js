@@ -211,6 +211,7 @@ const state = {
   busy: '', // the action being posted
   result: null, // {text, error} of the last action on this page
   focusTitle: false, // after a navigation: focus the new page's h1 once it is there
+  listMarked: false, // the list's first drawing is marked (render)
 };
 
 // ---- API -------------------------------------------------------------------
@@ -372,9 +373,12 @@ function render() {
   }
   morphChildren(main, h('main', {}, page));
   // The first list drawn with its rows, which the dashboard benchmark
-  // (test/bench/scale) times from the navigation's start.
-  if (r.view === 'list' && state.data !== null && !performance.getEntriesByName('rollouts-list-rendered').length) {
-    performance.mark('rollouts-list-rendered');
+  // (test/bench/scale) times from the navigation's start: marked once the
+  // frame that shows it is painted (the next task after its animation
+  // frame), since laying out 1000 rows takes longer than building them.
+  if (r.view === 'list' && state.data !== null && !state.listMarked) {
+    state.listMarked = true;
+    requestAnimationFrame(() => setTimeout(() => performance.mark('rollouts-list-rendered')));
   }
   syncFilters(r);
   const h1 = main.querySelector('h1');

@@ -297,10 +297,27 @@ async function postAction(action) {
 
 // ---- live updates ----------------------------------------------------------
 
-let debounce = 0;
+// refreshSoon reloads the page's data 100 ms after a change, which gathers
+// the changes that come meanwhile; changes that come during the reload make
+// one more once it is done. A busy cluster sends changes without a pause,
+// and a page that waited for a quiet moment, or started its reload again at
+// every change, would stay stale for as long as they come.
+let refreshing = false;
+let changedSince = false;
 function refreshSoon() {
-  clearTimeout(debounce);
-  debounce = setTimeout(load, 100);
+  if (refreshing) {
+    changedSince = true;
+    return;
+  }
+  refreshing = true;
+  setTimeout(async () => {
+    await load();
+    refreshing = false;
+    if (changedSince) {
+      changedSince = false;
+      refreshSoon();
+    }
+  }, 100);
 }
 
 // relevant says whether a change pushed by the server concerns the page.

@@ -483,12 +483,12 @@ function listPage(data, r) {
     h('p', { class: 'count', id: 'count' },
       shown.length === items.length ? `${items.length} rollout${items.length === 1 ? '' : 's'}` : `${shown.length} of ${items.length} rollouts`),
     h('div', { class: 'table-wrap', 'data-key': 'wrap' },
-      h('table', { id: 'rollouts', class: 'cards' },
-        h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {},
+      h('table', { id: 'rollouts', class: allNs ? 'cards all-ns' : 'cards', role: 'table' },
+        tableHead(cols),
+        h('tbody', { role: 'rowgroup' },
           shown.map((it) => rolloutRow(it, allNs)),
-          shown.length === 0 && h('tr', { class: 'empty', 'data-key': 'empty' },
-            h('td', { colspan: cols.length }, items.length ? 'No rollout matches the filter.' : 'No rollouts.'))))),
+          shown.length === 0 && h('tr', { class: 'empty', 'data-key': 'empty', role: 'row' },
+            h('td', { colspan: cols.length, role: 'cell' }, items.length ? 'No rollout matches the filter.' : 'No rollouts.'))))),
   ];
 }
 
@@ -497,7 +497,7 @@ function rolloutRow(it, allNs) {
   const flags = [it.aborted && 'aborted', it.specPaused && 'paused by spec'].filter(Boolean);
   const label = [it.phase || 'no status yet', ...flags].join(', ');
   const td = (cls, label, ...kids) => cell('td', cls, label, ...kids);
-  return h('tr', { 'data-rollout': id, 'data-key': id },
+  return h('tr', { 'data-rollout': id, 'data-key': id, role: 'row' },
     allNs && td('namespace', 'Namespace', it.namespace),
     td('name', 'Name', h('a', { href: href('rollouts', it.namespace, it.name), 'data-key': 'link' }, it.name)),
     td('strategy', 'Strategy', it.strategy),
@@ -736,6 +736,11 @@ function runLinks(kind, ns, runs) {
       run.message ? h('span', { class: 'muted' }, ` ${run.message}`) : null)));
 }
 
+// Tables carry their roles (table, rowgroup, row, columnheader, rowheader,
+// cell) explicitly: the style sheet lays out the list of rollouts, and every
+// table on a narrow screen, as blocks and grids rather than as a table,
+// which would otherwise cost them a table's semantics.
+
 // cell is a table cell whose label shows before it when the table turns
 // into cards on a narrow screen.
 // Cells are cloned from an empty one per column: a list of 1000 rollouts
@@ -745,7 +750,8 @@ function cell(tag, cls, label, ...kids) {
   const key = `${tag} ${cls} ${label}`;
   let empty = emptyCells.get(key);
   if (!empty) {
-    empty = h(tag, { class: cls, 'data-label': label, scope: tag === 'th' ? 'row' : null }, h('span', { class: 'v' }));
+    const row = tag === 'th';
+    empty = h(tag, { class: cls, 'data-label': label, scope: row ? 'row' : null, role: row ? 'rowheader' : 'cell' }, h('span', { class: 'v' }));
     emptyCells.set(key, empty);
   }
   const el = empty.cloneNode(true);
@@ -753,13 +759,18 @@ function cell(tag, cls, label, ...kids) {
   return el;
 }
 
+// tableHead is a table's row of column headers.
+function tableHead(cols) {
+  return h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' }, cols.map((c) => h('th', { scope: 'col', role: 'columnheader' }, c))));
+}
+
 // table has a row per [key, header cell, ...cells].
 function table(caption, cols, rows, empty) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
-  return h('table', { class: 'cards' },
+  return h('table', { class: 'cards', role: 'table' },
     h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.map(([key, ...cells]) => h('tr', { 'data-key': key },
+    tableHead(cols),
+    h('tbody', { role: 'rowgroup' }, rows.map(([key, ...cells]) => h('tr', { 'data-key': key, role: 'row' },
       cells.map((c, i) => cell(i === 0 ? 'th' : 'td', null, cols[i], c))))));
 }
 

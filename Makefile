@@ -183,17 +183,25 @@ soak: tools build ## Seeded chaos soak (SOAK_DURATION, SOAK_ROLLOUTS, SEED= to r
 
 # BENCH_TIME is go test -benchtime of the envtest benchmarks (batches of
 # AnalysisRuns). The scale benchmarks on the kwok cluster take BENCH_SCALE
-# (Rollout counts, default 100,1000,5000), BENCH_REPS (repetitions, default 3)
-# and BENCH_TRIALS (iterations of the latency scenarios, default 10). The
+# (Rollout counts, default 100,1000,5000), BENCH_REPS (repetitions, default 3),
+# BENCH_TRIALS (iterations of the latency scenarios, default 10) and
+# BENCH_DASHBOARD_ROLLOUTS (the Rollouts the dashboard shows, default 1000). The
 # data plane's time to effect takes BENCH_DATAPLANE_UPDATES (canary updates
 # of four weight changes each, default 2).
 BENCH_TIME ?= 5x
 
 .PHONY: bench
-bench: tools build ## Benchmarks: planner micro-benchmarks, envtest, a weight's time to effect through Traefik, and the controller at scale on a kwok cluster; results in bin/bench/.
+bench: tools build chromium ## Benchmarks: planner micro-benchmarks, envtest, a weight's time to effect through Traefik, the controller and the dashboard at scale on a kwok cluster; results in bin/bench/.
 	@mkdir -p $(BIN)/bench
 	go test -run '^$$' -bench . -benchmem ./pkg/rollout/ | tee $(BIN)/bench/micro.txt
 	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/
 	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 10m ./test/bench/dataplane/
 	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 180m ./test/bench/scale/
 	@cat $(BIN)/bench/results.md $(BIN)/bench/dataplane.md $(BIN)/bench/scale.md
+
+# BENCH_SCALE only sizes the cluster here (it takes the larger of it and
+# BENCH_DASHBOARD_ROLLOUTS): not for the 5000 Rollouts of make bench.
+.PHONY: bench-dashboard
+bench-dashboard: tools build chromium ## The dashboard over BENCH_DASHBOARD_ROLLOUTS (default 1000) Rollouts in headless chromium: list render time, live update, the server's RSS; results in bin/bench/scale.md.
+	BENCH_SCALE=100 go test -tags bench -run '^$$' -bench '^BenchmarkDashboard$$' -benchtime 1x -timeout 60m ./test/bench/scale/
+	@cat $(BIN)/bench/scale.md

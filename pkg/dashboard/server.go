@@ -91,8 +91,8 @@ func New(cfg *rest.Config, opts Options) (*Server, error) {
 		Scheme:           scheme,
 		DefaultTransform: cachetransform.Trim,
 		ByObject: map[client.Object]cache.ByObject{
-			&appsv1.ReplicaSet{}: {Label: onlyManaged},
-			&corev1.Pod{}:        {Label: onlyManaged},
+			&appsv1.ReplicaSet{}: {Label: onlyManaged, Transform: trimReplicaSet},
+			&corev1.Pod{}:        {Label: onlyManaged, Transform: trimPod},
 		},
 	}
 	if opts.Namespace != "" {
@@ -223,25 +223,25 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) {
 		ns = s.opts.Namespace
 	}
 	var ros v1alpha1.RolloutList
-	if err := s.cache.List(r.Context(), &ros, client.InNamespace(ns)); err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
 	var rss appsv1.ReplicaSetList
-	if err := s.cache.List(r.Context(), &rss, client.InNamespace(ns)); err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
+	for _, l := range []client.ObjectList{&ros, &rss} {
+		if err := s.cache.List(r.Context(), l, client.InNamespace(ns), readOnly); err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
 	}
-	owned := map[string][]appsv1.ReplicaSet{}
-	for _, rs := range rss.Items {
+	// The revision of each ReplicaSet of a Rollout, by namespace/rollout/hash.
+	revisions := make(map[string]string, len(rss.Items))
+	for i := range rss.Items {
+		rs := &rss.Items[i]
 		if o := rolloutOf(rs.OwnerReferences); o != "" {
-			owned[rs.Namespace+"/"+o] = append(owned[rs.Namespace+"/"+o], rs)
+			revisions[rs.Namespace+"/"+o+"/"+rs.Labels[v1alpha1.PodTemplateHashLabel]] = rs.Annotations[v1alpha1.RevisionAnnotation]
 		}
 	}
 	list := RolloutList{Items: make([]RolloutSummary, 0, len(ros.Items))}
 	for i := range ros.Items {
 		ro := &ros.Items[i]
-		list.Items = append(list.Items, summary(ro, owned[ro.Namespace+"/"+ro.Name]))
+		list.Items = append(list.Items, summary(ro, revisions[ro.Namespace+"/"+ro.Name+"/"+ro.Status.CurrentPodHash]))
 	}
 	slices.SortFunc(list.Items, func(a, b RolloutSummary) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
@@ -261,7 +261,7 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) {
 	var runs v1alpha1.AnalysisRunList
 	var exps v1alpha1.ExperimentList
 	for _, l := range []client.ObjectList{&rss, &pods, &runs, &exps} {
-		if err := s.cache.List(ctx, l, inNS); err != nil {
+		if err := s.cache.List(ctx, l, inNS, readOnly); err != nil {
 			writeError(w, http.StatusInternalServerError, err)
 			return
 		}
@@ -281,6 +281,12 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, detail(ro, ownedRS, pods.Items, ownedRuns, ownedExps, events.Items, s.opts.Actions))
 }
+
+// readOnly lists what the cache holds without copying it, for a reader
+// that only reads: the list and the detail only read, and a copy of every
+// Rollout, ReplicaSet and pod of a namespace per request is most of what
+// they would allocate.
+var readOnly = client.UnsafeDisableDeepCopy
 
 // rollout reads the Rollout of the request's path from the cache, or
 // answers 404.

@@ -18,12 +18,12 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-// summary is a Rollout's row; rss are its ReplicaSets.
-func summary(ro *v1alpha1.Rollout, rss []appsv1.ReplicaSet) RolloutSummary {
+// summary is a Rollout's row; revision is its current ReplicaSet's.
+func summary(ro *v1alpha1.Rollout, revision string) RolloutSummary {
 	s := RolloutSummary{
 		Namespace: ro.Namespace, Name: ro.Name, Strategy: "canary",
 		Phase: string(ro.Status.Phase), Message: ro.Status.Message,
-		Created: stamp(ro.CreationTimestamp),
+		Revision: revision, Created: stamp(ro.CreationTimestamp),
 		Aborted: ro.Status.Abort, SpecPaused: ro.Spec.Paused,
 	}
 	if ro.Spec.Template != nil {
@@ -42,17 +42,23 @@ func summary(ro *v1alpha1.Rollout, rss []appsv1.ReplicaSet) RolloutSummary {
 	if w := ro.Status.Canary.Weights; w != nil {
 		s.CanaryWeight = ptr.To(w.Canary.Weight)
 	}
+	return s
+}
+
+// currentRevision is the revision of the Rollout's current ReplicaSet
+// among rss, "" before it exists.
+func currentRevision(ro *v1alpha1.Rollout, rss []appsv1.ReplicaSet) string {
 	for _, rs := range rss {
 		if rs.Labels[v1alpha1.PodTemplateHashLabel] == ro.Status.CurrentPodHash {
-			s.Revision = rs.Annotations[v1alpha1.RevisionAnnotation]
+			return rs.Annotations[v1alpha1.RevisionAnnotation]
 		}
 	}
-	return s
+	return ""
 }
 
 // detail is a Rollout's page, from what the cache holds of it.
 func detail(ro *v1alpha1.Rollout, rss []appsv1.ReplicaSet, pods []corev1.Pod, runs []v1alpha1.AnalysisRun, exps []v1alpha1.Experiment, events []corev1.Event, actions Actions) RolloutDetail {
-	d := RolloutDetail{RolloutSummary: summary(ro, rss), LastHandled: map[string]string{}}
+	d := RolloutDetail{RolloutSummary: summary(ro, currentRevision(ro, rss)), LastHandled: map[string]string{}}
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		cur := int(ptr.Deref(ro.Status.CurrentStepIndex, 0))
 		for i, st := range c.Steps {

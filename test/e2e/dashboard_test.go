@@ -3,14 +3,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,80 +22,34 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/chromium"
 	"github.com/kubeseed/rollouts/test/kwok"
 )
-
-// chromiumPath is Debian's chromium, which the Makefile installs.
-const chromiumPath = "/usr/bin/chromium"
 
 // screenshotsEnv names the directory `make screenshots` has the browser
 // tests write their pictures to; unset, they take none.
 const screenshotsEnv = "DASHBOARD_SCREENSHOTS"
 
 // dashboardProc is a `kubectl rollouts dashboard` the test runs.
-type dashboardProc struct {
-	URL string
-	mu  sync.Mutex
-	log []string // its stderr, a line each
-}
+type dashboardProc struct{ *kwok.Dashboard }
 
 // startDashboard runs `kubectl rollouts dashboard -n ns` (and args) on a
-// free loopback port.
-func startDashboard(t *testing.T, ns string, args ...string) *dashboardProc {
+// free loopback port, as cluster-admin unless args say otherwise.
+func startDashboard(t *testing.T, ns string, args ...string) dashboardProc {
 	t.Helper()
-	port, err := kwok.FreePort()
+	d, err := cl.StartDashboard(cl.Kubeconfig, ns, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"dashboard", "--kubeconfig", cl.Kubeconfig, "-n", ns, "--port", fmt.Sprint(port)}, args...)
-	cmd := exec.Command(cl.Bin("kubectl-rollouts"), args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	d := &dashboardProc{URL: fmt.Sprintf("http://127.0.0.1:%d/", port)}
-	go func() {
-		sc := bufio.NewScanner(errs)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.log = append(d.log, sc.Text())
-			d.mu.Unlock()
-		}
-	}()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "Dashboard of") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the dashboard did not start; its stderr:\n%s", d.stderr())
-	}
-	return d
+	t.Cleanup(func() { _ = d.Kill() })
+	return dashboardProc{d}
 }
 
-// stderr is what the dashboard wrote to stderr so far.
-func (d *dashboardProc) stderr() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return strings.Join(d.log, "\n")
-}
+// stderr is what the dashboard wrote so far.
+func (d dashboardProc) stderr() string { return d.Log() }
 
 // rolloutURL is the page of the Rollout ns/name.
-func (d *dashboardProc) rolloutURL(ns, name string) string {
+func (d dashboardProc) rolloutURL(ns, name string) string {
 	return d.URL + "#/rollouts/" + ns + "/" + name
 }
 
@@ -105,21 +57,7 @@ func (d *dashboardProc) rolloutURL(ns, name string) string {
 // the test (`make test` installs it).
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v (make test installs Debian's chromium)", chromiumPath, err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.WindowSize(1280, 800),
-		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first Run starts the browser, for as long as ctx lives.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
-	return ctx
+	return chromium.Start(t)
 }
 
 // visit loads url and waits until sel shows.

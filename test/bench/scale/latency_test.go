@@ -252,8 +252,7 @@ func currentHash(b *testing.B, ns, name string) string {
 // just before the request.
 func setRolloutImage(b *testing.B, ns, name string, n int) time.Time {
 	b.Helper()
-	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:%d"}]}}}}`, n)
-	return patchRollout(b, ns, name, patch)
+	return patchRollout(b, ns, name, fmt.Sprintf(imagePatch, n))
 }
 
 // request writes a request annotation and returns the moment just before.

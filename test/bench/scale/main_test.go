@@ -2,14 +2,16 @@
 
 // Package scale benchmarks the controller binary on a local kwok cluster
 // whose control plane has no client rate limits: many Rollouts created and
-// updated at once (scale_test.go), and the latencies of one Rollout
-// (latency_test.go). A load generator with its own high-QPS client times
+// updated at once (scale_test.go), the latencies of one Rollout
+// (latency_test.go), and the dashboard over many Rollouts in headless
+// chromium (dashboard_test.go). A load generator with its own high-QPS client times
 // everything from watch events; the controller's CPU and memory come from
 // /proc and its API requests from its own rest_client_requests_total.
 //
 // Knobs (environment): BENCH_SCALE, the Rollout counts (default
 // 100,1000,5000); BENCH_REPS, repetitions of each count (default 3);
 // BENCH_TRIALS, iterations of each latency scenario (default 10);
+// BENCH_DASHBOARD_ROLLOUTS, the Rollouts the dashboard shows (default 1000);
 // BENCH_CONTROLLER_ARGS, extra flags for the controller.
 package scale
 
@@ -55,7 +57,8 @@ func run(m *testing.M) int {
 	root := testenv.RepoRoot()
 	name := fmt.Sprintf("bench-%d", os.Getpid())
 	// During an update a Rollout of 2 replicas has 3 pods (one surge).
-	nodes := max(32, (3*slices.Max(scales())+podsPerNode-1)/podsPerNode+2)
+	rollouts := max(slices.Max(scales()), dashboardRollouts())
+	nodes := max(32, (3*rollouts+podsPerNode-1)/podsPerNode+2)
 	start := time.Now()
 	var err error
 	cl, err = kwok.Up(root, name, filepath.Join(root, "bin", "bench", name), kwok.Options{Nodes: nodes, DisableQPSLimits: true})

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,10 +108,7 @@ func scaleRun(b *testing.B, n, rep int) (create, update phase) {
 	b.Logf("N=%d rep %d create: %s", n, rep, create)
 	update = measure(b, ctl, plane, n, func() time.Time {
 		done := w.track(n, healthyOn("app:2"))
-		patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`))
-		inParallel(b, names, func(name string) error {
-			return k8s.Patch(ctx, &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, patch)
-		})
+		setImages(b, ns, names, 2)
 		return done.wait(b, w)
 	})
 	b.Logf("N=%d rep %d update: %s", n, rep, update)
@@ -237,6 +235,18 @@ func scaleRollout(ns, name string) *v1alpha1.Rollout {
 			}},
 		},
 	}
+}
+
+// imagePatch is a merge patch that gives a Rollout image app:n.
+const imagePatch = `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:%d"}]}}}}`
+
+// setImages gives the Rollouts names image app:n, writers at a time.
+func setImages(b *testing.B, ns string, names []string, n int) {
+	b.Helper()
+	patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, n))
+	inParallel(b, names, func(name string) error {
+		return k8s.Patch(context.Background(), &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, patch)
+	})
 }
 
 // inParallel calls fn for every name with writers calls in flight.

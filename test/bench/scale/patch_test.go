@@ -1,0 +1,326 @@
+//go:build bench
+
+package scale
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeseed/rollouts/pkg/apis"
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/kubeseed/rollouts/test/bench"
+	"github.com/kubeseed/rollouts/test/testenv"
+)
+
+// patchWindow is how long each variant is patched (and profiled).
+const patchWindow = 15 * time.Second
+
+// crdVariant is a change to the Rollout CRD's schema whose effect on the
+// cost of a status patch the benchmark measures.
+type crdVariant struct {
+	name   string
+	change func(spec *apiextensionsv1.JSONSchemaProps)
+}
+
+var crdVariants = []crdVariant{
+	{"as shipped", func(*apiextensionsv1.JSONSchemaProps) {}},
+	{"no CEL rules", dropCEL},
+	{"open pod template", openTemplate},
+	{"no CEL rules, open pod template", func(s *apiextensionsv1.JSONSchemaProps) { dropCEL(s); openTemplate(s) }},
+}
+
+// dropCEL removes every x-kubernetes-validations rule.
+func dropCEL(s *apiextensionsv1.JSONSchemaProps) {
+	s.XValidations = nil
+	for k, p := range s.Properties {
+		dropCEL(&p)
+		s.Properties[k] = p
+	}
+	if s.Items != nil && s.Items.Schema != nil {
+		dropCEL(s.Items.Schema)
+	}
+	if s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
+		dropCEL(s.AdditionalProperties.Schema)
+	}
+}
+
+// openTemplate replaces the pod template's schema under spec.template by
+// an object whose fields are kept unvalidated.
+func openTemplate(s *apiextensionsv1.JSONSchemaProps) {
+	spec := s.Properties["spec"]
+	spec.Properties["template"] = apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptrTo(true)}
+	s.Properties["spec"] = spec
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// BenchmarkScaleStatusPatch measures what one status patch of a Rollout
+// costs the control plane, as a function of the CRD's schema. The
+// controller takes one Rollout of the scale scenario through a create and
+// an update; the benchmark records every status it wrote. Then, with the
+// controller stopped and two watchers on the namespace (as in the scale
+// run: the controller's informer and the load generator's), it sends those
+// statuses again, as the controller does (a JSON patch setting /status),
+// to 20 Rollouts from 8 writers for 15 s per schema variant, and divides
+// kube-apiserver's and etcd's CPU by the patches sent. kube-apiserver's
+// CPU profile of each window goes to bin/bench/status-patch-*.pprof (and
+// its top functions to a .txt beside it).
+func BenchmarkScaleStatusPatch(b *testing.B) {
+	ns := benchNamespace(b, "status-patch")
+	statuses := recordStatuses(b, ns)
+	smallest, largest := sizes(b, statuses)
+	if raw, err := json.MarshalIndent(statuses, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(testenv.RepoRoot(), "bin", "bench", "status-patch-statuses.json"), raw, 0o644)
+	}
+	const rollouts = 20
+	ctx := context.Background()
+	for i := range rollouts {
+		if err := k8s.Create(ctx, scaleRollout(ns, fmt.Sprintf("patch-%02d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	watchers := []*eventWatch{watchEvents(b, ns, &v1alpha1.Rollout{}), watchEvents(b, ns, &v1alpha1.Rollout{})}
+	plane, err := controlPlane(cl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shipped := getCRD(b)
+	defer putSchema(b, shipped.Spec.Versions[0].Schema.OpenAPIV3Schema)
+
+	res := bench.Result{
+		Name:    "status patch",
+		Columns: []string{"schema", "patches", "kube-apiserver ms/patch", "etcd ms/patch", "patches/s"},
+		Note: fmt.Sprintf("One Rollout of the scale scenario's statuses (%d, %d–%d bytes, as the controller wrote them during a create and an update) "+
+			"sent again as JSON patches of /status to %d Rollouts by 8 writers for %s per schema, two watchers on the namespace; "+
+			"CPU from /proc, divided by the patches sent.", len(statuses), smallest, largest, rollouts, patchWindow),
+	}
+	for _, v := range crdVariants {
+		schema := shipped.Spec.Versions[0].Schema.OpenAPIV3Schema.DeepCopy()
+		v.change(schema)
+		putSchema(b, schema)
+		before, err := cpuByName(plane)
+		if err != nil {
+			b.Fatal(err)
+		}
+		profile := make(chan []byte, 1)
+		go func() { profile <- apiserverProfile(b, patchWindow) }()
+		n := patchFor(b, ns, rollouts, statuses, patchWindow)
+		after, err := cpuByName(plane)
+		if err != nil {
+			b.Fatal(err)
+		}
+		api := float64((after["kube-apiserver"] - before["kube-apiserver"]).Milliseconds()) / float64(n)
+		etcd := float64((after["etcd"] - before["etcd"]).Milliseconds()) / float64(n)
+		res.Rows = append(res.Rows, []string{v.name, fmt.Sprint(n), fmt.Sprintf("%.2f", api), fmt.Sprintf("%.2f", etcd),
+			fmt.Sprintf("%.0f", float64(n)/patchWindow.Seconds())})
+		res.Metrics = append(res.Metrics, bench.Metric{Unit: "apiserver-ms/patch-" + slug(v.name), Value: api})
+		saveProfile(b, slug(v.name), <-profile)
+	}
+	for _, w := range watchers {
+		w.stop()
+	}
+	publish(b, res)
+}
+
+// recordStatuses runs the controller while one Rollout is created and
+// updated, and returns each status it wrote, in order.
+func recordStatuses(b *testing.B, ns string) []v1alpha1.RolloutStatus {
+	b.Helper()
+	w := watchEvents(b, ns, &v1alpha1.Rollout{})
+	defer w.stop()
+	var mu sync.Mutex
+	var seen []v1alpha1.RolloutStatus
+	w.onEvent(func(obj client.Object, _ time.Time) {
+		ro, ok := obj.(*v1alpha1.Rollout)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 0 || !equality.Semantic.DeepEqual(seen[len(seen)-1], ro.Status) {
+			seen = append(seen, *ro.Status.DeepCopy())
+		}
+	})
+	ctl := startController(b, "controller-status-patch")
+	ctx := context.Background()
+	done := w.track(1, healthyOn("app:1"))
+	if err := k8s.Create(ctx, scaleRollout(ns, "app")); err != nil {
+		b.Fatal(err)
+	}
+	done.wait(b, w)
+	done = w.track(1, healthyOn("app:2"))
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`))
+	if err := k8s.Patch(ctx, &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}, patch); err != nil {
+		b.Fatal(err)
+	}
+	done.wait(b, w)
+	if err := ctl.Stop(30 * time.Second); err != nil {
+		b.Errorf("controller did not stop cleanly: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := seen[:0]
+	for _, st := range seen {
+		if !equality.Semantic.DeepEqual(st, v1alpha1.RolloutStatus{}) {
+			out = append(out, st)
+		}
+	}
+	if len(out) < 2 {
+		b.Fatalf("only %d statuses recorded", len(out))
+	}
+	return out
+}
+
+// patchFor sends the statuses in turn to the Rollouts patch-NN for d and
+// returns how many patches it sent.
+func patchFor(b *testing.B, ns string, rollouts int, statuses []v1alpha1.RolloutStatus, d time.Duration) int {
+	b.Helper()
+	patches := make([][]byte, len(statuses))
+	for i, st := range statuses {
+		raw, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		patches[i] = raw
+	}
+	var sent atomic.Int64
+	var failed atomic.Pointer[error]
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for wkr := range 8 {
+		wg.Go(func() {
+			for i := wkr; time.Now().Before(stop); i += 8 {
+				ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("patch-%02d", i%rollouts)}}
+				p := client.RawPatch(types.JSONPatchType, patches[(i/rollouts)%len(patches)])
+				if err := k8s.Status().Patch(context.Background(), ro, p, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				sent.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	return int(sent.Load())
+}
+
+// crds reads and writes CustomResourceDefinitions.
+func crds(b *testing.B) client.Client {
+	b.Helper()
+	s := apis.NewScheme()
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(config, client.Options{Scheme: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func getCRD(b *testing.B) *apiextensionsv1.CustomResourceDefinition {
+	b.Helper()
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := crds(b).Get(context.Background(), client.ObjectKey{Name: "rollouts.rollouts.kubeseed.io"}, crd); err != nil {
+		b.Fatal(err)
+	}
+	return crd
+}
+
+// putSchema makes schema the Rollout CRD's and gives kube-apiserver time
+// to serve it (it rebuilds a CRD's handler in the background).
+func putSchema(b *testing.B, schema *apiextensionsv1.JSONSchemaProps) {
+	b.Helper()
+	crd := getCRD(b)
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema = schema
+	if err := crds(b).Update(context.Background(), crd); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+}
+
+// apiserverProfile is kube-apiserver's CPU profile over d.
+func apiserverProfile(b *testing.B, d time.Duration) []byte {
+	cs, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", fmt.Sprint(int(d.Seconds()))).DoRaw(ctx)
+	if err != nil {
+		b.Errorf("kube-apiserver's profile: %v", err)
+		return nil
+	}
+	return raw
+}
+
+// saveProfile writes the profile and its top functions to bin/bench.
+func saveProfile(b *testing.B, name string, prof []byte) {
+	b.Helper()
+	if prof == nil {
+		return
+	}
+	dir := filepath.Join(testenv.RepoRoot(), "bin", "bench")
+	path := filepath.Join(dir, "status-patch-"+name+".pprof")
+	if err := os.WriteFile(path, prof, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", path).CombinedOutput()
+	if err != nil {
+		b.Errorf("go tool pprof: %v\n%s", err, top)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "status-patch-"+name+".txt"), top, 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func slug(s string) string {
+	out := []byte{}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			out = append(out, c)
+		case c >= 'A' && c <= 'Z':
+			out = append(out, c+'a'-'A')
+		case len(out) > 0 && out[len(out)-1] != '-':
+			out = append(out, '-')
+		}
+	}
+	return string(out)
+}
+
+// sizes are the statuses' lengths in JSON: the smallest and the largest.
+func sizes(b *testing.B, sts []v1alpha1.RolloutStatus) (smallest, largest int) {
+	b.Helper()
+	var ns []int
+	for _, st := range sts {
+		raw, err := json.Marshal(st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ns = append(ns, len(raw))
+	}
+	return slices.Min(ns), slices.Max(ns)
+}

@@ -258,31 +258,40 @@ func TestIntegrationDashboardActions(t *testing.T) {
 }
 
 // A user whose RBAC lets them read Rollouts but not patch them gets the
-// API server's answer.
-func TestIntegrationDashboardForbidden(t *testing.T) {
-	ns := env.Namespace(t)
-	pausedCanary(t, ns)
-	ctx := context.Background()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"rollouts", "analysisruns", "experiments"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list", "watch"}},
-		},
-	}
+// as grants user, in ns, the rules (a Role and its binding) and returns a
+// config that impersonates them.
+func as(t *testing.T, ns, user string, rules ...rbacv1.PolicyRule) *rest.Config {
+	t.Helper()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user}, Rules: rules}
 	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "viewer"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "viewer"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: user},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
 	}
 	for _, obj := range []client.Object{role, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
+		if err := env.Client.Create(context.Background(), obj); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "viewer"}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	return cfg
+}
+
+// read is a rule that lets a user get, list and watch resources.
+func read(group string, resources ...string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{group}, Resources: resources, Verbs: []string{"get", "list", "watch"}}
+}
+
+// A user whose RBAC lets them read Rollouts but not patch them gets the
+// API server's answer.
+func TestIntegrationDashboardForbidden(t *testing.T) {
+	ns := env.Namespace(t)
+	pausedCanary(t, ns)
+	cfg := as(t, ns, "viewer",
+		read(v1alpha1.GroupVersion.Group, "rollouts", "analysisruns", "experiments"),
+		read("apps", "replicasets"),
+		read("", "pods", "events"))
 	srv, hs := start(t, cfg, ns)
 	code, body := post(t, hs.URL+"/api/rollouts/"+ns+"/web/actions/abort", map[string]string{dashboard.TokenHeader: srv.Token()})
 	if code != http.StatusForbidden || !strings.Contains(body["error"], `is forbidden: User "viewer" cannot patch resource "rollouts"`) {
@@ -294,30 +303,12 @@ func TestIntegrationDashboardForbidden(t *testing.T) {
 // the dashboard starts, instead of waiting on an informer that retries.
 func TestIntegrationDashboardCannotRead(t *testing.T) {
 	ns := env.Namespace(t)
-	ctx := context.Background()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rollouts-only"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"rollouts"}, Verbs: []string{"get", "list", "watch"}},
-		},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rollouts-only"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "rollouts-only"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "reader"}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "reader"}
+	cfg := as(t, ns, "reader", read(v1alpha1.GroupVersion.Group, "rollouts"))
 	srv, err := dashboard.New(cfg, dashboard.Options{Namespace: ns, Actions: cli.DashboardActions()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, cancel := context.WithTimeout(ctx, 30*time.Second)
+	start, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Start(start)
 	if err == nil || !strings.Contains(err.Error(), `User "reader" cannot list resource "analysisruns"`) {

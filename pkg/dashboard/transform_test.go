@@ -115,7 +115,7 @@ func pod(rs *appsv1.ReplicaSet, name string, ready corev1.ConditionStatus) corev
 			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists}},
 		},
 		Status: corev1.PodStatus{
-			Phase: corev1.PodRunning, PodIP: "10.0.0.1",
+			Phase: corev1.PodRunning, PodIP: "127.1.0.1",
 			Conditions: []corev1.PodCondition{
 				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
 				{Type: corev1.PodReady, Status: ready},

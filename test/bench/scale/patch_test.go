@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubeseed/rollouts/pkg/apis"
@@ -64,11 +65,9 @@ func dropCEL(s *apiextensionsv1.JSONSchemaProps) {
 // an object whose fields are kept unvalidated.
 func openTemplate(s *apiextensionsv1.JSONSchemaProps) {
 	spec := s.Properties["spec"]
-	spec.Properties["template"] = apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptrTo(true)}
+	spec.Properties["template"] = apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr.To(true)}
 	s.Properties["spec"] = spec
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // BenchmarkScaleStatusPatch measures what one status patch of a Rollout
 // costs the control plane, as a function of the CRD's schema. The
@@ -165,10 +164,7 @@ func recordStatuses(b *testing.B, ns string) []v1alpha1.RolloutStatus {
 	}
 	done.wait(b, w)
 	done = w.track(1, healthyOn("app:2"))
-	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`))
-	if err := k8s.Patch(ctx, &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}, patch); err != nil {
-		b.Fatal(err)
-	}
+	setRolloutImage(b, ns, "app", 2)
 	done.wait(b, w)
 	if err := ctl.Stop(30 * time.Second); err != nil {
 		b.Errorf("controller did not stop cleanly: %v", err)

@@ -41,9 +41,9 @@ func floorRun(b *testing.B, n, rep int) (create, update phase) {
 	w := watchEvents(b, ns, &appsv1.ReplicaSet{})
 	d := newFloorDriver(w, ns, n)
 	defer d.stop()
-	create = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
+	create = measure(b, fmt.Sprintf("floor-%d-%d-create", n, rep), nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
 	b.Logf("floor N=%d rep %d create: %s", n, rep, create.planeString())
-	update = measure(b, nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
+	update = measure(b, fmt.Sprintf("floor-%d-%d-update", n, rep), nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
 	b.Logf("floor N=%d rep %d update: %s", n, rep, update.planeString())
 	w.stop()
 	deleteNamespace(b, ns)
@@ -238,20 +238,21 @@ func floorReplicaSet(ns, unit, rev string, replicas int32) *appsv1.ReplicaSet {
 }
 
 func (p phase) planeString() string {
-	return fmt.Sprintf("wall %.1fs, control plane %.1fs CPU (%s)", p.wall.Seconds(), p.planeCPU.Seconds(), planeByName(p.plane))
+	return fmt.Sprintf("wall %.1fs, control plane %.1fs CPU (%s), writes/unit %s", p.wall.Seconds(), p.planeCPU.Seconds(), planeByName(p.plane), p.writesString())
 }
 
 // floorResult summarises the repetitions of one floor phase: wall time and
 // the control plane's CPU (there is no controller to measure).
 func floorResult(name string, ps []phase) bench.Result {
-	res := bench.Result{Name: name, Columns: []string{"rep", "wall s", "control plane CPU s", "by process"}}
-	var wall, plane []float64
+	res := bench.Result{Name: name, Columns: []string{"rep", "wall s", "control plane CPU s", "by process", "control plane writes/unit"}}
+	var wall, plane, writes []float64
 	for i, p := range ps {
-		wall, plane = append(wall, p.wall.Seconds()), append(plane, p.planeCPU.Seconds())
-		res.Rows = append(res.Rows, []string{fmt.Sprint(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(plane[i]), planeByName(p.plane)})
+		wall, plane, writes = append(wall, p.wall.Seconds()), append(plane, p.planeCPU.Seconds()), append(writes, p.writesPerUnit())
+		res.Rows = append(res.Rows, []string{fmt.Sprint(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(plane[i]), planeByName(p.plane), p.writesString()})
 	}
 	res.Metrics = append(res.Metrics, spread("wall-s", wall)...)
 	res.Metrics = append(res.Metrics, spread("plane-cpu-s", plane)...)
+	res.Metrics = append(res.Metrics, spread("plane-writes/unit", writes)...)
 	res.Metrics = append(res.Metrics, bench.Metric{Unit: "reps", Value: float64(len(ps))})
 	return res
 }

@@ -117,8 +117,7 @@ func BenchmarkScaleStatusPatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		profile := make(chan []byte, 1)
-		go func() { profile <- apiserverProfile(b, patchWindow) }()
+		profiled := profile(b, "status-patch-"+slug(v.name), patchWindow)
 		n := patchFor(b, ns, rollouts, statuses, patchWindow)
 		after, err := cpuByName(plane)
 		if err != nil {
@@ -129,7 +128,7 @@ func BenchmarkScaleStatusPatch(b *testing.B) {
 		res.Rows = append(res.Rows, []string{v.name, fmt.Sprint(n), fmt.Sprintf("%.2f", api), fmt.Sprintf("%.2f", etcd),
 			fmt.Sprintf("%.0f", float64(n)/patchWindow.Seconds())})
 		res.Metrics = append(res.Metrics, bench.Metric{Unit: "apiserver-ms/patch-" + slug(v.name), Value: api})
-		saveProfile(b, slug(v.name), <-profile)
+		profiled()
 	}
 	for _, w := range watchers {
 		w.stop()
@@ -271,6 +270,18 @@ func apiserverProfile(b *testing.B, d time.Duration) []byte {
 	return raw
 }
 
+// profile starts a CPU profile of kube-apiserver over the next d (none if
+// d is 0); the function it returns waits for it and writes it, with its
+// top functions, to bin/bench/<name>.pprof and .txt.
+func profile(b *testing.B, name string, d time.Duration) (wait func()) {
+	if d <= 0 {
+		return func() {}
+	}
+	prof := make(chan []byte, 1)
+	go func() { prof <- apiserverProfile(b, d) }()
+	return func() { saveProfile(b, name, <-prof) }
+}
+
 // saveProfile writes the profile and its top functions to bin/bench.
 func saveProfile(b *testing.B, name string, prof []byte) {
 	b.Helper()
@@ -278,7 +289,7 @@ func saveProfile(b *testing.B, name string, prof []byte) {
 		return
 	}
 	dir := filepath.Join(testenv.RepoRoot(), "bin", "bench")
-	path := filepath.Join(dir, "status-patch-"+name+".pprof")
+	path := filepath.Join(dir, name+".pprof")
 	if err := os.WriteFile(path, prof, 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -287,7 +298,7 @@ func saveProfile(b *testing.B, name string, prof []byte) {
 		b.Errorf("go tool pprof: %v\n%s", err, top)
 		return
 	}
-	if err := os.WriteFile(filepath.Join(dir, "status-patch-"+name+".txt"), top, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".txt"), top, 0o644); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ package scale
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeseed/rollouts/test/kwok"
 )
@@ -172,4 +177,44 @@ func logErrors(ctl *kwok.Controller, offset int64) (errors int, size int64, firs
 		}
 	}
 	return errors, int64(len(data)), first
+}
+
+// planeWrites reads kube-apiserver's apiserver_request_total and sums the
+// writes (create, update, patch, delete) it has served, by resource (and
+// subresource): what the pods, the controller and the load generator made
+// the control plane store.
+func planeWrites() (map[string]float64, error) {
+	cs, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver's metrics: %w", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver's metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
+		default:
+			continue
+		}
+		res := l["resource"]
+		if l["subresource"] != "" {
+			res += "/" + l["subresource"]
+		}
+		out[res] += m.GetCounter().GetValue()
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -73,6 +74,7 @@ type phase struct {
 	settled    int64              // VmRSS after settling, bytes
 	planeCPU   time.Duration      // control plane
 	plane      map[string]time.Duration
+	writes     map[string]float64 // served by kube-apiserver, by resource
 	logErrors  int
 	firstError string
 }
@@ -100,13 +102,13 @@ func scaleRun(b *testing.B, n, rep int) (create, update phase) {
 	for i := range names {
 		names[i] = fmt.Sprintf("app-%05d", i)
 	}
-	create = measure(b, ctl, plane, n, func() time.Time {
+	create = measure(b, fmt.Sprintf("scale-%d-%d-create", n, rep), ctl, plane, n, func() time.Time {
 		done := w.track(n, healthyOn("app:1"))
 		inParallel(b, names, func(name string) error { return k8s.Create(ctx, scaleRollout(ns, name)) })
 		return done.wait(b, w)
 	})
 	b.Logf("N=%d rep %d create: %s", n, rep, create)
-	update = measure(b, ctl, plane, n, func() time.Time {
+	update = measure(b, fmt.Sprintf("scale-%d-%d-update", n, rep), ctl, plane, n, func() time.Time {
 		done := w.track(n, healthyOn("app:2"))
 		setImages(b, ns, names, 2)
 		return done.wait(b, w)
@@ -121,8 +123,32 @@ func scaleRun(b *testing.B, n, rep int) (create, update phase) {
 }
 
 func (p phase) String() string {
-	return fmt.Sprintf("wall %.1fs, %.1f requests/rollout %v, %.1f ms CPU/rollout, peak %d MB, settled %d MB, control plane %.1fs CPU (%s), %d log errors",
-		p.wall.Seconds(), p.totalRequests()/float64(p.n), p.requests, bench.Millis(p.cpu)/float64(p.n), p.peak>>20, p.settled>>20, p.planeCPU.Seconds(), planeByName(p.plane), p.logErrors)
+	return fmt.Sprintf("wall %.1fs, %.1f requests/rollout %v, %.1f ms CPU/rollout, peak %d MB, settled %d MB, control plane %.1fs CPU (%s), writes/unit %s, %d log errors",
+		p.wall.Seconds(), p.totalRequests()/float64(p.n), p.requests, bench.Millis(p.cpu)/float64(p.n), p.peak>>20, p.settled>>20, p.planeCPU.Seconds(), planeByName(p.plane), p.writesString(), p.logErrors)
+}
+
+// writesPerUnit is how many writes kube-apiserver served per Rollout (or
+// floor unit).
+func (p phase) writesPerUnit() float64 {
+	var sum float64
+	for _, v := range p.writes {
+		sum += v
+	}
+	return sum / float64(p.n)
+}
+
+// writesString is the writes per unit, in all and by resource, most first.
+func (p phase) writesString() string {
+	byCount := slices.SortedFunc(maps.Keys(p.writes), func(a, b string) int {
+		return cmp.Or(cmp.Compare(p.writes[b], p.writes[a]), strings.Compare(a, b))
+	})
+	parts := []string{bench.FormatValue(p.writesPerUnit())}
+	for _, res := range byCount {
+		if v := p.writes[res] / float64(p.n); v >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %s", res, bench.FormatValue(v)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func planeByName(cpu map[string]time.Duration) string {
@@ -137,7 +163,9 @@ func planeByName(cpu map[string]time.Duration) string {
 // last Rollout was seen done. The counters are read before, and after the
 // cluster has been left alone for settle (so trailing work counts). Without
 // a controller (ctl nil) only the wall time and the control plane count.
-func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() time.Time) phase {
+// With BENCH_PROFILE set, kube-apiserver's CPU profile of the phase's first
+// BENCH_PROFILE seconds goes to bin/bench/<name>.pprof.
+func measure(b *testing.B, name string, ctl *kwok.Controller, plane []int, n int, run func() time.Time) phase {
 	b.Helper()
 	var before controllerCounters
 	if ctl != nil {
@@ -147,6 +175,11 @@ func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() 
 	if err != nil {
 		b.Fatal(err)
 	}
+	writes0, err := planeWrites()
+	if err != nil {
+		b.Fatal(err)
+	}
+	profiled := profile(b, name, time.Duration(envInt("BENCH_PROFILE", 0))*time.Second)
 	start := time.Now()
 	end := run()
 	time.Sleep(settle)
@@ -154,10 +187,20 @@ func measure(b *testing.B, ctl *kwok.Controller, plane []int, n int, run func() 
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := phase{n: n, wall: end.Sub(start), requests: map[string]float64{}, plane: map[string]time.Duration{}}
+	writes1, err := planeWrites()
+	if err != nil {
+		b.Fatal(err)
+	}
+	profiled()
+	p := phase{n: n, wall: end.Sub(start), requests: map[string]float64{}, plane: map[string]time.Duration{}, writes: map[string]float64{}}
 	for name, t := range plane1 {
 		p.plane[name] = t - plane0[name]
 		p.planeCPU += t - plane0[name]
+	}
+	for res, v := range writes1 {
+		if d := v - writes0[res]; d > 0 {
+			p.writes[res] = d
+		}
 	}
 	if ctl == nil {
 		return p
@@ -318,23 +361,23 @@ func deleteNamespace(b *testing.B, ns string) {
 func phaseResult(name string, ps []phase) bench.Result {
 	res := bench.Result{
 		Name:    name,
-		Columns: []string{"rep", "wall s", "requests/rollout", "requests by method", "CPU ms/rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "by process", "log errors"},
+		Columns: []string{"rep", "wall s", "requests/rollout", "requests by method", "CPU ms/rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "by process", "control plane writes/rollout", "log errors"},
 	}
-	var wall, req, cpu, peak, settled, plane, errs []float64
+	var wall, req, cpu, peak, settled, plane, writes, errs []float64
 	for i, p := range ps {
 		n := float64(p.n)
 		wall, req, cpu = append(wall, p.wall.Seconds()), append(req, p.totalRequests()/n), append(cpu, bench.Millis(p.cpu)/n)
 		peak, settled, plane = append(peak, float64(p.peak>>20)), append(settled, float64(p.settled>>20)), append(plane, p.planeCPU.Seconds())
-		errs = append(errs, float64(p.logErrors))
+		errs, writes = append(errs, float64(p.logErrors)), append(writes, p.writesPerUnit())
 		res.Rows = append(res.Rows, []string{
 			strconv.Itoa(i + 1), bench.FormatValue(wall[i]), bench.FormatValue(req[i]), byMethod(p.requests, n),
-			bench.FormatValue(cpu[i]), bench.FormatValue(peak[i]), bench.FormatValue(settled[i]), bench.FormatValue(plane[i]), planeByName(p.plane), strconv.Itoa(p.logErrors),
+			bench.FormatValue(cpu[i]), bench.FormatValue(peak[i]), bench.FormatValue(settled[i]), bench.FormatValue(plane[i]), planeByName(p.plane), p.writesString(), strconv.Itoa(p.logErrors),
 		})
 	}
 	for _, m := range []struct {
 		unit string
 		xs   []float64
-	}{{"wall-s", wall}, {"requests/rollout", req}, {"cpu-ms/rollout", cpu}, {"peak-rss-MB", peak}, {"settled-rss-MB", settled}, {"plane-cpu-s", plane}} {
+	}{{"wall-s", wall}, {"requests/rollout", req}, {"cpu-ms/rollout", cpu}, {"peak-rss-MB", peak}, {"settled-rss-MB", settled}, {"plane-cpu-s", plane}, {"plane-writes/unit", writes}} {
 		res.Metrics = append(res.Metrics, spread(m.unit, m.xs)...)
 	}
 	res.Metrics = append(res.Metrics, bench.Metric{Unit: "log-errors", Value: bench.Summarize(errs).Max}, bench.Metric{Unit: "reps", Value: float64(len(ps))})
@@ -356,28 +399,70 @@ func byMethod(requests map[string]float64, n float64) string {
 }
 
 // summary adds (or replaces) the table of medians of every scale phase
-// measured so far, as the anchor table lays it out.
+// measured so far: the controller's figures beside the floor's for the same
+// N and phase, and the ratios the scale targets are set in.
 func summary(b *testing.B) {
 	b.Helper()
-	res := bench.Result{
-		Name:    "scale summary (medians)",
-		Columns: []string{"phase", "wall s", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB", "control plane CPU s", "reps"},
-	}
+	type row struct{ floor, scale map[string]float64 }
+	rows := map[string]*row{}
+	var keys []string
 	for _, r := range report.Results {
+		kind, key, _ := strings.Cut(r.Name, " ")
+		if kind != "scale" && kind != "floor" || !strings.HasPrefix(key, "N=") {
+			continue
+		}
+		if rows[key] == nil {
+			rows[key] = &row{}
+			keys = append(keys, key)
+		}
 		v := map[string]float64{}
 		for _, m := range r.Metrics {
 			v[m.Unit] = m.Value
 		}
-		switch {
-		case strings.HasPrefix(r.Name, "scale N="):
-			res.Rows = append(res.Rows, []string{strings.TrimPrefix(r.Name, "scale "), bench.FormatValue(v["wall-s"]), bench.FormatValue(v["requests/rollout"]),
-				bench.FormatValue(v["cpu-ms/rollout"]), bench.FormatValue(v["peak-rss-MB"]), bench.FormatValue(v["settled-rss-MB"]), bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
-		case strings.HasPrefix(r.Name, "floor N="):
-			n, phase, _ := strings.Cut(strings.TrimPrefix(r.Name, "floor "), " ")
-			res.Rows = append(res.Rows, []string{n + " " + phase + ", no controller (floor)", bench.FormatValue(v["wall-s"]), "–", "–", "–", "–", bench.FormatValue(v["plane-cpu-s"]), bench.FormatValue(v["reps"])})
+		if kind == "floor" {
+			rows[key].floor = v
+		} else {
+			rows[key].scale = v
 		}
+	}
+	slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(phaseN(a), phaseN(b)) })
+	res := bench.Result{
+		Name: "scale summary (medians)",
+		Columns: []string{"phase", "floor wall s", "wall s", "wall / floor", "floor control plane CPU s", "control plane CPU s", "CPU / floor",
+			"floor writes/unit", "writes/rollout", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB", "reps (floor, controller)"},
+	}
+	for _, key := range keys {
+		f, c := rows[key].floor, rows[key].scale
+		res.Rows = append(res.Rows, []string{key,
+			value(f, "wall-s"), value(c, "wall-s"), ratio(c, f, "wall-s"),
+			value(f, "plane-cpu-s"), value(c, "plane-cpu-s"), ratio(c, f, "plane-cpu-s"),
+			value(f, "plane-writes/unit"), value(c, "plane-writes/unit"), value(c, "requests/rollout"), value(c, "cpu-ms/rollout"),
+			value(c, "peak-rss-MB"), value(c, "settled-rss-MB"), value(f, "reps") + ", " + value(c, "reps")})
 	}
 	res.Load = bench.LoadAverage()
 	report.Add(res)
 	b.Log("\n" + res.Markdown())
+}
+
+// phaseN is the N of a phase named "N=1000 update".
+func phaseN(key string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(key)[0], "N="))
+	return n
+}
+
+// value is a median of a summary row, "–" when not measured.
+func value(v map[string]float64, unit string) string {
+	x, ok := v[unit]
+	if !ok {
+		return "–"
+	}
+	return bench.FormatValue(x)
+}
+
+// ratio is a controller's median over the floor's.
+func ratio(c, f map[string]float64, unit string) string {
+	if c[unit] == 0 || f[unit] == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", c[unit]/f[unit])
 }

@@ -74,13 +74,17 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	}
 	r.failures.forget(key)
 	r.Metrics.observe(ro, p.Status)
-	wait := r.coalesce.hold(key, p.StatusCanWait, r.Clock.Now())
-	if wait == 0 {
-		if err := r.writeStatus(ctx, ro, p.Status); err != nil {
-			return r.failed(ctx, ro, classify(err), err)
-		}
+	wait := r.coalesce.hold(key, p.StatusWait, r.Clock.Now())
+	if wait > 0 {
+		// The change, and the events of its decisions, wait for the write
+		// that carries them: the next reconcile decides them again.
+		r.deliverNotifications(ctx, ro, &p.Status, false)
+		return end.result(nil, soonest(p.RequeueAfter, wait))
 	}
-	r.deliverNotifications(ctx, ro, &p.Status, wait == 0)
+	if err := r.writeStatus(ctx, ro, p.Status); err != nil {
+		return r.failed(ctx, ro, classify(err), err)
+	}
+	r.deliverNotifications(ctx, ro, &p.Status, true)
 	for _, e := range p.Events {
 		typ := corev1.EventTypeNormal
 		if e.Warning {
@@ -88,7 +92,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 		}
 		r.Recorder.Eventf(ro, nil, typ, e.Reason, e.Reason, "%s", e.Message)
 	}
-	return end.result(nil, soonest(p.RequeueAfter, wait))
+	return end.result(nil, p.RequeueAfter)
 }
 
 // failed reports a plan that could not be carried out: a Warning event with

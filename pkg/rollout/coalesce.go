@@ -17,14 +17,34 @@ import (
 // refreshes the replica counts may wait to be written.
 const countsDelay = 60 * time.Second
 
-// statusCanWait reports whether a status change may wait for the next one
-// that matters: it only refreshes counts (countsOnly), and the Rollout is
-// moving — an update in progress, or a timer (a timed pause) due within
-// countsDelay — so that next write is coming. A Rollout at rest (Healthy,
-// Degraded, paused until promoted) has its counts written at once.
-func statusCanWait(prev, next *v1alpha1.RolloutStatus, requeueAfter time.Duration) bool {
+// switchDelay is how long the switch of a canary without traffic routing to
+// its new revision may wait to be written: the previous revision's pods are
+// on their way out, and Healthy, once they are gone, usually comes within
+// it and carries the switch in one write instead of two.
+const switchDelay = 10 * time.Second
+
+// statusWait is how long a status change may wait for the next one that
+// matters, which carries it (0: write it now). Two kinds of change wait:
+//   - one that only refreshes counts (countsOnly) while the Rollout is
+//     moving — an update in progress, or a timer (a timed pause) due within
+//     countsDelay — so that next write is coming. A Rollout at rest (Healthy,
+//     Degraded, paused until promoted) has its counts written at once;
+//   - the switch of a canary without traffic routing (switchOnly), for
+//     switchDelay. Until it is written the status still says Progressing,
+//     which is true; what waits is the name of the new stable revision.
+//
+// Both are decided again from the status in force by the next reconcile,
+// so a held change's events wait with it (a plan with events whose change
+// is only counts is written at once).
+func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration) time.Duration {
 	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
-	return moving && countsOnly(prev, next)
+	switch {
+	case moving && events == 0 && countsOnly(prev, next):
+		return countsDelay
+	case switchOnly(ro, prev, next):
+		return switchDelay
+	}
+	return 0
 }
 
 // countsOnly reports whether next differs from prev only in what moves with
@@ -44,29 +64,52 @@ func countsOnly(prev, next *v1alpha1.RolloutStatus) bool {
 	return equality.Semantic.DeepEqual(prev, n)
 }
 
+// switchOnly reports whether next is prev with the canary of a Rollout
+// without traffic routing promoted to stable and still Progressing (the
+// previous revision's pods still going): the stable revision, the weights
+// and the words that say so changed, and the counts, nothing else. No
+// router or Service depends on the recorded stable revision then, and the
+// next reconcile decides the switch again from prev.
+func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || c.TrafficRouting != nil || prev.Phase != v1alpha1.RolloutPhaseProgressing || next.Phase != v1alpha1.RolloutPhaseProgressing ||
+		next.Abort || prev.StableRS == next.StableRS || next.StableRS != next.CurrentPodHash || prev.CurrentPodHash != next.CurrentPodHash {
+		return false
+	}
+	n := next.DeepCopy()
+	n.StableRS, n.PromoteFull = prev.StableRS, prev.PromoteFull
+	n.Canary.Weights = prev.Canary.Weights
+	for i := range n.Conditions {
+		if c := meta.FindStatusCondition(prev.Conditions, n.Conditions[i].Type); c != nil && c.Status == n.Conditions[i].Status {
+			n.Conditions[i].Reason, n.Conditions[i].LastTransitionTime = c.Reason, c.LastTransitionTime
+		}
+	}
+	return countsOnly(prev, n)
+}
+
 // coalescer times the status changes the plan says can wait: the first
-// waits delay at most, and the next write that matters (a step done, a
-// timed pause over, a switch, Healthy) carries it sooner.
+// waits as long as its plan says at most, and the next write that matters
+// (a step done, a timed pause over, a switch, Healthy) carries it sooner.
 type coalescer struct {
-	delay time.Duration
-	mu    sync.Mutex
+	mu sync.Mutex
 	// since is when a Rollout's held-back change first waited.
 	since map[types.NamespacedName]time.Time
 }
 
-func newCoalescer(delay time.Duration) *coalescer {
-	return &coalescer{delay: delay, since: map[types.NamespacedName]time.Time{}}
+func newCoalescer() *coalescer {
+	return &coalescer{since: map[types.NamespacedName]time.Time{}}
 }
 
-// hold returns how much longer a Rollout's status change may wait: 0 means
-// write it now (it cannot wait, or has waited long enough).
-func (c *coalescer) hold(key types.NamespacedName, canWait bool, now time.Time) time.Duration {
+// hold returns how much longer a Rollout's status change may wait, when it
+// may wait up to delay from the first change held: 0 means write it now (it
+// cannot wait, or has waited long enough).
+func (c *coalescer) hold(key types.NamespacedName, delay time.Duration, now time.Time) time.Duration {
 	if c == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !canWait {
+	if delay <= 0 {
 		delete(c.since, key)
 		return 0
 	}
@@ -75,7 +118,7 @@ func (c *coalescer) hold(key types.NamespacedName, canWait bool, now time.Time) 
 		since = now
 		c.since[key] = now
 	}
-	if left := since.Add(c.delay).Sub(now); left > 0 {
+	if left := since.Add(delay).Sub(now); left > 0 {
 		return left
 	}
 	delete(c.since, key)

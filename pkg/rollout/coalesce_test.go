@@ -47,7 +47,8 @@ func TestCountsOnly(t *testing.T) {
 	}
 }
 
-func TestStatusCanWait(t *testing.T) {
+func TestStatusWait(t *testing.T) {
+	basic := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{}}}}
 	prev := v1alpha1.RolloutStatus{Phase: v1alpha1.RolloutPhaseProgressing, Replicas: 2}
 	with := func(phase v1alpha1.RolloutPhase, change func(*v1alpha1.RolloutStatus)) (*v1alpha1.RolloutStatus, *v1alpha1.RolloutStatus) {
 		p, n := prev.DeepCopy(), prev.DeepCopy()
@@ -61,49 +62,99 @@ func TestStatusCanWait(t *testing.T) {
 		name    string
 		phase   v1alpha1.RolloutPhase
 		change  func(*v1alpha1.RolloutStatus)
+		events  int
 		requeue time.Duration
-		want    bool
+		want    time.Duration
 	}{
-		{"counts while an update moves", v1alpha1.RolloutPhaseProgressing, counts, 0, true},
-		{"a step while an update moves", v1alpha1.RolloutPhaseProgressing, step, 0, false},
-		{"counts during a 1s timed pause", v1alpha1.RolloutPhasePaused, counts, time.Second, true},
-		{"counts paused until promoted", v1alpha1.RolloutPhasePaused, counts, 0, false},
-		{"counts of a Healthy Rollout", v1alpha1.RolloutPhaseHealthy, counts, 0, false},
-		{"counts with a timer beyond the delay", v1alpha1.RolloutPhaseHealthy, counts, 2 * countsDelay, false},
+		{"counts while an update moves", v1alpha1.RolloutPhaseProgressing, counts, 0, 0, countsDelay},
+		{"counts and an event", v1alpha1.RolloutPhaseProgressing, counts, 1, 0, 0},
+		{"a step while an update moves", v1alpha1.RolloutPhaseProgressing, step, 0, 0, 0},
+		{"counts during a 1s timed pause", v1alpha1.RolloutPhasePaused, counts, 0, time.Second, countsDelay},
+		{"counts paused until promoted", v1alpha1.RolloutPhasePaused, counts, 0, 0, 0},
+		{"counts of a Healthy Rollout", v1alpha1.RolloutPhaseHealthy, counts, 0, 0, 0},
+		{"counts with a timer beyond the delay", v1alpha1.RolloutPhaseHealthy, counts, 0, 2 * countsDelay, 0},
 	}
 	for _, r := range rows {
 		p, n := with(r.phase, r.change)
-		if got := statusCanWait(p, n, r.requeue); got != r.want {
-			t.Errorf("%s: statusCanWait %v, want %v", r.name, got, r.want)
+		if got := statusWait(basic, p, n, r.events, r.requeue); got != r.want {
+			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
+		}
+	}
+}
+
+// TestSwitchWaits: the switch of a canary without traffic routing to its
+// new revision may wait (Healthy usually carries it); nothing else that
+// changes with it may.
+func TestSwitchWaits(t *testing.T) {
+	t0, t1 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 5, 0, time.UTC))
+	prev := v1alpha1.RolloutStatus{
+		Phase: v1alpha1.RolloutPhaseProgressing, Message: "Promoting web-2: waiting for 2 available replicas (1 now)",
+		CurrentPodHash: "new", StableRS: "old", CurrentStepIndex: ptr.To[int32](2), Replicas: 3, AvailableReplicas: 2,
+		Canary: v1alpha1.CanaryStatus{Weights: &v1alpha1.TrafficWeights{Canary: v1alpha1.WeightDestination{Weight: 100, PodTemplateHash: "new"}, Stable: v1alpha1.WeightDestination{PodTemplateHash: "old"}}},
+		Conditions: []metav1.Condition{
+			{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonRolloutPromoted, Message: "waiting", LastTransitionTime: t0},
+			{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonProgressing, LastTransitionTime: t0},
+		},
+	}
+	switched := func(st *v1alpha1.RolloutStatus) {
+		st.StableRS, st.Message, st.AvailableReplicas = "new", promotedMessage, 3
+		st.Canary.Weights = &v1alpha1.TrafficWeights{Stable: v1alpha1.WeightDestination{Weight: 100, PodTemplateHash: "new"}}
+		st.Conditions[0].Reason, st.Conditions[0].Message, st.Conditions[0].LastTransitionTime = v1alpha1.ReasonRolloutCompleted, promotedMessage, t1
+	}
+	basic := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{}}}}
+	routed := basic.DeepCopy()
+	routed.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{}
+	blueGreen := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{BlueGreen: &v1alpha1.BlueGreenStrategy{}}}}
+	rows := []struct {
+		name   string
+		ro     *v1alpha1.Rollout
+		change func(*v1alpha1.RolloutStatus)
+		want   time.Duration
+	}{
+		{"the switch", basic, switched, switchDelay},
+		{"the switch under traffic routing", routed, switched, 0},
+		{"a blue-green switch", blueGreen, switched, 0},
+		{"the switch and Healthy", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Phase = v1alpha1.RolloutPhaseHealthy }, 0},
+		{"the switch and a condition turned", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Conditions[1].Status = metav1.ConditionTrue }, 0},
+		{"the switch and an abort", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Abort = true }, 0},
+		{"the switch and a request handled", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.LastHandled.Promote = "t" }, 0},
+		{"to a revision that is not the current one", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.StableRS = "other" }, 0},
+	}
+	for _, r := range rows {
+		next := prev.DeepCopy()
+		r.change(next)
+		if got := statusWait(r.ro, &prev, next, 1, 0); got != r.want {
+			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
 }
 
 func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
-	c := newCoalescer(2 * time.Second)
+	c := newCoalescer()
+	const delay = 2 * time.Second
 	key := types.NamespacedName{Namespace: "ns", Name: "web"}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := now.Add
 
-	if wait := c.hold(key, true, now); wait != 2*time.Second {
+	if wait := c.hold(key, delay, now); wait != 2*time.Second {
 		t.Fatalf("first change that can wait: wait %s, want 2s", wait)
 	}
-	if wait := c.hold(key, true, at(1500*time.Millisecond)); wait != 500*time.Millisecond {
+	if wait := c.hold(key, delay, at(1500*time.Millisecond)); wait != 500*time.Millisecond {
 		t.Errorf("another 1.5s later: wait %s, want the 0.5s left", wait)
 	}
-	if wait := c.hold(key, false, at(1600*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, 0, at(1600*time.Millisecond)); wait != 0 {
 		t.Errorf("a change that cannot wait waited %s", wait)
 	}
 	// After a write, a new change waits its own delay...
-	if wait := c.hold(key, true, at(1700*time.Millisecond)); wait != 2*time.Second {
+	if wait := c.hold(key, delay, at(1700*time.Millisecond)); wait != 2*time.Second {
 		t.Errorf("after a write: wait %s, want 2s", wait)
 	}
 	// ...and is written once it has waited it.
-	if wait := c.hold(key, true, at(3700*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, delay, at(3700*time.Millisecond)); wait != 0 {
 		t.Errorf("held 2s: wait %s, want a write", wait)
 	}
 	var none *coalescer
-	if wait := none.hold(key, true, now); wait != 0 {
+	if wait := none.hold(key, delay, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
 	}
 }

@@ -117,7 +117,7 @@ type Reconciler struct {
 	WatchNamespace string
 	// Notifications, when set, sends notifications about transitions.
 	Notifications Notifications
-	// coalesce times the status writes that may wait (Plan.StatusCanWait).
+	// coalesce times the status writes that may wait (Plan.StatusWait).
 	coalesce *coalescer
 	// superseded and scaled keep a reconcile from planning on a cache that
 	// has not seen our last status write, or our last scale.
@@ -139,7 +139,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, opts controller.Optio
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	r.coalesce = newCoalescer(countsDelay)
+	r.coalesce = newCoalescer()
 	ctx := context.Background()
 	for name, names := range indexes {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, name, func(o client.Object) []string {

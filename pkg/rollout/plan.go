@@ -107,9 +107,9 @@ type Plan struct {
 	Notify []v1alpha1.PendingNotification
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
-	// StatusCanWait: the status change only refreshes counts while the
-	// Rollout moves, so the next write that matters may carry it.
-	StatusCanWait bool
+	// StatusWait is how long the status change may wait for the next write
+	// that matters, which carries it (statusWait); 0: write it now.
+	StatusWait time.Duration
 }
 
 // ScaleChange sets the replicas of a ReplicaSet.
@@ -322,7 +322,7 @@ func plan(in Input) (Plan, error) {
 	p.CreateExperiments = out.createExperiments
 	p.TerminateExperiments = staleExperiments(in.Experiments, out.keepRuns)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
-	p.StatusCanWait = statusCanWait(&ro.Status, &p.Status, p.RequeueAfter)
+	p.StatusWait = statusWait(ro, &ro.Status, &p.Status, len(p.Events), p.RequeueAfter)
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	p.Finalize = needsFinalizer(ro, &p)
 	p.Notify = transitions(&ro.Status, &p.Status, p.Events, promoteRequest, in.Now)

@@ -208,3 +208,39 @@ func TestSoonest(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldSwitchIsDecidedAgain: the planner's own switch of a canary
+// without traffic routing may wait, and when it does (neither its status nor
+// its events written) the next reconcile decides it again from the status
+// in force, and Healthy carries it with its RolloutCompleted event, once.
+func TestHeldSwitchIsDecidedAgain(t *testing.T) {
+	s := newSim(t, canaryRollout(4, "1", "0", setWeight(50)))
+	s.until("Healthy", 15, healthyPhase)
+	previous := s.ro.Status.StableRS
+	done := func() bool { return healthyPhase(s.ro.Status) && s.ro.Status.StableRS != previous }
+	s.setImage("web:2")
+	held, completed := 0, 0
+	for i := 0; i < 40 && !done(); i++ {
+		before := *s.ro.Status.DeepCopy()
+		p := s.tick()
+		if p.StatusWait == switchDelay {
+			held++
+			s.ro.Status = before // the coalescer held it: not written
+			continue
+		}
+		for _, e := range p.Events {
+			if e.Reason == v1alpha1.ReasonRolloutCompleted {
+				completed++
+			}
+		}
+	}
+	if held == 0 {
+		t.Fatalf("the switch never waited; status %s %q", s.ro.Status.Phase, s.ro.Status.Message)
+	}
+	if !done() || s.ro.Status.StableRS != s.ro.Status.CurrentPodHash {
+		t.Fatalf("not Healthy on the new revision after a held switch: %s %q", s.ro.Status.Phase, s.ro.Status.Message)
+	}
+	if completed != 1 {
+		t.Errorf("RolloutCompleted written %d times, want once (with Healthy)", completed)
+	}
+}

@@ -317,8 +317,11 @@ func (r *Router) SetManagedRoutes(ctx context.Context, ro *v1alpha1.Rollout, rou
 func (r *Router) Release(ctx context.Context, ro *v1alpha1.Rollout, _ []traffic.Destination) error {
 	var gone []error
 	for _, name := range StableIngresses(ro) {
+		// The API server, not the cache: a canary Ingress created moments
+		// ago and missed here would keep sending traffic to pods that the
+		// cleanup is about to delete. Release runs once, so the read is cheap.
 		var canary networkingv1.Ingress
-		err := r.client.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &canary)
+		err := r.live.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: CanaryName(ro, name)}, &canary)
 		if err == nil && metav1.IsControlledBy(&canary, ro) {
 			err = r.client.Delete(ctx, &canary, client.Preconditions{UID: &canary.UID})
 		}

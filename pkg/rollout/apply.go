@@ -74,7 +74,7 @@ func (r *Reconciler) apply(ctx context.Context, ro *v1alpha1.Rollout, p Plan) (r
 	}
 	r.failures.forget(key)
 	r.Metrics.observe(ro, p.Status)
-	wait := r.coalesce.hold(key, p.StatusWait, r.Clock.Now())
+	wait := r.coalesce.hold(key, p.StatusWait, &p.Status, r.Clock.Now())
 	if wait > 0 {
 		// The change, and the events of its decisions, wait for the write
 		// that carries them: the next reconcile decides them again.

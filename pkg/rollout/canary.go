@@ -323,7 +323,7 @@ func runSteps(steps []v1alpha1.CanaryStep, st *v1alpha1.RolloutStatus, w *world,
 			}
 			complete(kind, fmt.Sprintf(": weight %d", res.weight), false)
 		case v1alpha1.StepPause:
-			start := addPause(st, v1alpha1.PauseReasonCanaryPauseStep, now)
+			start := addPause(st, v1alpha1.PauseReasonCanaryPauseStep, w.pauseStart(idx, now))
 			if step.Pause.Duration == nil {
 				res.reason = v1alpha1.ReasonCanaryPauseStep
 				res.message = fmt.Sprintf("Step %d/%d: paused until promoted", idx+1, len(steps))

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
@@ -20,31 +21,73 @@ const countsDelay = 60 * time.Second
 // switchDelay is how long the switch of a canary without traffic routing to
 // its new revision may wait to be written: the previous revision's pods are
 // on their way out, and Healthy, once they are gone, usually comes within
-// it and carries the switch in one write instead of two.
-const switchDelay = 10 * time.Second
+// it and carries the switch in one write instead of two. Under load the
+// pods can take tens of seconds to go.
+const switchDelay = 30 * time.Second
+
+// pauseHoldMax is the longest timed pause step whose start may go unwritten:
+// the write that ends the pause carries it instead, one write instead of
+// two. A pause this short is over before anyone watching could act on it.
+// After a restart the controller starts such a pause again, so it lasts at
+// most twice as long; a longer pause is written, and shows as Paused, when
+// it starts.
+const pauseHoldMax = 3 * time.Second
+
+// pauseSlack is how much longer than its duration the start of a held pause
+// may wait: the reconcile that ends the pause may come a little late.
+const pauseSlack = 2 * time.Second
+
+// waitKind is what kind of status change waits.
+type waitKind int
+
+const (
+	waitNone waitKind = iota
+	// waitCounts: only the counts changed (countsOnly).
+	waitCounts
+	// waitSwitch: a canary without traffic routing switched (switchOnly).
+	waitSwitch
+	// waitPause: a short timed pause step started (pauseOnly).
+	waitPause
+	waitKinds
+)
+
+// Wait is how long a plan's status change may wait for the next write that
+// matters, which carries it, and what kind of change it is. The zero Wait
+// writes it now.
+type Wait struct {
+	Kind  waitKind
+	Delay time.Duration
+}
 
 // statusWait is how long a status change may wait for the next one that
-// matters, which carries it (0: write it now). Two kinds of change wait:
+// matters, which carries it. Three kinds of change wait:
 //   - one that only refreshes counts (countsOnly) while the Rollout is
 //     moving — an update in progress, or a timer (a timed pause) due within
 //     countsDelay — so that next write is coming. A Rollout at rest (Healthy,
 //     Degraded, paused until promoted) has its counts written at once;
 //   - the switch of a canary without traffic routing (switchOnly), for
 //     switchDelay. Until it is written the status still says Progressing,
-//     which is true; what waits is the name of the new stable revision.
+//     which is true; what waits is the name of the new stable revision;
+//   - the start of a timed pause step of at most pauseHoldMax (pauseOnly),
+//     for the pause and pauseSlack: the status says Progressing at the step
+//     before, and the write that ends the pause moves it past both. The
+//     controller remembers when the pause started (Input.HeldPause).
 //
-// Both are decided again from the status in force by the next reconcile,
-// so a held change's events wait with it (a plan with events whose change
-// is only counts is written at once).
-func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration) time.Duration {
+// All are decided again from the status in force by the next reconcile, so
+// a held change's events wait with it (a plan with events whose change is
+// only counts, or a pause, is written at once).
+func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration) Wait {
 	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
 	switch {
 	case moving && events == 0 && countsOnly(prev, next):
-		return countsDelay
+		return Wait{waitCounts, countsDelay}
 	case switchOnly(ro, prev, next):
-		return switchDelay
+		return Wait{waitSwitch, switchDelay}
 	}
-	return 0
+	if d, ok := pauseOnly(ro, prev, next); ok && events == 0 {
+		return Wait{waitPause, d + pauseSlack}
+	}
+	return Wait{}
 }
 
 // countsOnly reports whether next differs from prev only in what moves with
@@ -87,42 +130,130 @@ func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
 	return countsOnly(prev, n)
 }
 
-// coalescer times the status changes the plan says can wait: the first
-// waits as long as its plan says at most, and the next write that matters
-// (a step done, a timed pause over, a switch, Healthy) carries it sooner.
+// pauseOnly reports whether next is prev, Progressing, now Paused at a
+// timed pause step of at most pauseHoldMax which it just reached — past
+// steps that completed by themselves (weights reached) — and returns the
+// pause's duration. Only the step, the phase, the pause and the words that
+// say so changed, and the counts (and, without traffic routing, the
+// weights, which then describe the pods' split): no weight a router was
+// given, no analysis, no request handled.
+// The next reconcile reaches the same pause again from prev, and keeps its
+// start from Input.HeldPause.
+func pauseOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) (time.Duration, bool) {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || ro.Spec.Paused || prev.Phase != v1alpha1.RolloutPhaseProgressing || next.Phase != v1alpha1.RolloutPhasePaused ||
+		len(prev.PauseConditions) > 0 || len(next.PauseConditions) != 1 || next.PauseConditions[0].Reason != v1alpha1.PauseReasonCanaryPauseStep {
+		return 0, false
+	}
+	i := int(ptr.Deref(next.CurrentStepIndex, 0))
+	if i >= len(c.Steps) || c.Steps[i].Pause == nil || c.Steps[i].Pause.Duration == nil || i <= int(ptr.Deref(prev.CurrentStepIndex, 0)) {
+		return 0, false
+	}
+	d, err := v1alpha1.ParseSecondsOrDuration(*c.Steps[i].Pause.Duration)
+	if err != nil || d <= 0 || d > pauseHoldMax {
+		return 0, false
+	}
+	n := next.DeepCopy()
+	n.Phase, n.PauseConditions, n.CurrentStepIndex = prev.Phase, prev.PauseConditions, prev.CurrentStepIndex
+	if c.TrafficRouting == nil {
+		// Without a router the weights only describe the pods' split.
+		n.Canary.Weights = prev.Canary.Weights
+	}
+	if len(n.Conditions) != len(prev.Conditions) {
+		return 0, false
+	}
+	for i := range n.Conditions {
+		c := meta.FindStatusCondition(prev.Conditions, n.Conditions[i].Type)
+		if c == nil {
+			return 0, false
+		}
+		n.Conditions[i] = *c
+	}
+	return d, countsOnly(prev, n)
+}
+
+// HeldPause is a timed pause step this controller entered and whose status
+// write waits (waitPause): the revision, the step, and when it started.
+type HeldPause struct {
+	PodHash string
+	Step    int32
+	Start   time.Time
+}
+
+// heldPauseOf is the pause st enters, as HeldPause.
+func heldPauseOf(st *v1alpha1.RolloutStatus) *HeldPause {
+	for _, pc := range st.PauseConditions {
+		if pc.Reason == v1alpha1.PauseReasonCanaryPauseStep {
+			return &HeldPause{PodHash: st.CurrentPodHash, Step: ptr.Deref(st.CurrentStepIndex, 0), Start: pc.StartTime.Time}
+		}
+	}
+	return nil
+}
+
+// coalescer times the status changes the plan says can wait: each kind of
+// change waits at most as long as its plan says from when a change of that
+// kind first waited, and the next write that matters (a step done, a
+// timed pause over, a switch, Healthy) carries them sooner.
 type coalescer struct {
-	mu sync.Mutex
-	// since is when a Rollout's held-back change first waited.
-	since map[types.NamespacedName]time.Time
+	mu   sync.Mutex
+	held map[types.NamespacedName]*held
+}
+
+// held is what of one Rollout's status waits.
+type held struct {
+	// since is when a change of each kind first waited (zero: none has).
+	since [waitKinds]time.Time
+	// pause is the pause step whose start waits.
+	pause *HeldPause
 }
 
 func newCoalescer() *coalescer {
-	return &coalescer{since: map[types.NamespacedName]time.Time{}}
+	return &coalescer{held: map[types.NamespacedName]*held{}}
 }
 
-// hold returns how much longer a Rollout's status change may wait, when it
-// may wait up to delay from the first change held: 0 means write it now (it
-// cannot wait, or has waited long enough).
-func (c *coalescer) hold(key types.NamespacedName, delay time.Duration, now time.Time) time.Duration {
+// hold returns how much longer a Rollout's status change st may wait (0:
+// write it now: it cannot wait, or has waited long enough).
+func (c *coalescer) hold(key types.NamespacedName, w Wait, st *v1alpha1.RolloutStatus, now time.Time) time.Duration {
 	if c == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if delay <= 0 {
-		delete(c.since, key)
+	if w.Delay <= 0 || w.Kind <= waitNone || w.Kind >= waitKinds {
+		delete(c.held, key)
 		return 0
 	}
-	since, ok := c.since[key]
-	if !ok {
-		since = now
-		c.since[key] = now
+	h := c.held[key]
+	if h == nil {
+		h = &held{}
+		c.held[key] = h
 	}
-	if left := since.Add(delay).Sub(now); left > 0 {
-		return left
+	if h.since[w.Kind].IsZero() {
+		h.since[w.Kind] = now
 	}
-	delete(c.since, key)
-	return 0
+	left := h.since[w.Kind].Add(w.Delay).Sub(now)
+	if left <= 0 {
+		delete(c.held, key)
+		return 0
+	}
+	if w.Kind == waitPause {
+		h.pause = heldPauseOf(st)
+	}
+	return left
+}
+
+// heldPause is the pause step of a Rollout whose start waits, if any.
+func (c *coalescer) heldPause(key types.NamespacedName) *HeldPause {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.held[key]; h != nil && h.pause != nil {
+		p := *h.pause
+		return &p
+	}
+	return nil
 }
 
 // forget drops what is known of a Rollout that is gone.
@@ -132,7 +263,7 @@ func (c *coalescer) forget(key types.NamespacedName) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.since, key)
+	delete(c.held, key)
 }
 
 // staleGuard remembers, per object, the resourceVersion of this

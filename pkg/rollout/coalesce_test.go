@@ -76,7 +76,7 @@ func TestStatusWait(t *testing.T) {
 	}
 	for _, r := range rows {
 		p, n := with(r.phase, r.change)
-		if got := statusWait(basic, p, n, r.events, r.requeue); got != r.want {
+		if got := statusWait(basic, p, n, r.events, r.requeue).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
@@ -123,7 +123,7 @@ func TestSwitchWaits(t *testing.T) {
 	for _, r := range rows {
 		next := prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, 1, 0); got != r.want {
+		if got := statusWait(r.ro, &prev, next, 1, 0).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
@@ -131,31 +131,141 @@ func TestSwitchWaits(t *testing.T) {
 
 func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	c := newCoalescer()
-	const delay = 2 * time.Second
+	counts := Wait{waitCounts, 2 * time.Second}
 	key := types.NamespacedName{Namespace: "ns", Name: "web"}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := now.Add
+	st := &v1alpha1.RolloutStatus{}
 
-	if wait := c.hold(key, delay, now); wait != 2*time.Second {
+	if wait := c.hold(key, counts, st, now); wait != 2*time.Second {
 		t.Fatalf("first change that can wait: wait %s, want 2s", wait)
 	}
-	if wait := c.hold(key, delay, at(1500*time.Millisecond)); wait != 500*time.Millisecond {
+	if wait := c.hold(key, counts, st, at(1500*time.Millisecond)); wait != 500*time.Millisecond {
 		t.Errorf("another 1.5s later: wait %s, want the 0.5s left", wait)
 	}
-	if wait := c.hold(key, 0, at(1600*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, Wait{}, st, at(1600*time.Millisecond)); wait != 0 {
 		t.Errorf("a change that cannot wait waited %s", wait)
 	}
 	// After a write, a new change waits its own delay...
-	if wait := c.hold(key, delay, at(1700*time.Millisecond)); wait != 2*time.Second {
+	if wait := c.hold(key, counts, st, at(1700*time.Millisecond)); wait != 2*time.Second {
 		t.Errorf("after a write: wait %s, want 2s", wait)
 	}
+	// ...a change of another kind waits its own delay from when it first
+	// waited, not from the first change held...
+	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(3000*time.Millisecond)); wait != 5*time.Second {
+		t.Errorf("a switch after counts held: wait %s, want its 5s", wait)
+	}
+	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(7000*time.Millisecond)); wait != time.Second {
+		t.Errorf("the switch 4s later: wait %s, want the 1s left", wait)
+	}
 	// ...and is written once it has waited it.
-	if wait := c.hold(key, delay, at(3700*time.Millisecond)); wait != 0 {
-		t.Errorf("held 2s: wait %s, want a write", wait)
+	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(8000*time.Millisecond)); wait != 0 {
+		t.Errorf("held 5s: wait %s, want a write", wait)
 	}
 	var none *coalescer
-	if wait := none.hold(key, delay, now); wait != 0 {
+	if wait := none.hold(key, counts, st, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
+	}
+	if p := none.heldPause(key); p != nil {
+		t.Errorf("a nil coalescer remembers a pause: %+v", p)
+	}
+}
+
+// TestCoalescerRemembersTheHeldPause: while a pause's start waits, the
+// coalescer gives it back to the planner; a write forgets it.
+func TestCoalescerRemembersTheHeldPause(t *testing.T) {
+	c := newCoalescer()
+	key := types.NamespacedName{Namespace: "ns", Name: "web"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := &v1alpha1.RolloutStatus{CurrentPodHash: "new", CurrentStepIndex: ptr.To[int32](1), PauseConditions: []v1alpha1.PauseCondition{
+		{Reason: v1alpha1.PauseReasonCanaryPauseStep, StartTime: metav1.NewTime(now)},
+	}}
+	if p := c.heldPause(key); p != nil {
+		t.Fatalf("a pause before any was held: %+v", p)
+	}
+	if wait := c.hold(key, Wait{waitPause, 3 * time.Second}, st, now); wait != 3*time.Second {
+		t.Fatalf("a pause start held: wait %s, want 3s", wait)
+	}
+	want := HeldPause{PodHash: "new", Step: 1, Start: now}
+	if p := c.heldPause(key); p == nil || *p != want {
+		t.Fatalf("held pause %+v, want %+v", p, want)
+	}
+	c.hold(key, Wait{}, st, now.Add(time.Second))
+	if p := c.heldPause(key); p != nil {
+		t.Errorf("a pause still held after a write: %+v", p)
+	}
+	c.hold(key, Wait{waitPause, 3 * time.Second}, st, now)
+	c.forget(key)
+	if p := c.heldPause(key); p != nil {
+		t.Errorf("a pause still held after the Rollout went: %+v", p)
+	}
+}
+
+// TestPauseWaits: reaching a short timed pause step may wait for the write
+// that ends the pause; a longer pause, one that waits for a person, or
+// anything else that changes with it may not.
+func TestPauseWaits(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(5 * time.Second))
+	prev := v1alpha1.RolloutStatus{
+		Phase: v1alpha1.RolloutPhaseProgressing, Message: "Step 1/2: scaling to weight 50 (1 canary / 1 stable)",
+		CurrentPodHash: "new", StableRS: "old", CurrentStepIndex: ptr.To[int32](0), Replicas: 3, AvailableReplicas: 2, LastProgressTime: &t0,
+		Conditions: []metav1.Condition{
+			{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReplicaSetUpdated, LastTransitionTime: t0},
+			{Type: v1alpha1.ConditionPaused, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReplicaSetUpdated, LastTransitionTime: t0},
+		},
+	}
+	paused := func(st *v1alpha1.RolloutStatus) {
+		st.Phase, st.Message, st.CurrentStepIndex, st.LastProgressTime, st.AvailableReplicas = v1alpha1.RolloutPhasePaused, "Step 2/2: paused for 1s", ptr.To[int32](1), nil, 3
+		st.PauseConditions = []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonCanaryPauseStep, StartTime: t1}}
+		for i := range st.Conditions {
+			st.Conditions[i].Reason, st.Conditions[i].Message, st.Conditions[i].LastTransitionTime = v1alpha1.ReasonCanaryPauseStep, st.Message, t1
+		}
+		st.Conditions[1].Status = metav1.ConditionTrue
+	}
+	rollout := func(d string) *v1alpha1.Rollout {
+		return &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{
+			Steps: []v1alpha1.CanaryStep{setWeight(50), pause(d)},
+		}}}}
+	}
+	short := rollout("1s")
+	routed := short.DeepCopy()
+	routed.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{}
+	weighted := func(st *v1alpha1.RolloutStatus) {
+		paused(st)
+		st.Canary.Weights = &v1alpha1.TrafficWeights{Canary: v1alpha1.WeightDestination{Weight: 50, PodTemplateHash: "new"}}
+	}
+	specPaused := short.DeepCopy()
+	specPaused.Spec.Paused = true
+	rows := []struct {
+		name   string
+		ro     *v1alpha1.Rollout
+		change func(*v1alpha1.RolloutStatus)
+		events int
+		want   Wait
+	}{
+		{"a 1s pause reached", short, paused, 0, Wait{waitPause, time.Second + pauseSlack}},
+		{"a pause of pauseHoldMax", rollout("3s"), paused, 0, Wait{waitPause, pauseHoldMax + pauseSlack}},
+		{"a longer pause", rollout("4s"), paused, 0, Wait{}},
+		{"a pause until promoted", rollout(""), paused, 0, Wait{}},
+		{"a pause with an event", short, paused, 1, Wait{}},
+		{"a pause under spec.paused", specPaused, paused, 0, Wait{}},
+		{"a pause and an abort", short, func(st *v1alpha1.RolloutStatus) { paused(st); st.Abort = true }, 0, Wait{}},
+		{"a pause and a request handled", short, func(st *v1alpha1.RolloutStatus) { paused(st); st.LastHandled.Promote = "t" }, 0, Wait{}},
+		{"a pause and weights without a router", short, weighted, 0, Wait{waitPause, time.Second + pauseSlack}},
+		{"a pause and weights given to a router", routed, weighted, 0, Wait{}},
+		{"a pause on a new revision", short, func(st *v1alpha1.RolloutStatus) { paused(st); st.CurrentPodHash = "newer" }, 0, Wait{}},
+		{"an inconclusive analysis", short, func(st *v1alpha1.RolloutStatus) {
+			paused(st)
+			st.PauseConditions[0].Reason = v1alpha1.PauseReasonInconclusiveAnalysis
+		}, 0, Wait{}},
+	}
+	for _, r := range rows {
+		next := prev.DeepCopy()
+		r.change(next)
+		if got := statusWait(r.ro, &prev, next, r.events, time.Second); got != r.want {
+			t.Errorf("%s: statusWait %+v, want %+v", r.name, got, r.want)
+		}
 	}
 }
 
@@ -221,11 +331,11 @@ func TestHeldSwitchIsDecidedAgain(t *testing.T) {
 	s.setImage("web:2")
 	held, completed := 0, 0
 	for i := 0; i < 40 && !done(); i++ {
-		before := *s.ro.Status.DeepCopy()
-		p := s.tick()
-		if p.StatusWait == switchDelay {
-			held++
-			s.ro.Status = before // the coalescer held it: not written
+		p, wait := s.tickHeld()
+		if wait {
+			if p.StatusWait.Kind == waitSwitch {
+				held++
+			}
 			continue
 		}
 		for _, e := range p.Events {
@@ -243,4 +353,35 @@ func TestHeldSwitchIsDecidedAgain(t *testing.T) {
 	if completed != 1 {
 		t.Errorf("RolloutCompleted written %d times, want once (with Healthy)", completed)
 	}
+}
+
+// TestHeldPauseKeepsItsStart: the start of a 3s pause step waits for the
+// write that ends it — the status in force never says Paused — and the
+// pause, started again by every reconcile from that status, still ends 3s
+// after it first started, because the planner keeps the held start.
+func TestHeldPauseKeepsItsStart(t *testing.T) {
+	s := newSim(t, canaryRollout(4, "1", "0", setWeight(50), pause("3s"), setWeight(75)))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	var first, over time.Time
+	for i := 0; i < 40 && over.IsZero(); i++ {
+		now := s.now
+		p, held := s.tickHeld()
+		if s.ro.Status.Phase == v1alpha1.RolloutPhasePaused {
+			t.Fatalf("the held pause was written at %s: %q", now.Sub(s.start), s.ro.Status.Message)
+		}
+		switch {
+		case held && p.StatusWait.Kind == waitPause && first.IsZero():
+			first = now
+		case !held && ptr.Deref(s.ro.Status.CurrentStepIndex, 0) >= 2:
+			over = now
+		}
+	}
+	if first.IsZero() || over.IsZero() {
+		t.Fatalf("the pause was never held (%s) or never ended (%s); status %s %q", first, over, s.ro.Status.Phase, s.ro.Status.Message)
+	}
+	if d := over.Sub(first); d < 3*time.Second || d > 4*time.Second {
+		t.Errorf("the held pause lasted %s, want 3s (one reconcile a second)", d)
+	}
+	s.until("Healthy", 30, healthyPhase)
 }

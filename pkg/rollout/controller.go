@@ -360,7 +360,10 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 
 // observe gathers the planner's input from the cache.
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
-	in := Input{Rollout: ro, Services: map[string]*corev1.Service{}, WatchNamespace: r.WatchNamespace, Now: r.Clock.Now()}
+	in := Input{
+		Rollout: ro, Services: map[string]*corev1.Service{}, WatchNamespace: r.WatchNamespace, Now: r.Clock.Now(),
+		HeldPause: r.coalesce.heldPause(client.ObjectKeyFromObject(ro)),
+	}
 	selector := ro.Spec.Selector
 	if ref := ro.Spec.WorkloadRef; ref != nil {
 		var d appsv1.Deployment

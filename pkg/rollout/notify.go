@@ -140,7 +140,7 @@ func (r *Reconciler) recordNotifications(ctx context.Context, ro *v1alpha1.Rollo
 		st.PendingNotifications = nil
 	}
 	if changed {
-		p.StatusWait = 0
+		p.StatusWait = Wait{}
 	}
 }
 

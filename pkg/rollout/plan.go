@@ -45,7 +45,11 @@ type Input struct {
 	// EndpointSlices of the Service carrying the canary weight list ready;
 	// nil until a plan asked for it (Plan.Endpoints).
 	CanaryEndpoints *int32
-	Now             time.Time
+	// HeldPause is the timed pause step this controller entered and has not
+	// written yet (Plan.StatusWait): the planner keeps its start rather than
+	// starting the pause again.
+	HeldPause *HeldPause
+	Now       time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -108,8 +112,8 @@ type Plan struct {
 	// RequeueAfter is when a timed pause or delay ends; 0 means no timer.
 	RequeueAfter time.Duration
 	// StatusWait is how long the status change may wait for the next write
-	// that matters, which carries it (statusWait); 0: write it now.
-	StatusWait time.Duration
+	// that matters, which carries it (statusWait); zero: write it now.
+	StatusWait Wait
 }
 
 // ScaleChange sets the replicas of a ReplicaSet.
@@ -167,10 +171,22 @@ type world struct {
 	dynamic bool
 	// endpoints: Input.CanaryEndpoints.
 	endpoints *int32
+	// heldPause: Input.HeldPause.
+	heldPause *HeldPause
 	hash      string // current template
 	all       []rsView
 	current   *rsView // nil until created
 	stable    *rsView // nil on first deploy
+}
+
+// pauseStart is when the pause step idx starts if it starts now: when this
+// controller entered it, if it did and the status write that records it
+// waits (Input.HeldPause), now otherwise.
+func (w *world) pauseStart(idx int, now time.Time) time.Time {
+	if h := w.heldPause; h != nil && h.PodHash == w.hash && int(h.Step) == idx && h.Start.Before(now) {
+		return h.Start
+	}
+	return now
 }
 
 func (w *world) others() []*rsView {
@@ -481,7 +497,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints, heldPause: in.HeldPause}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)

@@ -71,6 +71,9 @@ type sim struct {
 	lastEndpoints int32
 	// notified are the plans' transitions (Plan.Notify), as "trigger step".
 	notified []string
+	// coalesce, when set, holds the status writes the plans say may wait,
+	// as the Reconciler does (tickHeld).
+	coalesce *coalescer
 }
 
 func newSim(t testing.TB, ro *v1alpha1.Rollout) *sim {
@@ -186,7 +189,25 @@ func (s *sim) input() Input {
 	return Input{
 		Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload,
 		AnalysisRuns: s.runs, Templates: s.templates, Experiments: s.experiments, Now: s.now,
+		HeldPause: s.coalesce.heldPause(types.NamespacedName{Namespace: s.ro.Namespace, Name: s.ro.Name}),
 	}
+}
+
+// tickHeld runs one reconcile whose status write the coalescer may hold:
+// then the status stays as it was, and the plan's events are not recorded
+// (the next reconcile decides them again). It reports whether it held.
+func (s *sim) tickHeld() (Plan, bool) {
+	s.t.Helper()
+	if s.coalesce == nil {
+		s.coalesce = newCoalescer()
+	}
+	before, now := *s.ro.Status.DeepCopy(), s.now
+	p := s.tick()
+	if s.coalesce.hold(types.NamespacedName{Namespace: s.ro.Namespace, Name: s.ro.Name}, p.StatusWait, &p.Status, now) > 0 {
+		s.ro.Status = before
+		return p, true
+	}
+	return p, false
 }
 
 type snapshot struct{ spec, available int32 }

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -19,10 +20,12 @@ import (
 const countsDelay = 60 * time.Second
 
 // switchDelay is how long the switch of a canary without traffic routing to
-// its new revision may wait to be written: the previous revision's pods are
-// on their way out, and Healthy, once they are gone, usually comes within
-// it and carries the switch in one write instead of two. Under load the
-// pods can take tens of seconds to go.
+// its new revision may wait to be written at least: the previous revision's
+// pods are on their way out, and Healthy, once they are gone, usually comes
+// within it and carries the switch in one write instead of two. Under load
+// the pods take longer to go, as everything else did, and the switch may
+// wait half as long as the update took to reach it (switchWait), up to a
+// quarter of the progress deadline.
 const switchDelay = 30 * time.Second
 
 // pauseHoldMax is the longest timed pause step whose start may go unwritten:
@@ -76,13 +79,13 @@ type Wait struct {
 // All are decided again from the status in force by the next reconcile, so
 // a held change's events wait with it (a plan with events whose change is
 // only counts, or a pause, is written at once).
-func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration) Wait {
+func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration, now time.Time) Wait {
 	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
 	switch {
 	case moving && events == 0 && countsOnly(prev, next):
 		return Wait{waitCounts, countsDelay}
 	case switchOnly(ro, prev, next):
-		return Wait{waitSwitch, switchDelay}
+		return Wait{waitSwitch, switchWait(ro, prev, now)}
 	}
 	if d, ok := pauseOnly(ro, prev, next); ok && events == 0 {
 		return Wait{waitPause, d + pauseSlack}
@@ -128,6 +131,19 @@ func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
 		}
 	}
 	return countsOnly(prev, n)
+}
+
+// switchWait is how long the switch of a Rollout whose status is prev may
+// wait: half as long as the update has run — since the Rollout last turned
+// Reconciling, when the update started or a person let it go on —, at least
+// switchDelay and at most a quarter of the progress deadline, which a held
+// switch postpones (a change not written yet counts as progress).
+func switchWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Time) time.Duration {
+	d := switchDelay
+	if c := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReconciling); c != nil && c.Status == metav1.ConditionTrue {
+		d = max(d, now.Sub(c.LastTransitionTime.Time)/2)
+	}
+	return max(switchDelay, min(d, progressDeadline(ro)/4))
 }
 
 // pauseOnly reports whether next is prev, Progressing, now Paused at a
@@ -191,8 +207,8 @@ func heldPauseOf(st *v1alpha1.RolloutStatus) *HeldPause {
 }
 
 // coalescer times the status changes the plan says can wait: each kind of
-// change waits at most as long as its plan says from when a change of that
-// kind first waited, and the next write that matters (a step done, a
+// change waits at most as long as the plan said when a change of that kind
+// first waited, and the next write that matters (a step done, a
 // timed pause over, a switch, Healthy) carries them sooner.
 type coalescer struct {
 	mu   sync.Mutex
@@ -201,8 +217,9 @@ type coalescer struct {
 
 // held is what of one Rollout's status waits.
 type held struct {
-	// since is when a change of each kind first waited (zero: none has).
-	since [waitKinds]time.Time
+	// until is when the change of each kind that waits must be written: its
+	// delay from when a change of that kind first waited (zero: none has).
+	until [waitKinds]time.Time
 	// pause is the pause step whose start waits.
 	pause *HeldPause
 }
@@ -228,10 +245,10 @@ func (c *coalescer) hold(key types.NamespacedName, w Wait, st *v1alpha1.RolloutS
 		h = &held{}
 		c.held[key] = h
 	}
-	if h.since[w.Kind].IsZero() {
-		h.since[w.Kind] = now
+	if h.until[w.Kind].IsZero() {
+		h.until[w.Kind] = now.Add(w.Delay)
 	}
-	left := h.since[w.Kind].Add(w.Delay).Sub(now)
+	left := h.until[w.Kind].Sub(now)
 	if left <= 0 {
 		delete(c.held, key)
 		return 0

@@ -76,7 +76,7 @@ func TestStatusWait(t *testing.T) {
 	}
 	for _, r := range rows {
 		p, n := with(r.phase, r.change)
-		if got := statusWait(basic, p, n, r.events, r.requeue).Delay; got != r.want {
+		if got := statusWait(basic, p, n, r.events, r.requeue, time.Now()).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
@@ -123,8 +123,45 @@ func TestSwitchWaits(t *testing.T) {
 	for _, r := range rows {
 		next := prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, 1, 0).Delay; got != r.want {
+		if got := statusWait(r.ro, &prev, next, 1, 0, t1.Time).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
+		}
+	}
+}
+
+// TestSwitchWaitFollowsThePace: the switch may wait half as long as the
+// update took to reach it, at least switchDelay and at most a quarter of
+// the progress deadline.
+func TestSwitchWaitFollowsThePace(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reconciling := func(status metav1.ConditionStatus) *v1alpha1.RolloutStatus {
+		return &v1alpha1.RolloutStatus{Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReconciling, Status: status, LastTransitionTime: metav1.NewTime(start)}}}
+	}
+	ro := func(deadline int32) *v1alpha1.Rollout {
+		ro := &v1alpha1.Rollout{}
+		if deadline > 0 {
+			ro.Spec.ProgressDeadlineSeconds = ptr.To(deadline)
+		}
+		return ro
+	}
+	rows := []struct {
+		name    string
+		ro      *v1alpha1.Rollout
+		prev    *v1alpha1.RolloutStatus
+		elapsed time.Duration
+		want    time.Duration
+	}{
+		{"a quick update", ro(0), reconciling(metav1.ConditionTrue), 10 * time.Second, switchDelay},
+		{"an update of 100s", ro(0), reconciling(metav1.ConditionTrue), 100 * time.Second, 50 * time.Second},
+		{"an update of 20 minutes", ro(0), reconciling(metav1.ConditionTrue), 20 * time.Minute, 150 * time.Second},
+		{"a progress deadline of 200s", ro(200), reconciling(metav1.ConditionTrue), 160 * time.Second, 50 * time.Second},
+		{"a progress deadline of 60s", ro(60), reconciling(metav1.ConditionTrue), 160 * time.Second, switchDelay},
+		{"not reconciling", ro(0), reconciling(metav1.ConditionFalse), 100 * time.Second, switchDelay},
+		{"no conditions", ro(0), &v1alpha1.RolloutStatus{}, 100 * time.Second, switchDelay},
+	}
+	for _, r := range rows {
+		if got := switchWait(r.ro, r.prev, start.Add(r.elapsed)); got != r.want {
+			t.Errorf("%s: switchWait %s, want %s", r.name, got, r.want)
 		}
 	}
 }
@@ -157,6 +194,10 @@ func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	}
 	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(7000*time.Millisecond)); wait != time.Second {
 		t.Errorf("the switch 4s later: wait %s, want the 1s left", wait)
+	}
+	// A later plan that would let it wait longer does not move the end.
+	if wait := c.hold(key, Wait{waitSwitch, 9 * time.Second}, st, at(7500*time.Millisecond)); wait != 500*time.Millisecond {
+		t.Errorf("the switch with a longer delay later: wait %s, want the 0.5s left", wait)
 	}
 	// ...and is written once it has waited it.
 	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(8000*time.Millisecond)); wait != 0 {
@@ -263,7 +304,7 @@ func TestPauseWaits(t *testing.T) {
 	for _, r := range rows {
 		next := prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, r.events, time.Second); got != r.want {
+		if got := statusWait(r.ro, &prev, next, r.events, time.Second, time.Now()); got != r.want {
 			t.Errorf("%s: statusWait %+v, want %+v", r.name, got, r.want)
 		}
 	}

@@ -166,7 +166,7 @@ func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, o
 		st.LastProgressTime = nil
 		return
 	}
-	deadline := time.Duration(ptr.Deref(ro.Spec.ProgressDeadlineSeconds, 600)) * time.Second
+	deadline := progressDeadline(ro)
 	if moved || st.LastProgressTime == nil {
 		st.LastProgressTime = ptrTime(now)
 		out.after(deadline)
@@ -187,6 +187,11 @@ func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, o
 	} else if prev.Phase != v1alpha1.RolloutPhaseDegraded {
 		out.events = append(out.events, Event{Warning: true, Reason: v1alpha1.ReasonProgressDeadlineExceeded, Message: out.message})
 	}
+}
+
+// progressDeadline is the Rollout's progressDeadlineSeconds, defaulted.
+func progressDeadline(ro *v1alpha1.Rollout) time.Duration {
+	return time.Duration(ptr.Deref(ro.Spec.ProgressDeadlineSeconds, 600)) * time.Second
 }
 
 // finishStatus fills the counts, phase, message and conditions. w is nil

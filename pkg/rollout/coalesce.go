@@ -16,8 +16,10 @@ import (
 )
 
 // countsDelay is how long, during an update, a status change that only
-// refreshes the replica counts may wait to be written.
-const countsDelay = 60 * time.Second
+// refreshes the replica counts may wait to be written. The progress
+// deadline does not wait with it: it is measured from the held status
+// (Input.HeldStatus).
+const countsDelay = 2 * time.Minute
 
 // switchDelay is how long the switch of a canary without traffic routing to
 // its new revision may wait to be written at least: the previous revision's
@@ -136,8 +138,8 @@ func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
 // switchWait is how long the switch of a Rollout whose status is prev may
 // wait: half as long as the update has run — since the Rollout last turned
 // Reconciling, when the update started or a person let it go on —, at least
-// switchDelay and at most a quarter of the progress deadline, which a held
-// switch postpones (a change not written yet counts as progress).
+// switchDelay and at most a quarter of the progress deadline, the time the
+// user gave an update to move.
 func switchWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Time) time.Duration {
 	d := switchDelay
 	if c := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReconciling); c != nil && c.Status == metav1.ConditionTrue {
@@ -222,6 +224,8 @@ type held struct {
 	until [waitKinds]time.Time
 	// pause is the pause step whose start waits.
 	pause *HeldPause
+	// status is the latest status that waits.
+	status *v1alpha1.RolloutStatus
 }
 
 func newCoalescer() *coalescer {
@@ -256,7 +260,21 @@ func (c *coalescer) hold(key types.NamespacedName, w Wait, st *v1alpha1.RolloutS
 	if w.Kind == waitPause {
 		h.pause = heldPauseOf(st)
 	}
+	h.status = st.DeepCopy()
 	return left
+}
+
+// heldStatus is the latest status of a Rollout that waits, if any.
+func (c *coalescer) heldStatus(key types.NamespacedName) *v1alpha1.RolloutStatus {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.held[key]; h != nil && h.status != nil {
+		return h.status.DeepCopy()
+	}
+	return nil
 }
 
 // heldPause is the pause step of a Rollout whose start waits, if any.

@@ -426,3 +426,33 @@ func TestHeldPauseKeepsItsStart(t *testing.T) {
 	}
 	s.until("Healthy", 30, healthyPhase)
 }
+
+// TestHeldCountsDoNotPostponeTheDeadline: counts that wait to be written
+// are progress once, when they change, not at every reconcile until the
+// write: an update stuck after a held change of counts is Degraded at its
+// progress deadline, well before the counts would have been written.
+func TestHeldCountsDoNotPostponeTheDeadline(t *testing.T) {
+	ro := canaryRollout(4, "1", "0", setWeight(50), pause(""))
+	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](10)
+	s := newSim(t, ro)
+	s.until("Healthy", 10, healthyPhase)
+	s.breakImage("web:2")
+	s.setImage("web:2")
+	var counted, degraded time.Time
+	for i := 0; i < 60 && degraded.IsZero(); i++ {
+		now := s.now
+		p, held := s.tickHeld()
+		switch {
+		case held && p.StatusWait.Kind == waitCounts && counted.IsZero():
+			counted = now
+		case s.ro.Status.Phase == v1alpha1.RolloutPhaseDegraded:
+			degraded = now
+		}
+	}
+	if counted.IsZero() || degraded.IsZero() {
+		t.Fatalf("no counts held (%s) or never Degraded (%s); status %s %q", counted, degraded, s.ro.Status.Phase, s.ro.Status.Message)
+	}
+	if d := degraded.Sub(counted); d < 9*time.Second || d > 11*time.Second {
+		t.Errorf("Degraded %s after the counts first waited, want the 10s deadline (counts may wait %s)", d, countsDelay)
+	}
+}

@@ -49,7 +49,10 @@ type Input struct {
 	// written yet (Plan.StatusWait): the planner keeps its start rather than
 	// starting the pause again.
 	HeldPause *HeldPause
-	Now       time.Time
+	// HeldStatus is the latest status this controller decided and has not
+	// written yet (Plan.StatusWait): progress is measured from it.
+	HeldStatus *v1alpha1.RolloutStatus
+	Now        time.Time
 }
 
 // Plan is what the applier does, in this order: adopt, create, switch
@@ -173,10 +176,12 @@ type world struct {
 	endpoints *int32
 	// heldPause: Input.HeldPause.
 	heldPause *HeldPause
-	hash      string // current template
-	all       []rsView
-	current   *rsView // nil until created
-	stable    *rsView // nil on first deploy
+	// heldStatus: Input.HeldStatus.
+	heldStatus *v1alpha1.RolloutStatus
+	hash       string // current template
+	all        []rsView
+	current    *rsView // nil until created
+	stable     *rsView // nil on first deploy
 }
 
 // pauseStart is when the pause step idx starts if it starts now: when this
@@ -497,7 +502,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints, heldPause: in.HeldPause}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints, heldPause: in.HeldPause, heldStatus: in.HeldStatus}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)

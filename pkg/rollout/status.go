@@ -149,12 +149,19 @@ func countReplicas(st *v1alpha1.RolloutStatus, w *world) {
 // restart the clock. When the deadline passes the outcome becomes
 // Degraded/ProgressDeadlineExceeded and, with progressDeadlineAbort, the
 // update is aborted (the next reconcile scales back).
+//
+// Progress is measured from the latest status decided: the one in force,
+// or one whose write waits (Input.HeldStatus), so that a held change does
+// not count as progress again at every reconcile.
 func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, out *outcome, now time.Time) {
 	if st.StableRS == st.CurrentPodHash && healthy(ro, st, w, now) || st.Abort || out.phase == v1alpha1.RolloutPhaseDegraded {
 		st.LastProgressTime = nil
 		return
 	}
-	prev := ro.Status
+	prev := &ro.Status
+	if w.heldStatus != nil {
+		prev = w.heldStatus
+	}
 	moved := prev.CurrentPodHash != st.CurrentPodHash || prev.StableRS != st.StableRS ||
 		ptr.Deref(prev.CurrentStepIndex, -1) != ptr.Deref(st.CurrentStepIndex, -1) ||
 		prev.UpdatedReplicas != st.UpdatedReplicas || prev.ReadyReplicas != st.ReadyReplicas ||
@@ -167,6 +174,9 @@ func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, o
 		return
 	}
 	deadline := progressDeadline(ro)
+	if !moved && w.heldStatus != nil && prev.LastProgressTime != nil {
+		st.LastProgressTime = prev.LastProgressTime
+	}
 	if moved || st.LastProgressTime == nil {
 		st.LastProgressTime = ptrTime(now)
 		out.after(deadline)
@@ -184,7 +194,7 @@ func trackProgress(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, o
 		st.PauseConditions = nil
 		out.events = append(out.events, Event{Warning: true, Reason: v1alpha1.ReasonRolloutAborted, Message: out.message + ": aborting (progressDeadlineAbort)"})
 		out.after(time.Millisecond)
-	} else if prev.Phase != v1alpha1.RolloutPhaseDegraded {
+	} else if ro.Status.Phase != v1alpha1.RolloutPhaseDegraded {
 		out.events = append(out.events, Event{Warning: true, Reason: v1alpha1.ReasonProgressDeadlineExceeded, Message: out.message})
 	}
 }

@@ -76,7 +76,7 @@ type Wait struct {
 //   - the start of a timed pause step of at most pauseHoldMax (pauseOnly),
 //     for the pause and pauseSlack: the status says Progressing at the step
 //     before, and the write that ends the pause moves it past both. The
-//     controller remembers when the pause started (Input.HeldPause).
+//     controller remembers when the pause started (Input.HeldStatus).
 //
 // All are decided again from the status in force by the next reconcile, so
 // a held change's events wait with it (a plan with events whose change is
@@ -156,7 +156,7 @@ func switchWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Tim
 // weights, which then describe the pods' split): no weight a router was
 // given, no analysis, no request handled.
 // The next reconcile reaches the same pause again from prev, and keeps its
-// start from Input.HeldPause.
+// start from Input.HeldStatus.
 func pauseOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) (time.Duration, bool) {
 	c := ro.Spec.Strategy.Canary
 	if c == nil || ro.Spec.Paused || prev.Phase != v1alpha1.RolloutPhaseProgressing || next.Phase != v1alpha1.RolloutPhasePaused ||
@@ -190,24 +190,6 @@ func pauseOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) (time.D
 	return d, countsOnly(prev, n)
 }
 
-// HeldPause is a timed pause step this controller entered and whose status
-// write waits (waitPause): the revision, the step, and when it started.
-type HeldPause struct {
-	PodHash string
-	Step    int32
-	Start   time.Time
-}
-
-// heldPauseOf is the pause st enters, as HeldPause.
-func heldPauseOf(st *v1alpha1.RolloutStatus) *HeldPause {
-	for _, pc := range st.PauseConditions {
-		if pc.Reason == v1alpha1.PauseReasonCanaryPauseStep {
-			return &HeldPause{PodHash: st.CurrentPodHash, Step: ptr.Deref(st.CurrentStepIndex, 0), Start: pc.StartTime.Time}
-		}
-	}
-	return nil
-}
-
 // coalescer times the status changes the plan says can wait: each kind of
 // change waits at most as long as the plan said when a change of that kind
 // first waited, and the next write that matters (a step done, a
@@ -222,8 +204,6 @@ type held struct {
 	// until is when the change of each kind that waits must be written: its
 	// delay from when a change of that kind first waited (zero: none has).
 	until [waitKinds]time.Time
-	// pause is the pause step whose start waits.
-	pause *HeldPause
 	// status is the latest status that waits.
 	status *v1alpha1.RolloutStatus
 }
@@ -257,9 +237,6 @@ func (c *coalescer) hold(key types.NamespacedName, w Wait, st *v1alpha1.RolloutS
 		delete(c.held, key)
 		return 0
 	}
-	if w.Kind == waitPause {
-		h.pause = heldPauseOf(st)
-	}
 	h.status = st.DeepCopy()
 	return left
 }
@@ -273,20 +250,6 @@ func (c *coalescer) heldStatus(key types.NamespacedName) *v1alpha1.RolloutStatus
 	defer c.mu.Unlock()
 	if h := c.held[key]; h != nil && h.status != nil {
 		return h.status.DeepCopy()
-	}
-	return nil
-}
-
-// heldPause is the pause step of a Rollout whose start waits, if any.
-func (c *coalescer) heldPause(key types.NamespacedName) *HeldPause {
-	if c == nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if h := c.held[key]; h != nil && h.pause != nil {
-		p := *h.pause
-		return &p
 	}
 	return nil
 }

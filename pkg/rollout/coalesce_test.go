@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -76,7 +77,7 @@ func TestStatusWait(t *testing.T) {
 	}
 	for _, r := range rows {
 		p, n := with(r.phase, r.change)
-		if got := statusWait(basic, p, n, r.events, r.requeue, time.Now()).Delay; got != r.want {
+		if got := statusWait(basic, p, n, r.events, r.requeue, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
@@ -207,38 +208,46 @@ func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	if wait := none.hold(key, counts, st, now); wait != 0 {
 		t.Errorf("a nil coalescer held a write for %s", wait)
 	}
-	if p := none.heldPause(key); p != nil {
-		t.Errorf("a nil coalescer remembers a pause: %+v", p)
+	if held := none.heldStatus(key); held != nil {
+		t.Errorf("a nil coalescer remembers a status: %+v", held)
 	}
 }
 
-// TestCoalescerRemembersTheHeldPause: while a pause's start waits, the
-// coalescer gives it back to the planner; a write forgets it.
-func TestCoalescerRemembersTheHeldPause(t *testing.T) {
+// TestCoalescerRemembersTheHeldStatus: while a status waits, the coalescer
+// gives the latest one back to the planner (a copy it cannot change); a
+// write, or the Rollout going, forgets it.
+func TestCoalescerRemembersTheHeldStatus(t *testing.T) {
 	c := newCoalescer()
 	key := types.NamespacedName{Namespace: "ns", Name: "web"}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	st := &v1alpha1.RolloutStatus{CurrentPodHash: "new", CurrentStepIndex: ptr.To[int32](1), PauseConditions: []v1alpha1.PauseCondition{
+	paused := &v1alpha1.RolloutStatus{CurrentPodHash: "new", CurrentStepIndex: ptr.To[int32](1), PauseConditions: []v1alpha1.PauseCondition{
 		{Reason: v1alpha1.PauseReasonCanaryPauseStep, StartTime: metav1.NewTime(now)},
 	}}
-	if p := c.heldPause(key); p != nil {
-		t.Fatalf("a pause before any was held: %+v", p)
+	counted := paused.DeepCopy()
+	counted.Replicas = 3
+	if held := c.heldStatus(key); held != nil {
+		t.Fatalf("a status before any was held: %+v", held)
 	}
-	if wait := c.hold(key, Wait{waitPause, 3 * time.Second}, st, now); wait != 3*time.Second {
+	if wait := c.hold(key, Wait{waitPause, 3 * time.Second}, paused, now); wait != 3*time.Second {
 		t.Fatalf("a pause start held: wait %s, want 3s", wait)
 	}
-	want := HeldPause{PodHash: "new", Step: 1, Start: now}
-	if p := c.heldPause(key); p == nil || *p != want {
-		t.Fatalf("held pause %+v, want %+v", p, want)
+	c.hold(key, Wait{waitCounts, time.Minute}, counted, now.Add(time.Second))
+	held := c.heldStatus(key)
+	if diff := cmp.Diff(counted, held); diff != "" {
+		t.Fatalf("held status, not the latest (-want +got):\n%s", diff)
 	}
-	c.hold(key, Wait{}, st, now.Add(time.Second))
-	if p := c.heldPause(key); p != nil {
-		t.Errorf("a pause still held after a write: %+v", p)
+	held.Replicas = 9
+	if again := c.heldStatus(key); again.Replicas != 3 {
+		t.Errorf("a change to the copy given out reached the held status: replicas %d", again.Replicas)
 	}
-	c.hold(key, Wait{waitPause, 3 * time.Second}, st, now)
+	c.hold(key, Wait{}, counted, now.Add(2*time.Second))
+	if held := c.heldStatus(key); held != nil {
+		t.Errorf("a status still held after a write: %+v", held)
+	}
+	c.hold(key, Wait{waitPause, 3 * time.Second}, paused, now)
 	c.forget(key)
-	if p := c.heldPause(key); p != nil {
-		t.Errorf("a pause still held after the Rollout went: %+v", p)
+	if held := c.heldStatus(key); held != nil {
+		t.Errorf("a status still held after the Rollout went: %+v", held)
 	}
 }
 
@@ -304,7 +313,7 @@ func TestPauseWaits(t *testing.T) {
 	for _, r := range rows {
 		next := prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, r.events, time.Second, time.Now()); got != r.want {
+		if got := statusWait(r.ro, &prev, next, r.events, time.Second, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); got != r.want {
 			t.Errorf("%s: statusWait %+v, want %+v", r.name, got, r.want)
 		}
 	}
@@ -432,12 +441,7 @@ func TestHeldPauseKeepsItsStart(t *testing.T) {
 // write: an update stuck after a held change of counts is Degraded at its
 // progress deadline, well before the counts would have been written.
 func TestHeldCountsDoNotPostponeTheDeadline(t *testing.T) {
-	ro := canaryRollout(4, "1", "0", setWeight(50), pause(""))
-	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](10)
-	s := newSim(t, ro)
-	s.until("Healthy", 10, healthyPhase)
-	s.breakImage("web:2")
-	s.setImage("web:2")
+	s := stuckUpdate(t, 10, false)
 	var counted, degraded time.Time
 	for i := 0; i < 60 && degraded.IsZero(); i++ {
 		now := s.now

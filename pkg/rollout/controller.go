@@ -362,7 +362,7 @@ func (r *Reconciler) observeAnalysis(ctx context.Context, ro *v1alpha1.Rollout, 
 func (r *Reconciler) observe(ctx context.Context, ro *v1alpha1.Rollout) (Input, error) {
 	in := Input{
 		Rollout: ro, Services: map[string]*corev1.Service{}, WatchNamespace: r.WatchNamespace, Now: r.Clock.Now(),
-		HeldPause: r.coalesce.heldPause(client.ObjectKeyFromObject(ro)), HeldStatus: r.coalesce.heldStatus(client.ObjectKeyFromObject(ro)),
+		HeldStatus: r.coalesce.heldStatus(client.ObjectKeyFromObject(ro)),
 	}
 	selector := ro.Spec.Selector
 	if ref := ro.Spec.WorkloadRef; ref != nil {

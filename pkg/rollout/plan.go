@@ -45,12 +45,10 @@ type Input struct {
 	// EndpointSlices of the Service carrying the canary weight list ready;
 	// nil until a plan asked for it (Plan.Endpoints).
 	CanaryEndpoints *int32
-	// HeldPause is the timed pause step this controller entered and has not
-	// written yet (Plan.StatusWait): the planner keeps its start rather than
-	// starting the pause again.
-	HeldPause *HeldPause
 	// HeldStatus is the latest status this controller decided and has not
-	// written yet (Plan.StatusWait): progress is measured from it.
+	// written yet (Plan.StatusWait): progress is measured from it, and a
+	// timed pause step it entered keeps its start rather than starting
+	// again.
 	HeldStatus *v1alpha1.RolloutStatus
 	Now        time.Time
 }
@@ -174,8 +172,6 @@ type world struct {
 	dynamic bool
 	// endpoints: Input.CanaryEndpoints.
 	endpoints *int32
-	// heldPause: Input.HeldPause.
-	heldPause *HeldPause
 	// heldStatus: Input.HeldStatus.
 	heldStatus *v1alpha1.RolloutStatus
 	hash       string // current template
@@ -185,11 +181,17 @@ type world struct {
 }
 
 // pauseStart is when the pause step idx starts if it starts now: when this
-// controller entered it, if it did and the status write that records it
-// waits (Input.HeldPause), now otherwise.
+// controller entered it, if it did and the status that says so waits
+// (Input.HeldStatus), now otherwise.
 func (w *world) pauseStart(idx int, now time.Time) time.Time {
-	if h := w.heldPause; h != nil && h.PodHash == w.hash && int(h.Step) == idx && h.Start.Before(now) {
-		return h.Start
+	h := w.heldStatus
+	if h == nil || h.CurrentPodHash != w.hash || int(ptr.Deref(h.CurrentStepIndex, 0)) != idx {
+		return now
+	}
+	for _, pc := range h.PauseConditions {
+		if pc.Reason == v1alpha1.PauseReasonCanaryPauseStep && pc.StartTime.Time.Before(now) {
+			return pc.StartTime.Time
+		}
 	}
 	return now
 }
@@ -502,7 +504,7 @@ func clearDeadline(st *v1alpha1.RolloutStatus, w *world) []AnnotationChange {
 func observeWorld(in Input, st *v1alpha1.RolloutStatus) (*world, error) {
 	ro := in.Rollout
 	replicas := ptr.Deref(ro.Spec.Replicas, 1)
-	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints, heldPause: in.HeldPause, heldStatus: in.HeldStatus}
+	w := &world{ro: ro, now: in.Now, runs: in.AnalysisRuns, templates: in.Templates, experiments: in.Experiments, replicas: replicas, endpoints: in.CanaryEndpoints, heldStatus: in.HeldStatus}
 	var err error
 	if c := ro.Spec.Strategy.Canary; c != nil {
 		w.limits, err = resolveLimits(replicas, c.MaxSurge, c.MaxUnavailable)

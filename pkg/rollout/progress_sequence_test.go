@@ -8,13 +8,22 @@ import (
 	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 )
 
-func TestSequenceProgressDeadline(t *testing.T) {
+// stuckUpdate is a canary of 4 (setWeight 50, then a pause until promoted)
+// with a progress deadline of deadline seconds, Healthy on web:1, updated to
+// web:2, whose pods never become available.
+func stuckUpdate(t *testing.T, deadline int32, abort bool) *sim {
 	ro := canaryRollout(4, "1", "0", setWeight(50), pause(""))
-	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](5)
+	ro.Spec.ProgressDeadlineSeconds = ptr.To(deadline)
+	ro.Spec.ProgressDeadlineAbort = abort
 	s := newSim(t, ro)
 	s.until("Healthy", 10, healthyPhase)
 	s.breakImage("web:2")
 	s.setImage("web:2")
+	return s
+}
+
+func TestSequenceProgressDeadline(t *testing.T) {
+	s := stuckUpdate(t, 5, false)
 	s.until("deadline exceeded", 20, func(st v1alpha1.RolloutStatus) bool {
 		return st.Phase == v1alpha1.RolloutPhaseDegraded
 	})
@@ -36,13 +45,7 @@ func TestSequenceProgressDeadline(t *testing.T) {
 }
 
 func TestSequenceProgressDeadlineAbort(t *testing.T) {
-	ro := canaryRollout(4, "1", "0", setWeight(50), pause(""))
-	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](5)
-	ro.Spec.ProgressDeadlineAbort = true
-	s := newSim(t, ro)
-	s.until("Healthy", 10, healthyPhase)
-	s.breakImage("web:2")
-	s.setImage("web:2")
+	s := stuckUpdate(t, 5, true)
 	s.until("aborted and back on stable", 30, func(st v1alpha1.RolloutStatus) bool {
 		return st.Abort && s.stableSettled()
 	})

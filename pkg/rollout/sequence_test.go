@@ -189,7 +189,6 @@ func (s *sim) input() Input {
 	return Input{
 		Rollout: s.ro.DeepCopy(), ReplicaSets: s.sorted(), Services: s.services, Pods: s.allPods(), Workload: s.workload,
 		AnalysisRuns: s.runs, Templates: s.templates, Experiments: s.experiments, Now: s.now,
-		HeldPause:  s.coalesce.heldPause(types.NamespacedName{Namespace: s.ro.Namespace, Name: s.ro.Name}),
 		HeldStatus: s.coalesce.heldStatus(types.NamespacedName{Namespace: s.ro.Namespace, Name: s.ro.Name}),
 	}
 }

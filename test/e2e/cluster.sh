@@ -26,6 +26,11 @@ up)
 	# AUDIT_POLICY: the kube-apiserver writes an audit log by this policy to
 	# $KWOK_WORKDIR/clusters/NAME/logs/audit.log.
 	[[ -n "${AUDIT_POLICY:-}" ]] && extra+=(--kube-audit-policy "$AUDIT_POLICY")
+	# PROFILE_CONTROLLER_MANAGER=true: kube-controller-manager serves
+	# /debug/pprof on its (loopback) secure port to anyone, as it does
+	# /metrics; the benchmarks profile it.
+	[[ "${PROFILE_CONTROLLER_MANAGER:-}" == "true" ]] &&
+		extra+=(--extra-args "kube-controller-manager=authorization-always-allow-paths=/debug/pprof,/debug/pprof/*")
 	if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
 		echo "cluster $name exists; recreating it" >&2
 		kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true

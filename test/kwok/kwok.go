@@ -59,6 +59,9 @@ type Options struct {
 	// released by Down; nil takes 127.1.0.0/16, which suits clusters whose
 	// pods nobody serves. Claim one (loopback.Claim) to serve the pods.
 	Loopback *loopback.Block
+	// ProfileControllerManager lets anyone read kube-controller-manager's
+	// /debug/pprof on its secure port (loopback only), as /metrics.
+	ProfileControllerManager bool
 }
 
 // Up starts the cluster name; its kubeconfig and logs go to logDir.
@@ -69,6 +72,7 @@ func Up(root, name, logDir string, o Options) (*Cluster, error) {
 	c := newCluster(root, name, filepath.Join(logDir, "kubeconfig"), logDir, o.Loopback)
 	cmd := exec.Command(c.script(), "up", name, fmt.Sprint(max(o.Nodes, 1)), c.Kubeconfig)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DISABLE_QPS_LIMITS=%t", o.DisableQPSLimits), "AUDIT_POLICY="+o.AuditPolicy,
+		fmt.Sprintf("PROFILE_CONTROLLER_MANAGER=%t", o.ProfileControllerManager),
 		fmt.Sprintf("LOOPBACK_BLOCK=%d", c.Loopback.Addr().As4()[1]))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w\n%s", name, err, out)

@@ -21,14 +21,21 @@ import (
 
 // BenchmarkScaleFloor is scenario A with no controller at all: the load
 // generator itself makes the ReplicaSet writes the scenario implies, on N
-// units of 2 replicas. Create: one ReplicaSet of 2 per unit, until all are
+// units of 2 replicas. Create: a ConfigMap per unit that owns (as their
+// controller) the unit's ReplicaSets, and one ReplicaSet of 2, until all are
 // available. Update: a second ReplicaSet at 1 (the surge), the first scaled
 // to 1 once it is available, the second to 2 after the 1 s pause, the first
 // to 0 once the second is available; a unit is done when the first has no
 // pods left. No Rollout, status or event is written, so the wall time is
 // what the pods alone take on this machine: a lower bound for any
 // controller, and the yardstick for how much of scenario A's wall time is
-// the controller's.
+// the controller's. The ReplicaSets have a controller as any workload's
+// do (a Deployment's, a Rollout's), because kube-controller-manager's
+// ReplicaSet controller works harder for those: scaling one down, it lists
+// the pods of every ReplicaSet with the same controller from the
+// namespace's pods, a scan as long as the namespace holds pods. Without an
+// owner the floor would skip that cost (N² for N units in one namespace),
+// which no controller that owns its ReplicaSets can.
 func BenchmarkScaleFloor(b *testing.B) { eachScale(b, "floor", floorRun, floorResult) }
 
 func floorRun(b *testing.B, n, rep int) (create, update phase) {
@@ -75,6 +82,7 @@ type floorDriver struct {
 
 	mu      sync.Mutex
 	stage   map[string]floorStage
+	owner   map[string]metav1.OwnerReference // each unit's ConfigMap
 	left    int
 	last    time.Time
 	allDone chan struct{}
@@ -82,7 +90,7 @@ type floorDriver struct {
 
 func newFloorDriver(w *eventWatch, ns string, n int) *floorDriver {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &floorDriver{ns: ns, w: w, ctx: ctx, work: make(chan func() error), failed: make(chan error, 1), stage: map[string]floorStage{}}
+	d := &floorDriver{ns: ns, w: w, ctx: ctx, work: make(chan func() error), failed: make(chan error, 1), stage: map[string]floorStage{}, owner: map[string]metav1.OwnerReference{}}
 	for i := range n {
 		d.stage[fmt.Sprintf("unit-%05d", i)] = floorDone
 	}
@@ -138,7 +146,7 @@ func (d *floorDriver) run(b *testing.B, from floorStage) time.Time {
 		rev, replicas = "2", 1
 	}
 	for _, unit := range units {
-		d.queue(func() error { return k8s.Create(context.Background(), floorReplicaSet(d.ns, unit, rev, replicas)) })
+		d.queue(func() error { return d.create(unit, rev, replicas) })
 	}
 	select {
 	case <-d.allDone:
@@ -152,6 +160,28 @@ func (d *floorDriver) run(b *testing.B, from floorStage) time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.last
+}
+
+// create creates a unit's ReplicaSet of revision rev, and first the
+// ConfigMap that owns it if the unit has none yet.
+func (d *floorDriver) create(unit, rev string, replicas int32) error {
+	ctx := context.Background()
+	d.mu.Lock()
+	owner, ok := d.owner[unit]
+	d.mu.Unlock()
+	if !ok {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: d.ns, Name: unit}}
+		if err := k8s.Create(ctx, cm); err != nil {
+			return err
+		}
+		owner = metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: unit, UID: cm.UID, Controller: ptr.To(true)}
+		d.mu.Lock()
+		d.owner[unit] = owner
+		d.mu.Unlock()
+	}
+	rs := floorReplicaSet(d.ns, unit, rev, replicas)
+	rs.OwnerReferences = []metav1.OwnerReference{owner}
+	return k8s.Create(ctx, rs)
 }
 
 // advance moves a unit on as far as its ReplicaSets in the cache allow.

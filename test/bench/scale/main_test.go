@@ -61,7 +61,7 @@ func run(m *testing.M) int {
 	nodes := max(32, (3*rollouts+podsPerNode-1)/podsPerNode+2)
 	start := time.Now()
 	var err error
-	cl, err = kwok.Up(root, name, filepath.Join(root, "bin", "bench", name), kwok.Options{Nodes: nodes, DisableQPSLimits: true})
+	cl, err = kwok.Up(root, name, filepath.Join(root, "bin", "bench", name), kwok.Options{Nodes: nodes, DisableQPSLimits: true, ProfileControllerManager: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1

@@ -6,10 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -270,16 +274,83 @@ func apiserverProfile(b *testing.B, d time.Duration) []byte {
 	return raw
 }
 
-// profile starts a CPU profile of kube-apiserver over the next d (none if
-// d is 0); the function it returns waits for it and writes it, with its
-// top functions, to bin/bench/<name>.pprof and .txt.
+// controllerManagerProfile is kube-controller-manager's CPU profile over
+// d, read from its secure port as cluster-admin (it delegates the client
+// certificate's check to kube-apiserver; its serving certificate is its
+// own, self-signed).
+func controllerManagerProfile(b *testing.B, d time.Duration) []byte {
+	port, err := securePort("kube-controller")
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	c := rest.CopyConfig(config)
+	c.Insecure, c.CAFile, c.CAData = true, "", nil
+	hc, err := rest.HTTPClientFor(c)
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	hc.Timeout = d + 30*time.Second
+	resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds())))
+	if err != nil {
+		b.Errorf("kube-controller-manager's profile: %v", err)
+		return nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, raw)
+	}
+	if err != nil {
+		b.Errorf("kube-controller-manager's profile: %v", err)
+		return nil
+	}
+	return raw
+}
+
+// controllerHeap saves the controller's heap profile as <name>-heap, if
+// BENCH_CONTROLLER_ARGS has it serve pprof.
+func controllerHeap(b *testing.B, name string) {
+	b.Helper()
+	var addr string
+	for _, arg := range strings.Fields(os.Getenv("BENCH_CONTROLLER_ARGS")) {
+		if v, ok := strings.CutPrefix(arg, "--pprof-bind-address="); ok {
+			addr = v
+		}
+	}
+	if addr == "" {
+		return
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		b.Errorf("the controller's heap profile: %v", err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Errorf("the controller's heap profile: %v", err)
+		return
+	}
+	saveProfile(b, name+"-heap", raw)
+}
+
+// profile starts CPU profiles of kube-apiserver and kube-controller-manager
+// over the next d (none if d is 0); the function it returns waits for them
+// and writes them, with their top functions, to bin/bench/<name>.pprof and
+// .txt (kube-apiserver) and <name>-kcm.pprof and .txt.
 func profile(b *testing.B, name string, d time.Duration) (wait func()) {
 	if d <= 0 {
 		return func() {}
 	}
-	prof := make(chan []byte, 1)
-	go func() { prof <- apiserverProfile(b, d) }()
-	return func() { saveProfile(b, name, <-prof) }
+	apiserver, kcm := make(chan []byte, 1), make(chan []byte, 1)
+	go func() { apiserver <- apiserverProfile(b, d) }()
+	go func() { kcm <- controllerManagerProfile(b, d) }()
+	return func() {
+		saveProfile(b, name, <-apiserver)
+		saveProfile(b, name+"-kcm", <-kcm)
+	}
 }
 
 // saveProfile writes the profile and its top functions to bin/bench.

@@ -100,6 +100,32 @@ func controlPlane(c *kwok.Cluster) ([]int, error) {
 	return pids, nil
 }
 
+// securePort is the --secure-port of the control-plane process whose
+// command name is comm (as /proc shows it: at most 15 bytes).
+func securePort(comm string) (int, error) {
+	pids, err := controlPlane(cl)
+	if err != nil {
+		return 0, err
+	}
+	for _, pid := range pids {
+		name, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(name)) != comm {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			return 0, err
+		}
+		for arg := range strings.SplitSeq(string(cmdline), "\x00") {
+			if v, ok := strings.CutPrefix(arg, "--secure-port="); ok {
+				return strconv.Atoi(v)
+			}
+		}
+		return 0, fmt.Errorf("%s (pid %d) has no --secure-port", comm, pid)
+	}
+	return 0, fmt.Errorf("no %s process", comm)
+}
+
 // cpuByName is the CPU time of the processes, summed by command name
 // (etcd, kube-apiserver, …).
 func cpuByName(pids []int) (map[string]time.Duration, error) {

@@ -164,7 +164,10 @@ func planeByName(cpu map[string]time.Duration) string {
 // cluster has been left alone for settle (so trailing work counts). Without
 // a controller (ctl nil) only the wall time and the control plane count.
 // With BENCH_PROFILE set, kube-apiserver's CPU profile of the phase's first
-// BENCH_PROFILE seconds goes to bin/bench/<name>.pprof.
+// BENCH_PROFILE seconds goes to bin/bench/<name>.pprof (and
+// kube-controller-manager's to <name>-kcm.pprof); when the controller
+// serves pprof (BENCH_CONTROLLER_ARGS=--pprof-bind-address=…), its heap
+// once settled goes to <name>-heap.pprof.
 func measure(b *testing.B, name string, ctl *kwok.Controller, plane []int, n int, run func() time.Time) phase {
 	b.Helper()
 	var before controllerCounters
@@ -206,6 +209,7 @@ func measure(b *testing.B, name string, ctl *kwok.Controller, plane []int, n int
 		return p
 	}
 	after := readController(b, ctl, false)
+	controllerHeap(b, name)
 	p.cpu, p.peak, p.settled = after.cpu-before.cpu, after.peak, after.rss
 	for method, v := range after.requests {
 		if d := v - before.requests[method]; d > 0 {

@@ -17,8 +17,8 @@ import (
 // The per-Rollout series are made at scrape time from a few words kept per
 // Rollout (rolloutState), like kube-state-metrics does: client_golang's
 // vectors keep every series as a metric with its label pairs, about 3 KB
-// per Rollout for these four metrics, a sixth of the controller's heap at
-// N = 5000.
+// per Rollout for these four metrics: 17 of the controller's 118 MB of heap
+// at N = 5000.
 type Metrics struct {
 	info, transitions, step, weight *prometheus.Desc
 	duration                        prometheus.Histogram

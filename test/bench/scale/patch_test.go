@@ -292,21 +292,7 @@ func controllerManagerProfile(b *testing.B, d time.Duration) []byte {
 		return nil
 	}
 	hc.Timeout = d + 30*time.Second
-	resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds())))
-	if err != nil {
-		b.Errorf("kube-controller-manager's profile: %v", err)
-		return nil
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %s", resp.Status, raw)
-	}
-	if err != nil {
-		b.Errorf("kube-controller-manager's profile: %v", err)
-		return nil
-	}
-	return raw
+	return fetchProfile(b, "kube-controller-manager's profile", hc, fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds())))
 }
 
 // controllerHeap saves the controller's heap profile as <name>-heap, if
@@ -322,18 +308,28 @@ func controllerHeap(b *testing.B, name string) {
 	if addr == "" {
 		return
 	}
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	saveProfile(b, name+"-heap", fetchProfile(b, "the controller's heap profile", http.DefaultClient, "http://"+addr+"/debug/pprof/heap"))
+}
+
+// fetchProfile GETs a pprof endpoint; on failure it reports what (the
+// profile's name) failed and returns nil, which saveProfile skips.
+func fetchProfile(b *testing.B, what string, hc *http.Client, url string) []byte {
+	b.Helper()
+	resp, err := hc.Get(url)
 	if err != nil {
-		b.Errorf("the controller's heap profile: %v", err)
-		return
+		b.Errorf("%s: %v", what, err)
+		return nil
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Errorf("the controller's heap profile: %v", err)
-		return
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, raw)
 	}
-	saveProfile(b, name+"-heap", raw)
+	if err != nil {
+		b.Errorf("%s: %v", what, err)
+		return nil
+	}
+	return raw
 }
 
 // profile starts CPU profiles of kube-apiserver and kube-controller-manager

@@ -5,17 +5,20 @@ package scale
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubeseed/rollouts/pkg/apis/rollouts/v1alpha1"
 	"github.com/kubeseed/rollouts/test/bench"
 )
 
@@ -36,22 +39,41 @@ import (
 // namespace's pods, a scan as long as the namespace holds pods. Without an
 // owner the floor would skip that cost (N² for N units in one namespace),
 // which no controller that owns its ReplicaSets can.
-func BenchmarkScaleFloor(b *testing.B) { eachScale(b, "floor", floorRun, floorResult) }
+func BenchmarkScaleFloor(b *testing.B) {
+	eachScale(b, "floor", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor", nil, n, rep) }, floorResult)
+}
 
-func floorRun(b *testing.B, n, rep int) (create, update phase) {
+// BenchmarkScaleFloorRollout is BenchmarkScaleFloor plus the writes that
+// any controller of a Rollout must make, made by the load generator with
+// no controller running: the unit's owner is a Rollout (created with the
+// unit); an update starts with the user's patch of its pod template, then
+// a status write that the update started (so that `kubectl wait` and
+// kstatus see the new generation in progress) and its event; it ends with
+// the status write that the Rollout is Healthy and its event. The statuses
+// are the controller's own, recorded from one Rollout of scenario A. This
+// is the lower bound of scenario A's cost for a controller whose API is a
+// custom resource and which keeps DESIGN's status and events, however
+// little it writes otherwise.
+func BenchmarkScaleFloorRollout(b *testing.B) {
+	w := recordUnitWrites(b)
+	eachScale(b, "floor-rollout", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor-rollout", w, n, rep) }, floorResult)
+}
+
+func floorRun(b *testing.B, kind string, writes *unitWrites, n, rep int) (create, update phase) {
 	b.Helper()
-	ns := benchNamespace(b, fmt.Sprintf("floor-%d-%d", n, rep))
+	ns := benchNamespace(b, fmt.Sprintf("%s-%d-%d", kind, n, rep))
 	plane, err := controlPlane(cl)
 	if err != nil {
 		b.Fatal(err)
 	}
 	w := watchEvents(b, ns, &appsv1.ReplicaSet{})
 	d := newFloorDriver(w, ns, n)
+	d.writes = writes
 	defer d.stop()
-	create = measure(b, fmt.Sprintf("floor-%d-%d-create", n, rep), nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
-	b.Logf("floor N=%d rep %d create: %s", n, rep, create.planeString())
-	update = measure(b, fmt.Sprintf("floor-%d-%d-update", n, rep), nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
-	b.Logf("floor N=%d rep %d update: %s", n, rep, update.planeString())
+	create = measure(b, fmt.Sprintf("%s-%d-%d-create", kind, n, rep), nil, plane, n, func() time.Time { return d.run(b, floorCreate) })
+	b.Logf("%s N=%d rep %d create: %s", kind, n, rep, create.planeString())
+	update = measure(b, fmt.Sprintf("%s-%d-%d-update", kind, n, rep), nil, plane, n, func() time.Time { return d.run(b, floorUpdate) })
+	b.Logf("%s N=%d rep %d update: %s", kind, n, rep, update.planeString())
 	w.stop()
 	deleteNamespace(b, ns)
 	return create, update
@@ -62,11 +84,12 @@ func floorRun(b *testing.B, n, rep int) (create, update phase) {
 type floorStage int
 
 const (
-	floorCreate floorStage = iota // first ReplicaSet created at 2: until available
-	floorUpdate                   // second created at 1: until it is available
-	floorPause                    // first scaled to 1: 1 s
-	floorFull                     // second scaled to 2: until available
-	floorDrain                    // first scaled to 0: until it has no pods
+	floorCreate  floorStage = iota // first ReplicaSet created at 2: until available
+	floorUpdate                    // second created at 1: until it is available
+	floorPause                     // first scaled to 1: 1 s
+	floorFull                      // second scaled to 2: until available
+	floorDrain                     // first scaled to 0: until it has no pods
+	floorHealthy                   // the Rollout's status and event that it is Healthy: until written
 	floorDone
 )
 
@@ -82,7 +105,8 @@ type floorDriver struct {
 
 	mu      sync.Mutex
 	stage   map[string]floorStage
-	owner   map[string]metav1.OwnerReference // each unit's ConfigMap
+	owner   map[string]metav1.OwnerReference // each unit's ConfigMap or Rollout
+	writes  *unitWrites                      // a Rollout's writes, if the units are Rollouts
 	left    int
 	last    time.Time
 	allDone chan struct{}
@@ -163,22 +187,35 @@ func (d *floorDriver) run(b *testing.B, from floorStage) time.Time {
 }
 
 // create creates a unit's ReplicaSet of revision rev, and first the
-// ConfigMap that owns it if the unit has none yet.
+// ConfigMap or Rollout that owns it if the unit has none yet. With a
+// Rollout's writes, an update starts with the user's template patch and
+// the status and event that say the update started.
 func (d *floorDriver) create(unit, rev string, replicas int32) error {
 	ctx := context.Background()
 	d.mu.Lock()
 	owner, ok := d.owner[unit]
 	d.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok && d.writes == nil:
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: d.ns, Name: unit}}
 		if err := k8s.Create(ctx, cm); err != nil {
 			return err
 		}
 		owner = metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: unit, UID: cm.UID, Controller: ptr.To(true)}
-		d.mu.Lock()
-		d.owner[unit] = owner
-		d.mu.Unlock()
+	case !ok:
+		ro := scaleRollout(d.ns, unit)
+		if err := k8s.Create(ctx, ro); err != nil {
+			return err
+		}
+		owner = metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Rollout", Name: unit, UID: ro.UID, Controller: ptr.To(true)}
+	case d.writes != nil:
+		if err := d.writes.started(ctx, d.ns, unit); err != nil {
+			return err
+		}
 	}
+	d.mu.Lock()
+	d.owner[unit] = owner
+	d.mu.Unlock()
 	rs := floorReplicaSet(d.ns, unit, rev, replicas)
 	rs.OwnerReferences = []metav1.OwnerReference{owner}
 	return k8s.Create(ctx, rs)
@@ -195,7 +232,7 @@ func (d *floorDriver) advance(unit string, at time.Time) {
 			if first == nil || first.Status.AvailableReplicas < 2 {
 				return
 			}
-			d.done(unit, at)
+			d.healthy(unit, at, true)
 		case floorUpdate:
 			if second == nil || second.Status.AvailableReplicas < 1 {
 				return
@@ -218,11 +255,31 @@ func (d *floorDriver) advance(unit string, at time.Time) {
 			if first == nil || first.Generation != first.Status.ObservedGeneration || first.Status.Replicas > 0 {
 				return
 			}
-			d.done(unit, at)
+			d.healthy(unit, at, false)
 		default:
 			return
 		}
 	}
+}
+
+// healthy ends a unit's phase: at once, or once the Rollout's status and
+// event say it is Healthy (first: of its first revision). Called with d.mu
+// held, so the writes are queued.
+func (d *floorDriver) healthy(unit string, at time.Time, first bool) {
+	if d.writes == nil {
+		d.done(unit, at)
+		return
+	}
+	d.stage[unit] = floorHealthy
+	go d.queue(func() error {
+		if err := d.writes.healthy(context.Background(), d.ns, unit, first); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.done(unit, time.Now())
+		return nil
+	})
 }
 
 func (d *floorDriver) done(unit string, at time.Time) {
@@ -285,4 +342,68 @@ func floorResult(name string, ps []phase) bench.Result {
 	res.Metrics = append(res.Metrics, spread("plane-writes/unit", writes)...)
 	res.Metrics = append(res.Metrics, bench.Metric{Unit: "reps", Value: float64(len(ps))})
 	return res
+}
+
+// unitWrites are the writes of BenchmarkScaleFloorRollout: the patches of
+// /status that the controller wrote for one Rollout of scenario A when it
+// was first Healthy, when its update started and when the update was done.
+type unitWrites struct {
+	firstHealthy, updating, updated []byte
+}
+
+// recordUnitWrites runs the controller on one Rollout of scenario A and
+// keeps the statuses BenchmarkScaleFloorRollout writes.
+func recordUnitWrites(b *testing.B) *unitWrites {
+	b.Helper()
+	ns := benchNamespace(b, "floor-rollout-statuses")
+	statuses := recordStatuses(b, ns)
+	deleteNamespace(b, ns)
+	first := slices.IndexFunc(statuses, func(st v1alpha1.RolloutStatus) bool { return st.Phase == v1alpha1.RolloutPhaseHealthy })
+	if first < 0 || first+2 >= len(statuses) {
+		b.Fatalf("statuses recorded: want Healthy, then an update's, got %d (first Healthy at %d)", len(statuses), first)
+	}
+	return &unitWrites{firstHealthy: statusPatch(b, statuses[first]), updating: statusPatch(b, statuses[first+1]), updated: statusPatch(b, statuses[len(statuses)-1])}
+}
+
+// started is the user's update of a unit's Rollout, then the controller's
+// status and event that the update started.
+func (u *unitWrites) started(ctx context.Context, ns, unit string) error {
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
+	if err := k8s.Patch(ctx, ro, client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, 2))); err != nil {
+		return err
+	}
+	if err := k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, u.updating), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		return err
+	}
+	return rolloutEvent(ctx, ns, unit, "NewReplicaSetCreated", "Update to revision "+unit+"-2 started")
+}
+
+// healthy is the controller's status and event that a unit's Rollout is
+// Healthy, at its first revision or at the end of an update.
+func (u *unitWrites) healthy(ctx context.Context, ns, unit string, first bool) error {
+	patch, reason, note := u.updated, "RolloutCompleted", "Revision "+unit+"-2 promoted to stable"
+	if first {
+		patch, reason, note = u.firstHealthy, "NewReplicaSetCreated", "First revision "+unit+"-1: scaling to 2 replicas"
+	}
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
+	if err := k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		return err
+	}
+	return rolloutEvent(ctx, ns, unit, reason, note)
+}
+
+// rolloutEvent writes an event about a unit's Rollout as the controller's
+// recorder does (events.k8s.io/v1).
+func rolloutEvent(ctx context.Context, ns, unit, reason, note string) error {
+	return k8s.Create(ctx, &eventsv1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s.%x", unit, time.Now().UnixNano())},
+		EventTime:           metav1.NowMicro(),
+		ReportingController: "rollouts-controller",
+		ReportingInstance:   "rollouts-controller-bench",
+		Action:              reason,
+		Reason:              reason,
+		Note:                note,
+		Type:                corev1.EventTypeNormal,
+		Regarding:           corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Rollout", Namespace: ns, Name: unit},
+	})
 }

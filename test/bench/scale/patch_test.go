@@ -192,11 +192,7 @@ func patchFor(b *testing.B, ns string, rollouts int, statuses []v1alpha1.Rollout
 	b.Helper()
 	patches := make([][]byte, len(statuses))
 	for i, st := range statuses {
-		raw, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		patches[i] = raw
+		patches[i] = statusPatch(b, st)
 	}
 	var sent atomic.Int64
 	var failed atomic.Pointer[error]
@@ -220,6 +216,17 @@ func patchFor(b *testing.B, ns string, rollouts int, statuses []v1alpha1.Rollout
 		b.Fatal(*err)
 	}
 	return int(sent.Load())
+}
+
+// statusPatch is a JSON patch that sets a Rollout's status to st, as the
+// controller writes it.
+func statusPatch(b *testing.B, st v1alpha1.RolloutStatus) []byte {
+	b.Helper()
+	raw, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
 }
 
 // crds reads and writes CustomResourceDefinitions.

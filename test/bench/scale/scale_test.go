@@ -407,12 +407,12 @@ func byMethod(requests map[string]float64, n float64) string {
 // N and phase, and the ratios the scale targets are set in.
 func summary(b *testing.B) {
 	b.Helper()
-	type row struct{ floor, scale map[string]float64 }
+	type row struct{ floor, writes, scale map[string]float64 }
 	rows := map[string]*row{}
 	var keys []string
 	for _, r := range report.Results {
 		kind, key, _ := strings.Cut(r.Name, " ")
-		if kind != "scale" && kind != "floor" || !strings.HasPrefix(key, "N=") {
+		if kind != "scale" && kind != "floor" && kind != "floor-rollout" || !strings.HasPrefix(key, "N=") {
 			continue
 		}
 		if rows[key] == nil {
@@ -423,29 +423,32 @@ func summary(b *testing.B) {
 		for _, m := range r.Metrics {
 			v[m.Unit] = m.Value
 		}
-		if kind == "floor" {
+		switch kind {
+		case "floor":
 			rows[key].floor = v
-		} else {
+		case "floor-rollout":
+			rows[key].writes = v
+		default:
 			rows[key].scale = v
 		}
 	}
 	slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(phaseN(a), phaseN(b)) })
 	res := bench.Result{
 		Name: "scale summary (medians)",
-		Columns: []string{"phase", "floor wall s", "wall s", "wall / floor", "floor control plane CPU s", "control plane CPU s", "CPU / floor",
-			"floor writes/unit", "writes/rollout", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB", "reps (floor, controller)"},
+		Columns: []string{"phase", "floor wall s", "floor + Rollout writes wall s", "wall s", "wall / floor", "floor + Rollout writes / floor",
+			"floor control plane CPU s", "floor + Rollout writes CPU s", "control plane CPU s", "CPU / floor", "floor + Rollout writes CPU / floor",
+			"floor writes/unit", "writes/rollout", "API requests per rollout", "controller CPU ms per rollout", "peak RSS MB", "settled RSS MB",
+			"reps (floor, floor + Rollout writes, controller)"},
 	}
 	for _, key := range keys {
-		f, c := rows[key].floor, rows[key].scale
+		f, w, c := rows[key].floor, rows[key].writes, rows[key].scale
 		res.Rows = append(res.Rows, []string{key,
-			value(f, "wall-s"), value(c, "wall-s"), ratio(c, f, "wall-s"),
-			value(f, "plane-cpu-s"), value(c, "plane-cpu-s"), ratio(c, f, "plane-cpu-s"),
+			value(f, "wall-s"), value(w, "wall-s"), value(c, "wall-s"), ratio(c, f, "wall-s"), ratio(w, f, "wall-s"),
+			value(f, "plane-cpu-s"), value(w, "plane-cpu-s"), value(c, "plane-cpu-s"), ratio(c, f, "plane-cpu-s"), ratio(w, f, "plane-cpu-s"),
 			value(f, "plane-writes/unit"), value(c, "plane-writes/unit"), value(c, "requests/rollout"), value(c, "cpu-ms/rollout"),
-			value(c, "peak-rss-MB"), value(c, "settled-rss-MB"), value(f, "reps") + ", " + value(c, "reps")})
+			value(c, "peak-rss-MB"), value(c, "settled-rss-MB"), value(f, "reps") + ", " + value(w, "reps") + ", " + value(c, "reps")})
 	}
-	res.Load = bench.LoadAverage()
-	report.Add(res)
-	b.Log("\n" + res.Markdown())
+	publish(b, res)
 }
 
 // phaseN is the N of a phase named "N=1000 update".

@@ -188,13 +188,15 @@ func (d *floorDriver) run(b *testing.B, from floorStage) time.Time {
 
 // create creates a unit's ReplicaSet of revision rev, and first the
 // ConfigMap or Rollout that owns it if the unit has none yet. With a
-// Rollout's writes, an update starts with the user's template patch and
-// the status and event that say the update started.
+// Rollout's writes, an update starts with the user's template patch, and
+// the status and event that say it started follow the new ReplicaSet, in
+// the controller's order.
 func (d *floorDriver) create(unit, rev string, replicas int32) error {
 	ctx := context.Background()
 	d.mu.Lock()
 	owner, ok := d.owner[unit]
 	d.mu.Unlock()
+	updating := ok && d.writes != nil
 	switch {
 	case !ok && d.writes == nil:
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: d.ns, Name: unit}}
@@ -208,8 +210,8 @@ func (d *floorDriver) create(unit, rev string, replicas int32) error {
 			return err
 		}
 		owner = metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Rollout", Name: unit, UID: ro.UID, Controller: ptr.To(true)}
-	case d.writes != nil:
-		if err := d.writes.started(ctx, d.ns, unit); err != nil {
+	case updating:
+		if err := d.writes.userUpdate(ctx, d.ns, unit); err != nil {
 			return err
 		}
 	}
@@ -218,7 +220,10 @@ func (d *floorDriver) create(unit, rev string, replicas int32) error {
 	d.mu.Unlock()
 	rs := floorReplicaSet(d.ns, unit, rev, replicas)
 	rs.OwnerReferences = []metav1.OwnerReference{owner}
-	return k8s.Create(ctx, rs)
+	if err := k8s.Create(ctx, rs); err != nil || !updating {
+		return err
+	}
+	return d.writes.started(ctx, d.ns, unit)
 }
 
 // advance moves a unit on as far as its ReplicaSets in the cache allow.
@@ -365,13 +370,16 @@ func recordUnitWrites(b *testing.B) *unitWrites {
 	return &unitWrites{firstHealthy: statusPatch(b, statuses[first]), updating: statusPatch(b, statuses[first+1]), updated: statusPatch(b, statuses[len(statuses)-1])}
 }
 
-// started is the user's update of a unit's Rollout, then the controller's
-// status and event that the update started.
+// userUpdate is the user's update of a unit's Rollout (image app:2).
+func (u *unitWrites) userUpdate(ctx context.Context, ns, unit string) error {
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
+	return k8s.Patch(ctx, ro, client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, 2)))
+}
+
+// started is the controller's status and event that a unit's update
+// started.
 func (u *unitWrites) started(ctx context.Context, ns, unit string) error {
 	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
-	if err := k8s.Patch(ctx, ro, client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, 2))); err != nil {
-		return err
-	}
 	if err := k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, u.updating), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return err
 	}

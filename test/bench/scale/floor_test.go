@@ -372,15 +372,13 @@ func recordUnitWrites(b *testing.B) *unitWrites {
 
 // userUpdate is the user's update of a unit's Rollout (image app:2).
 func (u *unitWrites) userUpdate(ctx context.Context, ns, unit string) error {
-	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
-	return k8s.Patch(ctx, ro, client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, 2)))
+	return k8s.Patch(ctx, unitRollout(ns, unit), client.RawPatch(types.MergePatchType, fmt.Appendf(nil, imagePatch, 2)))
 }
 
 // started is the controller's status and event that a unit's update
 // started.
 func (u *unitWrites) started(ctx context.Context, ns, unit string) error {
-	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
-	if err := k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, u.updating), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	if err := k8s.Status().Patch(ctx, unitRollout(ns, unit), client.RawPatch(types.JSONPatchType, u.updating), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return err
 	}
 	return rolloutEvent(ctx, ns, unit, "NewReplicaSetCreated", "Update to revision "+unit+"-2 started")
@@ -393,11 +391,15 @@ func (u *unitWrites) healthy(ctx context.Context, ns, unit string, first bool) e
 	if first {
 		patch, reason, note = u.firstHealthy, "NewReplicaSetCreated", "First revision "+unit+"-1: scaling to 2 replicas"
 	}
-	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
-	if err := k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	if err := k8s.Status().Patch(ctx, unitRollout(ns, unit), client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return err
 	}
 	return rolloutEvent(ctx, ns, unit, reason, note)
+}
+
+// unitRollout names a unit's Rollout for a patch.
+func unitRollout(ns, unit string) *v1alpha1.Rollout {
+	return &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unit}}
 }
 
 // rolloutEvent writes an event about a unit's Rollout as the controller's

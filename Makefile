@@ -196,7 +196,7 @@ bench: tools build chromium ## Benchmarks: planner micro-benchmarks, envtest, a 
 	go test -run '^$$' -bench . -benchmem ./pkg/rollout/ | tee $(BIN)/bench/micro.txt
 	go test -tags bench -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 30m ./test/bench/
 	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 10m ./test/bench/dataplane/
-	go test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 240m ./test/bench/scale/
+	go test -tags bench -run '^$$' -bench '^Benchmark(ScaleSideBySide|ScaleStatusPatch|SingleRollout|AnalysisAbort|Dashboard)$$' -benchtime 1x -timeout 240m ./test/bench/scale/
 	@cat $(BIN)/bench/results.md $(BIN)/bench/dataplane.md $(BIN)/bench/scale.md
 
 # BENCH_SCALE only sizes the cluster here (it takes the larger of it and

@@ -405,13 +405,23 @@ func replicasPatch(from, to int32) []jsonpatch.Op {
 	}
 }
 
-// scale sets a ReplicaSet's spec.replicas from sc.From to sc.To. The patch
-// tests the old value, so a stale cache cannot scale twice; unlike a
-// resourceVersion guard it does not fail when only the status changed, which
-// the ReplicaSet controller does all the time.
+// scale sets a ReplicaSet's spec.replicas from sc.From to sc.To, and its
+// steps-done mark as sc says. The patch tests the old value, so a stale
+// cache cannot scale twice; unlike a resourceVersion guard it does not fail
+// when only the status changed, which the ReplicaSet controller does all
+// the time.
 func (r *Reconciler) scale(ctx context.Context, namespace string, sc ScaleChange) error {
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sc.Name}}
-	err := jsonpatch.Apply(ctx, r.Client, rs, replicasPatch(sc.From, sc.To))
+	ops := replicasPatch(sc.From, sc.To)
+	if sc.StepsDone != nil {
+		path := jsonpatch.Pointer("metadata", "annotations", v1alpha1.StepsDoneAnnotation)
+		if *sc.StepsDone == "" {
+			ops = append(ops, jsonpatch.Op{Op: jsonpatch.Remove, Path: path})
+		} else {
+			ops = append(ops, jsonpatch.String(jsonpatch.Add, path, *sc.StepsDone))
+		}
+	}
+	err := jsonpatch.Apply(ctx, r.Client, rs, ops)
 	switch {
 	case apierrors.IsConflict(err):
 		// spec.replicas is no longer From: the cache is behind, maybe for

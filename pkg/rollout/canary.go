@@ -105,6 +105,11 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		return out, nil
 	}
 
+	if stepsPassed(ro, st, w, sh) {
+		// Passed before, by a reconcile whose status waits (tailOnly): the
+		// ReplicaSet says so, also to a controller that restarted since.
+		st.CurrentStepIndex = ptr.To(int32(len(steps)))
+	}
 	if st.PromoteFull {
 		st.CurrentStepIndex = ptr.To(int32(len(steps)))
 	}
@@ -167,7 +172,24 @@ func canarySteps(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, req
 		keepDelayed(&out.outcome, w, now, targets)
 		return out.outcome, nil
 	}
-	return promoteCanary(c, st, w, out.outcome, traffic, applied, now, targets), nil
+	done := promoteCanary(c, st, w, out.outcome, traffic, applied, now, targets)
+	if !w.routed && !stepsPassed(ro, st, w, sh) {
+		// The steps are done as of this reconcile, and the status that says
+		// so may wait: the canary's scale-up records it (tailOnly).
+		done.stepsDone = sh
+	}
+	return done, nil
+}
+
+// stepsPassed reports whether the canary ReplicaSet of a Rollout without
+// traffic routing records the steps sh as all done (StepsDoneAnnotation)
+// for the update the status in force describes: the same revision and
+// steps, not aborted, not paused at a step. A mark no longer true is
+// removed (staleStepsMark).
+func stepsPassed(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world, sh string) bool {
+	in := &ro.Status
+	return !w.routed && w.current.stepsDone == sh && in.CurrentPodHash == w.hash && in.CurrentStepHash == sh &&
+		!in.Abort && !st.Abort && len(in.PauseConditions) == 0 && len(st.PauseConditions) == 0
 }
 
 // dynamicStable is the stable size under dynamicStableScale: what the

@@ -21,14 +21,15 @@ import (
 // (Input.HeldStatus).
 const countsDelay = 2 * time.Minute
 
-// switchDelay is how long the switch of a canary without traffic routing to
-// its new revision may wait to be written at least: the previous revision's
-// pods are on their way out, and Healthy, once they are gone, usually comes
-// within it and carries the switch in one write instead of two. Under load
-// the pods take longer to go, as everything else did, and the switch may
-// wait half as long as the update took to reach it (switchWait), up to a
+// tailDelay is how long the tail of an update of a canary without traffic
+// routing may wait to be written at least: past its last step, what is left
+// is the canary's scale-up, the switch to it and the previous revision's
+// scale-down, and Healthy, once those pods are gone, usually comes within
+// it and carries the tail in one write instead of two or three. Under load
+// the pods come and go more slowly, as they did in the steps, and the tail
+// may wait as long as the update took to reach it (tailWait), up to a
 // quarter of the progress deadline.
-const switchDelay = 30 * time.Second
+const tailDelay = 30 * time.Second
 
 // pauseHoldMax is the longest timed pause step whose start may go unwritten:
 // the write that ends the pause carries it instead, one write instead of
@@ -49,8 +50,9 @@ const (
 	waitNone waitKind = iota
 	// waitCounts: only the counts changed (countsOnly).
 	waitCounts
-	// waitSwitch: a canary without traffic routing switched (switchOnly).
-	waitSwitch
+	// waitTail: a canary without traffic routing past its last step, or
+	// switched (tailOnly).
+	waitTail
 	// waitPause: a short timed pause step started (pauseOnly).
 	waitPause
 	waitKinds
@@ -70,24 +72,27 @@ type Wait struct {
 //     moving — an update in progress, or a timer (a timed pause) due within
 //     countsDelay — so that next write is coming. A Rollout at rest (Healthy,
 //     Degraded, paused until promoted) has its counts written at once;
-//   - the switch of a canary without traffic routing (switchOnly), for
-//     switchDelay. Until it is written the status still says Progressing,
-//     which is true; what waits is the name of the new stable revision;
+//   - the tail of an update of a canary without traffic routing (tailOnly):
+//     its last steps done, the switch to its revision, for tailWait. Until
+//     it is written the status still says Progressing, which is true; what
+//     waits is the step reached and the name of the new stable revision;
 //   - the start of a timed pause step of at most pauseHoldMax (pauseOnly),
 //     for the pause and pauseSlack: the status says Progressing at the step
 //     before, and the write that ends the pause moves it past both. The
 //     controller remembers when the pause started (Input.HeldStatus).
 //
-// All are decided again from the status in force by the next reconcile, so
-// a held change's events wait with it (a plan with events whose change is
-// only counts, or a pause, is written at once).
-func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration, now time.Time) Wait {
+// All are decided again from the status in force by the next reconcile
+// (the steps of a tail with the mark on the canary's ReplicaSet, which
+// stepsMarked says it carries), so a held change's events wait with it (a
+// plan with events whose change is only counts, or a pause, is written at
+// once).
+func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration, now time.Time, stepsMarked bool) Wait {
 	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
 	switch {
 	case moving && events == 0 && countsOnly(prev, next):
 		return Wait{waitCounts, countsDelay}
-	case switchOnly(ro, prev, next):
-		return Wait{waitSwitch, switchWait(ro, prev, now)}
+	case tailOnly(ro, prev, next, stepsMarked):
+		return Wait{waitTail, tailWait(ro, prev, now)}
 	}
 	if d, ok := pauseOnly(ro, prev, next); ok && events == 0 {
 		return Wait{waitPause, d + pauseSlack}
@@ -112,20 +117,41 @@ func countsOnly(prev, next *v1alpha1.RolloutStatus) bool {
 	return equality.Semantic.DeepEqual(prev, n)
 }
 
-// switchOnly reports whether next is prev with the canary of a Rollout
-// without traffic routing promoted to stable and still Progressing (the
-// previous revision's pods still going): the stable revision, the weights
-// and the words that say so changed, and the counts, nothing else. No
-// router or Service depends on the recorded stable revision then, and the
-// next reconcile decides the switch again from prev.
-func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
+// tailOnly reports whether next is prev with a canary of a Rollout without
+// traffic routing past its last step, still Progressing (the canary scaling
+// up, the previous revision's pods still going), and maybe promoted to
+// stable: the step reached, the stable revision, the weights and the words
+// that say so changed, and the counts, nothing else. The steps passed since
+// prev are ones that complete by themselves (weights reached, timed pauses
+// over), and the canary's ReplicaSet records that they are done (marked),
+// so that the next reconcile, from prev, finds them done rather than
+// scaling back to the step prev names. No router or Service depends on the
+// step or the recorded stable revision then, and the next reconcile decides
+// the switch again.
+func tailOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, marked bool) bool {
 	c := ro.Spec.Strategy.Canary
 	if c == nil || c.TrafficRouting != nil || prev.Phase != v1alpha1.RolloutPhaseProgressing || next.Phase != v1alpha1.RolloutPhaseProgressing ||
-		next.Abort || prev.StableRS == next.StableRS || next.StableRS != next.CurrentPodHash || prev.CurrentPodHash != next.CurrentPodHash {
+		next.Abort || prev.CurrentPodHash != next.CurrentPodHash || prev.CurrentStepHash != next.CurrentStepHash ||
+		len(prev.PauseConditions) > 0 || len(next.PauseConditions) > 0 || int(ptr.Deref(next.CurrentStepIndex, 0)) != len(c.Steps) ||
+		next.StableRS != prev.StableRS && next.StableRS != next.CurrentPodHash {
 		return false
 	}
+	from := int(ptr.Deref(prev.CurrentStepIndex, 0))
+	if from == len(c.Steps) && prev.StableRS == next.StableRS {
+		return false // neither a step nor the switch: counts (countsOnly)
+	}
+	if from < len(c.Steps) {
+		if !marked {
+			return false
+		}
+		for _, step := range c.Steps[from:] {
+			if step.SetWeight == nil && (step.Pause == nil || step.Pause.Duration == nil) {
+				return false
+			}
+		}
+	}
 	n := next.DeepCopy()
-	n.StableRS, n.PromoteFull = prev.StableRS, prev.PromoteFull
+	n.StableRS, n.PromoteFull, n.CurrentStepIndex = prev.StableRS, prev.PromoteFull, prev.CurrentStepIndex
 	n.Canary.Weights = prev.Canary.Weights
 	for i := range n.Conditions {
 		if c := meta.FindStatusCondition(prev.Conditions, n.Conditions[i].Type); c != nil && c.Status == n.Conditions[i].Status {
@@ -135,17 +161,17 @@ func switchOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus) bool {
 	return countsOnly(prev, n)
 }
 
-// switchWait is how long the switch of a Rollout whose status is prev may
-// wait: half as long as the update has run — since the Rollout last turned
-// Reconciling, when the update started or a person let it go on —, at least
-// switchDelay and at most a quarter of the progress deadline, the time the
-// user gave an update to move.
-func switchWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Time) time.Duration {
-	d := switchDelay
+// tailWait is how long the tail of an update of a Rollout whose status is
+// prev may wait: as long as the update has run — since the Rollout last
+// turned Reconciling, when the update started or a person let it go on —,
+// at least tailDelay and at most a quarter of the progress deadline, the
+// time the user gave an update to move.
+func tailWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Time) time.Duration {
+	d := tailDelay
 	if c := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReconciling); c != nil && c.Status == metav1.ConditionTrue {
-		d = max(d, now.Sub(c.LastTransitionTime.Time)/2)
+		d = max(d, now.Sub(c.LastTransitionTime.Time))
 	}
-	return max(switchDelay, min(d, progressDeadline(ro)/4))
+	return max(tailDelay, min(d, progressDeadline(ro)/4))
 }
 
 // pauseOnly reports whether next is prev, Progressing, now Paused at a

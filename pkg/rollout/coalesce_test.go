@@ -1,10 +1,12 @@
 package rollout
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -77,63 +79,93 @@ func TestStatusWait(t *testing.T) {
 	}
 	for _, r := range rows {
 		p, n := with(r.phase, r.change)
-		if got := statusWait(basic, p, n, r.events, r.requeue, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Delay; got != r.want {
+		if got := statusWait(basic, p, n, r.events, r.requeue, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), false).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
 }
 
-// TestSwitchWaits: the switch of a canary without traffic routing to its
-// new revision may wait (Healthy usually carries it); nothing else that
-// changes with it may.
-func TestSwitchWaits(t *testing.T) {
+// TestTailWaits: the tail of an update of a canary without traffic routing
+// — its last steps done, the switch to its revision — may wait (Healthy
+// usually carries it), when the steps passed complete by themselves and the
+// canary's ReplicaSet records them; nothing else that changes with it may.
+func TestTailWaits(t *testing.T) {
 	t0, t1 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 5, 0, time.UTC))
-	prev := v1alpha1.RolloutStatus{
+	atEnd := v1alpha1.RolloutStatus{
 		Phase: v1alpha1.RolloutPhaseProgressing, Message: "Promoting web-2: waiting for 2 available replicas (1 now)",
-		CurrentPodHash: "new", StableRS: "old", CurrentStepIndex: ptr.To[int32](2), Replicas: 3, AvailableReplicas: 2,
+		CurrentPodHash: "new", StableRS: "old", CurrentStepIndex: ptr.To[int32](2), CurrentStepHash: "steps", Replicas: 3, AvailableReplicas: 2,
 		Canary: v1alpha1.CanaryStatus{Weights: &v1alpha1.TrafficWeights{Canary: v1alpha1.WeightDestination{Weight: 100, PodTemplateHash: "new"}, Stable: v1alpha1.WeightDestination{PodTemplateHash: "old"}}},
 		Conditions: []metav1.Condition{
 			{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonRolloutPromoted, Message: "waiting", LastTransitionTime: t0},
 			{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonProgressing, LastTransitionTime: t0},
 		},
 	}
+	// atStep0 is the status in force at the first step, a weight of 50.
+	atStep0 := atEnd.DeepCopy()
+	atStep0.CurrentStepIndex = ptr.To[int32](0)
+	atStep0.Canary.Weights.Canary.Weight, atStep0.Canary.Weights.Stable.Weight = 50, 50
+	atStep0.Conditions[0].Reason = v1alpha1.ReasonReplicaSetUpdated
 	switched := func(st *v1alpha1.RolloutStatus) {
 		st.StableRS, st.Message, st.AvailableReplicas = "new", promotedMessage, 3
 		st.Canary.Weights = &v1alpha1.TrafficWeights{Stable: v1alpha1.WeightDestination{Weight: 100, PodTemplateHash: "new"}}
 		st.Conditions[0].Reason, st.Conditions[0].Message, st.Conditions[0].LastTransitionTime = v1alpha1.ReasonRolloutCompleted, promotedMessage, t1
 	}
-	basic := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{}}}}
+	stepsDone := func(st *v1alpha1.RolloutStatus) {
+		st.CurrentStepIndex, st.Replicas = ptr.To[int32](2), 3
+		st.Canary.Weights.Canary.Weight, st.Canary.Weights.Stable.Weight = 100, 0
+		st.Conditions[0].Reason, st.Message = v1alpha1.ReasonRolloutPromoted, "Promoting web-2: waiting for 2 available replicas (1 now)"
+	}
+	canary := func(steps ...v1alpha1.CanaryStep) *v1alpha1.Rollout {
+		return &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{Canary: &v1alpha1.CanaryStrategy{Steps: steps}}}}
+	}
+	basic := canary(setWeight(50), pause("1s"))
 	routed := basic.DeepCopy()
 	routed.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{}
 	blueGreen := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutStrategy{BlueGreen: &v1alpha1.BlueGreenStrategy{}}}}
+	analysis := canary(setWeight(50), v1alpha1.CanaryStep{Analysis: &v1alpha1.RolloutAnalysis{}})
+	indefinite := canary(setWeight(50), pause(""))
 	rows := []struct {
 		name   string
 		ro     *v1alpha1.Rollout
+		prev   *v1alpha1.RolloutStatus
 		change func(*v1alpha1.RolloutStatus)
+		marked bool
 		want   time.Duration
 	}{
-		{"the switch", basic, switched, switchDelay},
-		{"the switch under traffic routing", routed, switched, 0},
-		{"a blue-green switch", blueGreen, switched, 0},
-		{"the switch and Healthy", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Phase = v1alpha1.RolloutPhaseHealthy }, 0},
-		{"the switch and a condition turned", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Conditions[1].Status = metav1.ConditionTrue }, 0},
-		{"the switch and an abort", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.Abort = true }, 0},
-		{"the switch and a request handled", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.LastHandled.Promote = "t" }, 0},
-		{"to a revision that is not the current one", basic, func(st *v1alpha1.RolloutStatus) { switched(st); st.StableRS = "other" }, 0},
+		{"the switch", basic, &atEnd, switched, false, tailDelay},
+		{"the switch under traffic routing", routed, &atEnd, switched, false, 0},
+		{"a blue-green switch", blueGreen, &atEnd, switched, false, 0},
+		{"the switch and Healthy", basic, &atEnd, func(st *v1alpha1.RolloutStatus) { switched(st); st.Phase = v1alpha1.RolloutPhaseHealthy }, false, 0},
+		{"the switch and a condition turned", basic, &atEnd, func(st *v1alpha1.RolloutStatus) { switched(st); st.Conditions[1].Status = metav1.ConditionTrue }, false, 0},
+		{"the switch and an abort", basic, &atEnd, func(st *v1alpha1.RolloutStatus) { switched(st); st.Abort = true }, false, 0},
+		{"the switch and a request handled", basic, &atEnd, func(st *v1alpha1.RolloutStatus) { switched(st); st.LastHandled.Promote = "t" }, false, 0},
+		{"to a revision that is not the current one", basic, &atEnd, func(st *v1alpha1.RolloutStatus) { switched(st); st.StableRS = "other" }, false, 0},
+		{"the last steps, marked", basic, atStep0, stepsDone, true, tailDelay},
+		{"the last steps and the switch, marked", basic, atStep0, func(st *v1alpha1.RolloutStatus) { stepsDone(st); switched(st) }, true, tailDelay},
+		{"the last steps, not marked", basic, atStep0, stepsDone, false, 0},
+		{"the last steps under traffic routing", routed, atStep0, stepsDone, true, 0},
+		{"past an analysis step", analysis, atStep0, stepsDone, true, 0},
+		{"past a pause until promoted", indefinite, atStep0, stepsDone, true, 0},
+		{"a step that is not the last", canary(setWeight(50), pause("1s"), setWeight(75)), atStep0, stepsDone, true, 0},
+		{"the last steps and a new step hash", basic, atStep0, func(st *v1alpha1.RolloutStatus) { stepsDone(st); st.CurrentStepHash = "other" }, true, 0},
+		{"the last steps and a pause left", basic, atStep0, func(st *v1alpha1.RolloutStatus) {
+			stepsDone(st)
+			st.PauseConditions = []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonCanaryPauseStep}}
+		}, true, 0},
 	}
 	for _, r := range rows {
-		next := prev.DeepCopy()
+		next := r.prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, 1, 0, t1.Time).Delay; got != r.want {
+		if got := statusWait(r.ro, r.prev, next, 1, 0, t1.Time, r.marked).Delay; got != r.want {
 			t.Errorf("%s: statusWait %s, want %s", r.name, got, r.want)
 		}
 	}
 }
 
-// TestSwitchWaitFollowsThePace: the switch may wait half as long as the
-// update took to reach it, at least switchDelay and at most a quarter of
-// the progress deadline.
-func TestSwitchWaitFollowsThePace(t *testing.T) {
+// TestTailWaitFollowsThePace: the tail may wait as long as the update took
+// to reach it, at least tailDelay and at most a quarter of the progress
+// deadline.
+func TestTailWaitFollowsThePace(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	reconciling := func(status metav1.ConditionStatus) *v1alpha1.RolloutStatus {
 		return &v1alpha1.RolloutStatus{Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReconciling, Status: status, LastTransitionTime: metav1.NewTime(start)}}}
@@ -152,17 +184,17 @@ func TestSwitchWaitFollowsThePace(t *testing.T) {
 		elapsed time.Duration
 		want    time.Duration
 	}{
-		{"a quick update", ro(0), reconciling(metav1.ConditionTrue), 10 * time.Second, switchDelay},
-		{"an update of 100s", ro(0), reconciling(metav1.ConditionTrue), 100 * time.Second, 50 * time.Second},
+		{"a quick update", ro(0), reconciling(metav1.ConditionTrue), 10 * time.Second, tailDelay},
+		{"an update of 100s", ro(0), reconciling(metav1.ConditionTrue), 100 * time.Second, 100 * time.Second},
 		{"an update of 20 minutes", ro(0), reconciling(metav1.ConditionTrue), 20 * time.Minute, 150 * time.Second},
 		{"a progress deadline of 200s", ro(200), reconciling(metav1.ConditionTrue), 160 * time.Second, 50 * time.Second},
-		{"a progress deadline of 60s", ro(60), reconciling(metav1.ConditionTrue), 160 * time.Second, switchDelay},
-		{"not reconciling", ro(0), reconciling(metav1.ConditionFalse), 100 * time.Second, switchDelay},
-		{"no conditions", ro(0), &v1alpha1.RolloutStatus{}, 100 * time.Second, switchDelay},
+		{"a progress deadline of 60s", ro(60), reconciling(metav1.ConditionTrue), 160 * time.Second, tailDelay},
+		{"not reconciling", ro(0), reconciling(metav1.ConditionFalse), 100 * time.Second, tailDelay},
+		{"no conditions", ro(0), &v1alpha1.RolloutStatus{}, 100 * time.Second, tailDelay},
 	}
 	for _, r := range rows {
-		if got := switchWait(r.ro, r.prev, start.Add(r.elapsed)); got != r.want {
-			t.Errorf("%s: switchWait %s, want %s", r.name, got, r.want)
+		if got := tailWait(r.ro, r.prev, start.Add(r.elapsed)); got != r.want {
+			t.Errorf("%s: tailWait %s, want %s", r.name, got, r.want)
 		}
 	}
 }
@@ -190,18 +222,18 @@ func TestCoalescerHoldsUntilTheDelay(t *testing.T) {
 	}
 	// ...a change of another kind waits its own delay from when it first
 	// waited, not from the first change held...
-	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(3000*time.Millisecond)); wait != 5*time.Second {
+	if wait := c.hold(key, Wait{waitTail, 5 * time.Second}, st, at(3000*time.Millisecond)); wait != 5*time.Second {
 		t.Errorf("a switch after counts held: wait %s, want its 5s", wait)
 	}
-	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(7000*time.Millisecond)); wait != time.Second {
+	if wait := c.hold(key, Wait{waitTail, 5 * time.Second}, st, at(7000*time.Millisecond)); wait != time.Second {
 		t.Errorf("the switch 4s later: wait %s, want the 1s left", wait)
 	}
 	// A later plan that would let it wait longer does not move the end.
-	if wait := c.hold(key, Wait{waitSwitch, 9 * time.Second}, st, at(7500*time.Millisecond)); wait != 500*time.Millisecond {
+	if wait := c.hold(key, Wait{waitTail, 9 * time.Second}, st, at(7500*time.Millisecond)); wait != 500*time.Millisecond {
 		t.Errorf("the switch with a longer delay later: wait %s, want the 0.5s left", wait)
 	}
 	// ...and is written once it has waited it.
-	if wait := c.hold(key, Wait{waitSwitch, 5 * time.Second}, st, at(8000*time.Millisecond)); wait != 0 {
+	if wait := c.hold(key, Wait{waitTail, 5 * time.Second}, st, at(8000*time.Millisecond)); wait != 0 {
 		t.Errorf("held 5s: wait %s, want a write", wait)
 	}
 	var none *coalescer
@@ -313,7 +345,7 @@ func TestPauseWaits(t *testing.T) {
 	for _, r := range rows {
 		next := prev.DeepCopy()
 		r.change(next)
-		if got := statusWait(r.ro, &prev, next, r.events, time.Second, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); got != r.want {
+		if got := statusWait(r.ro, &prev, next, r.events, time.Second, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), false); got != r.want {
 			t.Errorf("%s: statusWait %+v, want %+v", r.name, got, r.want)
 		}
 	}
@@ -383,7 +415,7 @@ func TestHeldSwitchIsDecidedAgain(t *testing.T) {
 	for i := 0; i < 40 && !done(); i++ {
 		p, wait := s.tickHeld()
 		if wait {
-			if p.StatusWait.Kind == waitSwitch {
+			if p.StatusWait.Kind == waitTail {
 				held++
 			}
 			continue
@@ -403,6 +435,93 @@ func TestHeldSwitchIsDecidedAgain(t *testing.T) {
 	if completed != 1 {
 		t.Errorf("RolloutCompleted written %d times, want once (with Healthy)", completed)
 	}
+}
+
+// heldTail runs a canary without traffic routing from Healthy on web:1
+// through an update to web:2 until the status write of its tail (steps
+// done, switch) first waits, and returns the canary's size then.
+func heldTail(t *testing.T) (*sim, int32) {
+	t.Helper()
+	s := newSim(t, canaryRollout(4, "1", "0", setWeight(50), pause("1s")))
+	s.until("Healthy", 15, healthyPhase)
+	s.setImage("web:2")
+	for range 40 {
+		p, held := s.tickHeld()
+		if held && p.StatusWait.Kind == waitTail && ptr.Deref(s.ro.Status.CurrentStepIndex, 0) < 2 {
+			if got := s.canary().Annotations[v1alpha1.StepsDoneAnnotation]; got != s.ro.Status.CurrentStepHash {
+				t.Fatalf("the tail waits, but the canary's mark is %q, want the steps hash %q", got, s.ro.Status.CurrentStepHash)
+			}
+			return s, *s.canary().Spec.Replicas
+		}
+	}
+	t.Fatalf("the tail never waited; status %s step %d %q", s.ro.Status.Phase, ptr.Deref(s.ro.Status.CurrentStepIndex, 0), s.ro.Status.Message)
+	return nil, 0
+}
+
+// canary is the ReplicaSet of the sim's current revision.
+func (s *sim) canary() *appsv1.ReplicaSet {
+	s.t.Helper()
+	for _, rs := range s.rss {
+		if rs.Labels[v1alpha1.PodTemplateHashLabel] == s.ro.Status.CurrentPodHash {
+			return rs
+		}
+	}
+	s.t.Fatalf("no ReplicaSet of the current revision %s", s.ro.Status.CurrentPodHash)
+	return nil
+}
+
+// TestHeldTailKeepsItsSteps: the tail of a canary without traffic routing
+// waits for Healthy with the status in force still at the first step, and
+// every reconcile meanwhile — from that status, with the held one or, after
+// a restart of the controller, without it — finds the steps done from the
+// canary's mark: the canary only grows, and Healthy carries the steps and
+// the switch with one RolloutCompleted event.
+func TestHeldTailKeepsItsSteps(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			s, size := heldTail(t)
+			if restart {
+				s.coalesce = newCoalescer()
+			}
+			completed := 0
+			for i := 0; i < 40 && !healthyPhase(s.ro.Status); i++ {
+				p, held := s.tickHeld()
+				if got := *s.canary().Spec.Replicas; got < size {
+					t.Fatalf("the canary shrank from %d to %d in the tail; status step %d %q", size, got, ptr.Deref(s.ro.Status.CurrentStepIndex, 0), s.ro.Status.Message)
+				} else {
+					size = got
+				}
+				for _, e := range p.Events {
+					if !held && e.Reason == v1alpha1.ReasonRolloutCompleted {
+						completed++
+					}
+				}
+			}
+			if !healthyPhase(s.ro.Status) || s.ro.Status.StableRS != s.ro.Status.CurrentPodHash || ptr.Deref(s.ro.Status.CurrentStepIndex, 0) != 2 {
+				t.Fatalf("not Healthy on the new revision past both steps: %s step %d %q", s.ro.Status.Phase, ptr.Deref(s.ro.Status.CurrentStepIndex, 0), s.ro.Status.Message)
+			}
+			if completed != 1 {
+				t.Errorf("RolloutCompleted written %d times, want once (with Healthy)", completed)
+			}
+			s.expectSizes(map[string]int32{"web:2": 4})
+		})
+	}
+}
+
+// TestAbortInTheTailClearsTheMark: an abort while the tail waits takes the
+// canary away with its mark, and a retry runs the steps again from the
+// first: the canary comes back at the first step's size, not at full size.
+func TestAbortInTheTailClearsTheMark(t *testing.T) {
+	s, _ := heldTail(t)
+	s.request(v1alpha1.AbortAnnotation, "a1")
+	s.until("aborted", 20, func(st v1alpha1.RolloutStatus) bool { return st.Phase == v1alpha1.RolloutPhaseDegraded })
+	s.wait(3)
+	if mark, ok := s.canary().Annotations[v1alpha1.StepsDoneAnnotation]; ok {
+		t.Fatalf("the aborted canary keeps its steps-done mark %q", mark)
+	}
+	s.request(v1alpha1.RetryAnnotation, "r1")
+	s.until("at the pause again", 30, func(st v1alpha1.RolloutStatus) bool { return ptr.Deref(st.CurrentStepIndex, 0) == 1 })
+	s.expectSizes(map[string]int32{"web:2": 2, "web:1": 2})
 }
 
 // TestHeldPauseKeepsItsStart: the start of a 3s pause step waits for the

@@ -124,6 +124,9 @@ type ScaleChange struct {
 	Reason   string
 	// Version is the resourceVersion the plan saw.
 	Version string
+	// StepsDone, when set, sets the ReplicaSet's StepsDoneAnnotation to
+	// it in the same patch, or removes the annotation when empty.
+	StepsDone *string
 }
 
 // ServiceChange points a Service's selector at the pods of one hash.
@@ -307,7 +310,7 @@ func plan(in Input) (Plan, error) {
 		return Plan{}, err
 	}
 	if !ro.Spec.Paused {
-		applyTargets(&p, ro, w, targets, out.dropNow)
+		applyTargets(&p, ro, w, targets, out.dropNow, out.stepsDone)
 		p.Services = serviceChanges(ro, in.Services, out.services)
 		p.Annotate = append(append(out.annotate, revisionBump(w)...), clearDeadline(st, w)...)
 		p.Relabel = planMetadata(ro, st, w, in.Pods, p.Create)
@@ -330,6 +333,7 @@ func plan(in Input) (Plan, error) {
 		}
 		p.Endpoints = endpointsToCheck(ro, st, w, in.CanaryEndpoints != nil)
 	}
+	p.Annotate = append(p.Annotate, staleStepsMark(ro, w, &p, st)...)
 	p.Adopt = orphans(w)
 	p.Delete = historyToDelete(w.all, ptr.Deref(ro.Spec.RevisionHistoryLimit, 10), st.StableRS, w.hash)
 	if !ro.Spec.Paused {
@@ -345,7 +349,7 @@ func plan(in Input) (Plan, error) {
 	p.CreateExperiments = out.createExperiments
 	p.TerminateExperiments = staleExperiments(in.Experiments, out.keepRuns)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
-	p.StatusWait = statusWait(ro, &ro.Status, &p.Status, len(p.Events), p.RequeueAfter, in.Now)
+	p.StatusWait = statusWait(ro, &ro.Status, &p.Status, len(p.Events), p.RequeueAfter, in.Now, stepsMarked(w, &p))
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	p.Finalize = needsFinalizer(ro, &p)
 	p.Notify = transitions(&ro.Status, &p.Status, p.Events, promoteRequest, in.Now)
@@ -583,8 +587,10 @@ func startUpdate(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, w *world) Eve
 }
 
 // applyTargets turns target sizes into scale changes within the limits, and
-// the creation of the current ReplicaSet when it doesn't exist yet.
-func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]int32, dropNow string) {
+// the creation of the current ReplicaSet when it doesn't exist yet. A
+// scale-down removes the steps-done mark; stepsDone, when set, is the mark
+// the current ReplicaSet's scale-up sets (canarySteps).
+func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]int32, dropNow, stepsDone string) {
 	// Scale-ups favour the current ReplicaSet, then the stable; scale-downs
 	// hit leftovers first, then the stable, then the current.
 	order := []*rsView{w.current}
@@ -606,11 +612,55 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 		case rs.planned:
 			p.Create = newReplicaSet(ro, w.hash, stableHash(w), next[i], rs.revision)
 		case next[i] != rs.spec:
-			p.Scale = append(p.Scale, ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i]), Version: rs.version})
+			sc := ScaleChange{Name: rs.name, From: rs.spec, To: next[i], Reason: scaleReason(w, rs, next[i]), Version: rs.version}
+			switch {
+			case next[i] < rs.spec && rs.stepsDone != "":
+				sc.StepsDone = ptr.To("")
+			case next[i] > rs.spec && rs == w.current && stepsDone != "" && rs.annotated:
+				sc.StepsDone = ptr.To(stepsDone)
+			}
+			p.Scale = append(p.Scale, sc)
 		}
 		// The status describes the world as this plan leaves it.
 		rs.spec = next[i]
 	}
+}
+
+// stepsMarked reports whether the current ReplicaSet, once the plan is
+// carried out, records that the canary steps of the plan's status are all
+// done (StepsDoneAnnotation).
+func stepsMarked(w *world, p *Plan) bool {
+	if w.current == nil {
+		return false
+	}
+	mark := w.current.stepsDone
+	for _, sc := range p.Scale {
+		if sc.Name == w.current.name && sc.StepsDone != nil {
+			mark = *sc.StepsDone
+		}
+	}
+	return mark != "" && mark == p.Status.CurrentStepHash
+}
+
+// staleStepsMark removes the steps-done mark of the current ReplicaSet once
+// it is no longer true of the status st the plan leaves: an abort, a retry,
+// steps changed. A scale-down of the ReplicaSet in the plan removes it
+// already (applyTargets). Under spec.paused too: a stale mark would skip
+// steps once the Rollout is resumed.
+func staleStepsMark(ro *v1alpha1.Rollout, w *world, p *Plan, st *v1alpha1.RolloutStatus) []AnnotationChange {
+	mark := w.current.stepsDone
+	if mark == "" || w.current.planned {
+		return nil
+	}
+	for _, sc := range p.Scale {
+		if sc.Name == w.current.name && sc.StepsDone != nil {
+			return nil
+		}
+	}
+	if c := ro.Spec.Strategy.Canary; c != nil && !st.Abort && st.CurrentStepHash == mark && int(ptr.Deref(st.CurrentStepIndex, 0)) >= len(c.Steps) {
+		return nil
+	}
+	return []AnnotationChange{{Name: w.current.name, Key: v1alpha1.StepsDoneAnnotation}}
 }
 
 func stableHash(w *world) string {

@@ -35,6 +35,10 @@ type rsView struct {
 	// template is the ReplicaSet's pod template (nil while planned).
 	template *corev1.PodTemplateSpec
 	version  string // resourceVersion
+	// stepsDone is the steps hash of the StepsDoneAnnotation (empty: none);
+	// annotated: the ReplicaSet has annotations a patch can add to.
+	stepsDone string
+	annotated bool
 }
 
 // serving is how many pods may take traffic or finish a step: the available
@@ -66,6 +70,8 @@ func viewOf(rs *appsv1.ReplicaSet, owner metav1.Object) rsView {
 	}
 	return rsView{
 		scaleDownAt: scaleDownAt,
+		stepsDone:   rs.Annotations[v1alpha1.StepsDoneAnnotation],
+		annotated:   rs.Annotations != nil,
 		template:    &rs.Spec.Template,
 		version:     rs.ResourceVersion,
 		name:        rs.Name,

@@ -248,6 +248,13 @@ func (s *sim) apply(p Plan) {
 		}
 		rs.Spec.Replicas = ptr.To(sc.To)
 		rs.Generation++
+		if sc.StepsDone != nil {
+			if *sc.StepsDone == "" {
+				delete(rs.Annotations, v1alpha1.StepsDoneAnnotation)
+			} else {
+				metav1.SetMetaDataAnnotation(&rs.ObjectMeta, v1alpha1.StepsDoneAnnotation, *sc.StepsDone)
+			}
+		}
 		if s.rsLag {
 			if s.scaledAt == nil {
 				s.scaledAt = map[string]bool{}

@@ -41,6 +41,10 @@ type outcome struct {
 	// dropNow names a ReplicaSet scaled down to its target at once,
 	// whatever the availability floor (an aborted canary without router).
 	dropNow string
+	// stepsDone is the steps hash to mark the canary ReplicaSet with in
+	// its next scale-up: the steps are all done and the status that says
+	// so may wait (canarySteps).
+	stepsDone string
 }
 
 // after sets requeueAfter to d unless an earlier timer is already due.

@@ -39,9 +39,9 @@ import (
 // namespace's pods, a scan as long as the namespace holds pods. Without an
 // owner the floor would skip that cost (N² for N units in one namespace),
 // which no controller that owns its ReplicaSets can.
-func BenchmarkScaleFloor(b *testing.B) {
-	eachScale(b, "floor", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor", nil, n, rep) }, floorResult)
-}
+func BenchmarkScaleFloor(b *testing.B) { eachScale(b, floorKind) }
+
+var floorKind = kind{"floor", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor", nil, n, rep) }, floorResult}
 
 // BenchmarkScaleFloorRollout is BenchmarkScaleFloor plus the writes that
 // any controller of a Rollout must make, made by the load generator with
@@ -54,9 +54,11 @@ func BenchmarkScaleFloor(b *testing.B) {
 // is the lower bound of scenario A's cost for a controller whose API is a
 // custom resource and which keeps DESIGN's status and events, however
 // little it writes otherwise.
-func BenchmarkScaleFloorRollout(b *testing.B) {
-	w := recordUnitWrites(b)
-	eachScale(b, "floor-rollout", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor-rollout", w, n, rep) }, floorResult)
+func BenchmarkScaleFloorRollout(b *testing.B) { eachScale(b, floorRolloutKind(recordUnitWrites(b))) }
+
+// floorRolloutKind is BenchmarkScaleFloorRollout's scenario, writing w.
+func floorRolloutKind(w *unitWrites) kind {
+	return kind{"floor-rollout", func(b *testing.B, n, rep int) (create, update phase) { return floorRun(b, "floor-rollout", w, n, rep) }, floorResult}
 }
 
 func floorRun(b *testing.B, kind string, writes *unitWrites, n, rep int) (create, update phase) {

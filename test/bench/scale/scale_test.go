@@ -42,26 +42,86 @@ const (
 // setWeight 50 and pause 1s, no traffic routing) created at once until all
 // are Healthy, then all updated at once until all are Healthy on the new
 // revision. Each repetition runs a fresh controller in a fresh namespace.
-func BenchmarkScale(b *testing.B) { eachScale(b, "scale", scaleRun, phaseResult) }
+func BenchmarkScale(b *testing.B) { eachScale(b, scaleKind) }
 
-// eachScale runs BENCH_REPS repetitions of a two-phase scenario for each N
-// and publishes each phase as "KIND N=n create|update", then the summary.
-func eachScale(b *testing.B, kind string, run func(b *testing.B, n, rep int) (create, update phase), result func(string, []phase) bench.Result) {
+// BenchmarkScaleSideBySide runs BenchmarkScaleFloor,
+// BenchmarkScaleFloorRollout and BenchmarkScale in turn within each
+// repetition, so that a machine whose speed drifts over a run (as a shared
+// one does, by ±15 % between repetitions) slows the three alike, and adds
+// each repetition's ratios to the floor. `make bench` runs this one.
+func BenchmarkScaleSideBySide(b *testing.B) {
+	eachScale(b, floorKind, floorRolloutKind(recordUnitWrites(b)), scaleKind)
+}
+
+// kind is one scenario eachScale runs: a name for its results, one
+// repetition of both phases, and the table of a phase's repetitions.
+type kind struct {
+	name   string
+	run    func(b *testing.B, n, rep int) (create, update phase)
+	result func(string, []phase) bench.Result
+}
+
+var scaleKind = kind{"scale", scaleRun, phaseResult}
+
+// eachScale runs BENCH_REPS repetitions of two-phase scenarios for each N,
+// the kinds in turn within a repetition, and publishes each phase as
+// "KIND N=n create|update", then the summary (and, with more than one
+// kind, each repetition's ratios to the first).
+func eachScale(b *testing.B, kinds ...kind) {
 	for _, n := range scales() {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			reps := envInt("BENCH_REPS", 3)
-			var create, update []phase
+			create, update := make([][]phase, len(kinds)), make([][]phase, len(kinds))
 			for b.Loop() {
 				for rep := range reps {
-					c, u := run(b, n, rep)
-					create, update = append(create, c), append(update, u)
+					for i, k := range kinds {
+						c, u := k.run(b, n, rep)
+						create[i], update[i] = append(create[i], c), append(update[i], u)
+					}
 				}
 			}
-			publish(b, result(fmt.Sprintf("%s N=%d create", kind, n), create))
-			publish(b, result(fmt.Sprintf("%s N=%d update", kind, n), update))
+			for i, k := range kinds {
+				publish(b, k.result(fmt.Sprintf("%s N=%d create", k.name, n), create[i]))
+				publish(b, k.result(fmt.Sprintf("%s N=%d update", k.name, n), update[i]))
+			}
+			if len(kinds) > 1 {
+				publish(b, pairedRatios(fmt.Sprintf("ratios N=%d update", n), kinds, update))
+			}
 			summary(b)
 		})
 	}
+}
+
+// pairedRatios is each repetition's wall time and control-plane CPU of
+// every kind over the first kind's in the same repetition, and their
+// medians: the ratio of two phases run minutes apart, not of medians
+// taken over the whole run.
+func pairedRatios(name string, kinds []kind, ps [][]phase) bench.Result {
+	res := bench.Result{Name: name, Columns: []string{"rep"}}
+	for _, k := range kinds[1:] {
+		res.Columns = append(res.Columns, k.name+" wall / "+kinds[0].name, k.name+" CPU / "+kinds[0].name)
+	}
+	ratios := make([][]float64, 2*(len(kinds)-1))
+	for rep := range ps[0] {
+		row := []string{strconv.Itoa(rep + 1)}
+		for i := range kinds[1:] {
+			base, p := ps[0][rep], ps[i+1][rep]
+			wall, cpu := p.wall.Seconds()/base.wall.Seconds(), p.planeCPU.Seconds()/base.planeCPU.Seconds()
+			ratios[2*i], ratios[2*i+1] = append(ratios[2*i], wall), append(ratios[2*i+1], cpu)
+			row = append(row, fmt.Sprintf("%.2f×", wall), fmt.Sprintf("%.2f×", cpu))
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	median := []string{"median"}
+	for i, k := range kinds[1:] {
+		for j, unit := range []string{"wall", "cpu"} {
+			m := bench.Summarize(ratios[2*i+j]).Median
+			median = append(median, fmt.Sprintf("%.2f×", m))
+			res.Metrics = append(res.Metrics, bench.Metric{Unit: fmt.Sprintf("%s-%s/%s", k.name, unit, kinds[0].name), Value: m})
+		}
+	}
+	res.Rows = append(res.Rows, median)
+	return res
 }
 
 // phase is what one phase of one repetition measured.

@@ -83,6 +83,12 @@ const (
 	// controller put there, so that it can take away exactly that when the
 	// pods change role, and tell it from the template's own labels.
 	EphemeralMetadataAnnotation = "rollouts.kubeseed.io/ephemeral-metadata"
+	// StepsDoneAnnotation, on the canary ReplicaSet of a Rollout without
+	// traffic routing, records the hash of the canary steps it has passed
+	// all of, while the status that says so waits to be written (the
+	// controller sets it in the scale-up that follows the last step, and
+	// removes it with any scale-down).
+	StepsDoneAnnotation = "rollouts.kubeseed.io/steps-done"
 
 	// FieldManager is the field manager of every write the controller makes.
 	FieldManager = "rollouts-controller"

@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -21,14 +20,13 @@ import (
 // (Input.HeldStatus).
 const countsDelay = 2 * time.Minute
 
-// tailDelay is how long the tail of an update of a canary without traffic
-// routing may wait to be written at least: past its last step, what is left
-// is the canary's scale-up, the switch to it and the previous revision's
-// scale-down, and Healthy, once those pods are gone, usually comes within
-// it and carries the tail in one write instead of two or three. Under load
-// the pods come and go more slowly, as they did in the steps, and the tail
-// may wait as long as the update took to reach it (tailWait), up to a
-// quarter of the progress deadline.
+// tailDelay is the least the tail of an update of a canary without traffic
+// routing may wait to be written: past its last step, what is left is the
+// canary's scale-up, the switch to it and the previous revision's
+// scale-down, and Healthy, once those pods are gone, carries the tail in
+// one write instead of two or three. Under load the pods come and go
+// slowly, and the tail may wait up to a quarter of the progress deadline
+// (tailWait).
 const tailDelay = 30 * time.Second
 
 // pauseHoldMax is the longest timed pause step whose start may go unwritten:
@@ -86,13 +84,13 @@ type Wait struct {
 // stepsMarked says it carries), so a held change's events wait with it (a
 // plan with events whose change is only counts, or a pause, is written at
 // once).
-func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration, now time.Time, stepsMarked bool) Wait {
+func statusWait(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, events int, requeueAfter time.Duration, stepsMarked bool) Wait {
 	moving := next.Phase == v1alpha1.RolloutPhaseProgressing || requeueAfter > 0 && requeueAfter <= countsDelay
 	switch {
 	case moving && events == 0 && countsOnly(prev, next):
 		return Wait{waitCounts, countsDelay}
 	case tailOnly(ro, prev, next, stepsMarked):
-		return Wait{waitTail, tailWait(ro, prev, now)}
+		return Wait{waitTail, tailWait(ro)}
 	}
 	if d, ok := pauseOnly(ro, prev, next); ok && events == 0 {
 		return Wait{waitPause, d + pauseSlack}
@@ -161,17 +159,12 @@ func tailOnly(ro *v1alpha1.Rollout, prev, next *v1alpha1.RolloutStatus, marked b
 	return countsOnly(prev, n)
 }
 
-// tailWait is how long the tail of an update of a Rollout whose status is
-// prev may wait: as long as the update has run — since the Rollout last
-// turned Reconciling, when the update started or a person let it go on —,
-// at least tailDelay and at most a quarter of the progress deadline, the
-// time the user gave an update to move.
-func tailWait(ro *v1alpha1.Rollout, prev *v1alpha1.RolloutStatus, now time.Time) time.Duration {
-	d := tailDelay
-	if c := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReconciling); c != nil && c.Status == metav1.ConditionTrue {
-		d = max(d, now.Sub(c.LastTransitionTime.Time))
-	}
-	return max(tailDelay, min(d, progressDeadline(ro)/4))
+// tailWait is how long the tail of an update of a Rollout may wait: a
+// quarter of the progress deadline, the time the user gave an update to
+// move, and at least tailDelay. Healthy ends it sooner, on most clusters
+// long before: the wait only matters where the pods go slowly.
+func tailWait(ro *v1alpha1.Rollout) time.Duration {
+	return max(tailDelay, progressDeadline(ro)/4)
 }
 
 // pauseOnly reports whether next is prev, Progressing, now Paused at a

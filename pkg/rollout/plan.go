@@ -349,7 +349,7 @@ func plan(in Input) (Plan, error) {
 	p.CreateExperiments = out.createExperiments
 	p.TerminateExperiments = staleExperiments(in.Experiments, out.keepRuns)
 	p.Status = finishStatus(ro, *st, w, out, in.Now)
-	p.StatusWait = statusWait(ro, &ro.Status, &p.Status, len(p.Events), p.RequeueAfter, in.Now, stepsMarked(w, &p))
+	p.StatusWait = statusWait(ro, &ro.Status, &p.Status, len(p.Events), p.RequeueAfter, stepsMarked(w, &p))
 	p.WorkloadReplicas = workloadScale(ro, in.Workload, &p.Status)
 	p.Finalize = needsFinalizer(ro, &p)
 	p.Notify = transitions(&ro.Status, &p.Status, p.Events, promoteRequest, in.Now)

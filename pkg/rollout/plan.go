@@ -630,16 +630,22 @@ func applyTargets(p *Plan, ro *v1alpha1.Rollout, w *world, targets map[string]in
 // carried out, records that the canary steps of the plan's status are all
 // done (StepsDoneAnnotation).
 func stepsMarked(w *world, p *Plan) bool {
+	mark, _ := markAfter(w, p)
+	return mark != "" && mark == p.Status.CurrentStepHash
+}
+
+// markAfter is the steps-done mark of the current ReplicaSet once the plan
+// is carried out, and whether a scale in the plan sets or removes it.
+func markAfter(w *world, p *Plan) (mark string, scaled bool) {
 	if w.current == nil {
-		return false
+		return "", false
 	}
-	mark := w.current.stepsDone
 	for _, sc := range p.Scale {
 		if sc.Name == w.current.name && sc.StepsDone != nil {
-			mark = *sc.StepsDone
+			return *sc.StepsDone, true
 		}
 	}
-	return mark != "" && mark == p.Status.CurrentStepHash
+	return w.current.stepsDone, false
 }
 
 // staleStepsMark removes the steps-done mark of the current ReplicaSet once
@@ -648,14 +654,9 @@ func stepsMarked(w *world, p *Plan) bool {
 // already (applyTargets). Under spec.paused too: a stale mark would skip
 // steps once the Rollout is resumed.
 func staleStepsMark(ro *v1alpha1.Rollout, w *world, p *Plan, st *v1alpha1.RolloutStatus) []AnnotationChange {
-	mark := w.current.stepsDone
-	if mark == "" || w.current.planned {
+	mark, scaled := markAfter(w, p)
+	if mark == "" || scaled {
 		return nil
-	}
-	for _, sc := range p.Scale {
-		if sc.Name == w.current.name && sc.StepsDone != nil {
-			return nil
-		}
 	}
 	if c := ro.Spec.Strategy.Canary; c != nil && !st.Abort && st.CurrentStepHash == mark && int(ptr.Deref(st.CurrentStepIndex, 0)) >= len(c.Steps) {
 		return nil

@@ -457,12 +457,18 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, st v
 	if err != nil {
 		return fmt.Errorf("encoding rollout status: %w", err)
 	}
-	if err := r.Client.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	// Only the Rollout's metadata comes back: of the answer the controller
+	// needs the new resourceVersion, and the whole object would be encoded
+	// by the API server and decoded here for nothing.
+	written := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
+	written.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("Rollout"))
+	if err := r.Client.Status().Patch(ctx, written, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		if mayHaveApplied(err) {
 			r.superseded.unsure(client.ObjectKeyFromObject(ro), r.Clock.Now())
 		}
 		return fmt.Errorf("patching rollout status: %w", err)
 	}
+	ro.ResourceVersion, ro.Status = written.ResourceVersion, *st.DeepCopy()
 	r.superseded.wrote(client.ObjectKeyFromObject(ro), ro.ResourceVersion, r.Clock.Now())
 	return nil
 }

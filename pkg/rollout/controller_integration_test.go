@@ -218,7 +218,8 @@ func TestIntegrationScaleIsGuardedBySpecOnly(t *testing.T) {
 
 // TestIntegrationWriteStatusReplacesTheStatus: the status patch sets the
 // whole status, on a Rollout that has none yet and on one that has, so a
-// field the new status leaves out (a pause that ended) is gone.
+// field the new status leaves out (a pause that ended) is gone; the Rollout
+// in hand then has the version and the status written.
 func TestIntegrationWriteStatusReplacesTheStatus(t *testing.T) {
 	ctx := context.Background()
 	ro := canaryRollout(2, "1", "0", pause(""))
@@ -246,6 +247,14 @@ func TestIntegrationWriteStatusReplacesTheStatus(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got.Status); diff != "" {
 			t.Errorf("stored status (-want +got):\n%s", diff)
+		}
+		// The answer is metadata only: the Rollout in hand takes the
+		// version written and the status it was given.
+		if ro.ResourceVersion != got.ResourceVersion {
+			t.Errorf("resourceVersion after the write %s, stored %s", ro.ResourceVersion, got.ResourceVersion)
+		}
+		if diff := cmp.Diff(want, ro.Status); diff != "" {
+			t.Errorf("status in hand after the write (-want +got):\n%s", diff)
 		}
 	}
 }

@@ -380,7 +380,7 @@ func (u *unitWrites) userUpdate(ctx context.Context, ns, unit string) error {
 // started is the controller's status and event that a unit's update
 // started.
 func (u *unitWrites) started(ctx context.Context, ns, unit string) error {
-	if err := k8s.Status().Patch(ctx, unitRollout(ns, unit), client.RawPatch(types.JSONPatchType, u.updating), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	if err := patchStatus(ctx, ns, unit, u.updating); err != nil {
 		return err
 	}
 	return rolloutEvent(ctx, ns, unit, "NewReplicaSetCreated", "Update to revision "+unit+"-2 started")
@@ -393,7 +393,7 @@ func (u *unitWrites) healthy(ctx context.Context, ns, unit string, first bool) e
 	if first {
 		patch, reason, note = u.firstHealthy, "NewReplicaSetCreated", "First revision "+unit+"-1: scaling to 2 replicas"
 	}
-	if err := k8s.Status().Patch(ctx, unitRollout(ns, unit), client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	if err := patchStatus(ctx, ns, unit, patch); err != nil {
 		return err
 	}
 	return rolloutEvent(ctx, ns, unit, reason, note)

@@ -101,23 +101,28 @@ func pairedRatios(name string, kinds []kind, ps [][]phase) bench.Result {
 	for _, k := range kinds[1:] {
 		res.Columns = append(res.Columns, k.name+" wall / "+kinds[0].name, k.name+" CPU / "+kinds[0].name)
 	}
-	ratios := make([][]float64, 2*(len(kinds)-1))
+	// Each kind's ratios to the floor, one per repetition.
+	type toFloor struct{ wall, cpu []float64 }
+	ratios := make([]toFloor, len(kinds)-1)
 	for rep := range ps[0] {
 		row := []string{strconv.Itoa(rep + 1)}
 		for i := range kinds[1:] {
 			base, p := ps[0][rep], ps[i+1][rep]
 			wall, cpu := p.wall.Seconds()/base.wall.Seconds(), p.planeCPU.Seconds()/base.planeCPU.Seconds()
-			ratios[2*i], ratios[2*i+1] = append(ratios[2*i], wall), append(ratios[2*i+1], cpu)
+			ratios[i].wall, ratios[i].cpu = append(ratios[i].wall, wall), append(ratios[i].cpu, cpu)
 			row = append(row, fmt.Sprintf("%.2f×", wall), fmt.Sprintf("%.2f×", cpu))
 		}
 		res.Rows = append(res.Rows, row)
 	}
 	median := []string{"median"}
 	for i, k := range kinds[1:] {
-		for j, unit := range []string{"wall", "cpu"} {
-			m := bench.Summarize(ratios[2*i+j]).Median
+		for _, r := range []struct {
+			unit   string
+			values []float64
+		}{{"wall", ratios[i].wall}, {"cpu", ratios[i].cpu}} {
+			m := bench.Summarize(r.values).Median
 			median = append(median, fmt.Sprintf("%.2f×", m))
-			res.Metrics = append(res.Metrics, bench.Metric{Unit: fmt.Sprintf("%s-%s/%s", k.name, unit, kinds[0].name), Value: m})
+			res.Metrics = append(res.Metrics, bench.Metric{Unit: fmt.Sprintf("%s-%s/%s", k.name, r.unit, kinds[0].name), Value: m})
 		}
 	}
 	res.Rows = append(res.Rows, median)

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,6 +39,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeseed/rollouts/internal/cachetransform"
+	"github.com/kubeseed/rollouts/internal/eventrecorder"
 	"github.com/kubeseed/rollouts/internal/runnables"
 	"github.com/kubeseed/rollouts/pkg/analysis"
 	"github.com/kubeseed/rollouts/pkg/apis"
@@ -158,10 +160,12 @@ func main() {
 }
 
 // gcPercent is the controller's GOGC unless the environment sets one. Its
-// heap is mostly the informer caches, which live as long as the process: a
-// lower target than Go's 100 keeps the heap (and RSS) a third smaller for
-// a little more GC work.
-const gcPercent = 50
+// heap is mostly the informer caches, which live as long as the process,
+// so the garbage GOGC lets pile up on top of them is what a lower target
+// saves: the heap grows to 1.25 times what is live instead of twice (Go's
+// 100), for a little more GC work (at 5000 Rollouts, 23 MB less settled
+// RSS than at 50).
+const gcPercent = 25
 
 func run(ctx context.Context, o *options) error {
 	if os.Getenv("GOGC") == "" {
@@ -272,11 +276,21 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 		return fmt.Errorf("registering rollout metrics: %w", err)
 	}
 	routers := traffic.Registry{"gatewayAPI": gatewayapi.New, "istio": istio.New, "nginx": nginx.New}
-	notify, err := setupNotifications(mgr, o)
+	// One sender for all the reconcilers' events, with bounded memory
+	// (package eventrecorder says why not controller-runtime's).
+	sender, err := eventrecorder.ForConfig(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return fmt.Errorf("setting up events: %w", err)
+	}
+	if err := mgr.Add(sender); err != nil {
+		return fmt.Errorf("setting up events: %w", err)
+	}
+	recorder := sender.NewRecorder(mgr.GetScheme(), "rollouts-controller")
+	notify, err := setupNotifications(mgr, o, recorder)
 	if err != nil {
 		return err
 	}
-	if err := (&rollout.Reconciler{Client: c, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace, Notifications: notify}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
+	if err := (&rollout.Reconciler{Client: c, Recorder: recorder, Metrics: metrics, Routers: routers, WatchNamespace: o.namespace, Notifications: notify}).SetupWithManager(mgr, o.controllerOptions(o.rolloutWorkers)); err != nil {
 		return fmt.Errorf("setting up rollout reconciler: %w", err)
 	}
 	analysisMetrics, err := analysis.NewMetrics(ctrlmetrics.Registry)
@@ -290,7 +304,7 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 	if err := ar.SetupWithManager(mgr, o.controllerOptions(o.analysisWorkers)); err != nil {
 		return fmt.Errorf("setting up analysis reconciler: %w", err)
 	}
-	if err := (&experiments.Reconciler{Client: c, WatchNamespace: o.namespace}).SetupWithManager(mgr, o.controllerOptions(o.experimentWorkers)); err != nil {
+	if err := (&experiments.Reconciler{Client: c, Recorder: recorder, WatchNamespace: o.namespace}).SetupWithManager(mgr, o.controllerOptions(o.experimentWorkers)); err != nil {
 		return fmt.Errorf("setting up experiment reconciler: %w", err)
 	}
 	return nil
@@ -301,10 +315,10 @@ func setupReconcilers(mgr manager.Manager, o *options) error {
 // Namespaces read from a cache of their metadata (cluster mode only: a
 // namespaced controller's Role cannot read Namespaces), deliveries that
 // end with the process.
-func setupNotifications(mgr manager.Manager, o *options) (*notifications.Dispatcher, error) {
+func setupNotifications(mgr manager.Manager, o *options, recorder events.EventRecorder) (*notifications.Dispatcher, error) {
 	opts := notifications.DispatcherOptions{
 		Runs:     mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("rollouts-controller"),
+		Recorder: recorder,
 		Log:      ctrl.Log.WithName("notifications"),
 	}
 	if o.namespace == "" {

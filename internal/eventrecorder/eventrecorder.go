@@ -19,6 +19,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,12 +46,14 @@ const (
 	// seriesRefresh is how often a series that keeps repeating is written
 	// again (client-go's).
 	seriesRefresh = 30 * time.Minute
-	// queued is how many events may wait to be sent; more are dropped, as
-	// client-go's broadcaster drops what its watchers cannot take.
-	queued = 1000
+	// queued is how many events may wait to be sent (about 1 KB each,
+	// only while a burst drains): enough for every Rollout of a large
+	// cluster starting an update at once. More are dropped, as client-go's
+	// broadcaster drops what its watchers cannot take.
+	queued = 10000
 	// senders send events in parallel, so one slow write does not hold
 	// up the rest.
-	senders = 4
+	senders = 8
 	// tries and retryAfter bound the attempts to send one event while the
 	// API server cannot be reached (client-go's).
 	tries      = 12
@@ -72,6 +75,10 @@ type Sender struct {
 
 	mu     sync.Mutex
 	recent *lru.Cache // key → *series
+
+	// dropping is set from the first event dropped until one is queued
+	// again, so that a storm logs once.
+	dropping atomic.Bool
 }
 
 // series is a sent event and its repeats.
@@ -164,8 +171,11 @@ func (s *Sender) enqueue(ctx context.Context, ev *eventsv1.Event) {
 	}
 	select {
 	case s.queue <- ev:
+		s.dropping.Store(false)
 	default:
-		log.FromContext(ctx).Error(nil, "Dropping an event: too many waiting to be sent", "reason", ev.Reason, "regarding", ev.Regarding.Name)
+		if !s.dropping.Swap(true) {
+			log.FromContext(ctx).Error(nil, "Dropping events until the API server takes them: too many waiting to be sent", "waiting", len(s.queue), "reason", ev.Reason, "regarding", ev.Regarding.Name)
+		}
 	}
 }
 

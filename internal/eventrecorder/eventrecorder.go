@@ -69,7 +69,6 @@ const (
 type Sender struct {
 	sink        events.EventSink
 	broadcaster events.EventBroadcaster
-	stopWatch   func()
 	clock       clock.Clock
 	queue       chan *eventsv1.Event
 
@@ -98,16 +97,15 @@ func New(sink events.EventSink) (*Sender, error) {
 		queue:       make(chan *eventsv1.Event, queued),
 		recent:      lru.New(recentEvents),
 	}
-	logger := log.Log.WithName("events")
-	stop, err := s.broadcaster.StartEventWatcher(func(obj runtime.Object) {
+	ctx := log.IntoContext(context.Background(), log.Log.WithName("events"))
+	// The watcher ends with the broadcaster (Start).
+	if _, err := s.broadcaster.StartEventWatcher(func(obj runtime.Object) {
 		if ev, ok := obj.(*eventsv1.Event); ok {
-			s.enqueue(log.IntoContext(context.Background(), logger), ev.DeepCopy())
+			s.enqueue(ctx, ev.DeepCopy())
 		}
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	s.stopWatch = stop
 	return s, nil
 }
 
@@ -149,7 +147,6 @@ func (s *Sender) Start(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	s.stopWatch()
 	s.broadcaster.Shutdown()
 	wg.Wait()
 	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainFor)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // sink records what is sent; failWith, while set, answers every write.
@@ -61,7 +63,7 @@ func newTestSender(t *testing.T) (*Sender, *sink, *clocktesting.FakeClock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.stopWatch)
+	t.Cleanup(s.broadcaster.Shutdown)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
 	s.clock = clk
 	return s, k, clk
@@ -135,17 +137,34 @@ func TestSeriesOfAGoneEventIsCreated(t *testing.T) {
 }
 
 // TestMemoryIsBounded: however many different events are made, at most
-// recentEvents are remembered, and at most queued wait to be sent.
+// recentEvents are remembered, and at most queued wait to be sent; a storm
+// of drops logs once, and the next one after an event was queued again
+// once more.
 func TestMemoryIsBounded(t *testing.T) {
 	s, _, _ := newTestSender(t)
-	for i := range 3 * queued {
-		s.enqueue(context.Background(), event("NewReplicaSetCreated", fmt.Sprint(i)))
+	var logged []string
+	ctx := log.IntoContext(context.Background(), funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{}))
+	made := 0
+	storm := func(n int) {
+		for range n {
+			s.enqueue(ctx, event("NewReplicaSetCreated", fmt.Sprint(made)))
+			made++
+		}
 	}
+	storm(3 * queued)
 	if got := s.recent.Len(); got != recentEvents {
 		t.Errorf("remembered %d events, want %d", got, recentEvents)
 	}
 	if got := len(s.queue); got != queued {
 		t.Errorf("%d events queued, want %d", got, queued)
+	}
+	if len(logged) != 1 {
+		t.Errorf("a storm of drops logged %d times, want once: %q", len(logged), logged)
+	}
+	<-s.queue
+	storm(3) // one queued, two dropped
+	if len(logged) != 2 {
+		t.Errorf("the next storm logged %d times in all, want 2: %q", len(logged), logged)
 	}
 }
 

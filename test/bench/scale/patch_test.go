@@ -209,14 +209,7 @@ func patchFor(b *testing.B, ns string, rollouts int, statuses []v1alpha1.Rollout
 		wg.Go(func() {
 			for i := wkr; time.Now().Before(stop); i += 8 {
 				name, patch := fmt.Sprintf("patch-%02d", i%rollouts), patches[(i/rollouts)%len(patches)]
-				var err error
-				if wholeAnswer {
-					ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-					err = k8s.Status().Patch(context.Background(), ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager))
-				} else {
-					err = patchStatus(context.Background(), ns, name, patch)
-				}
-				if err != nil {
+				if err := sendStatusPatch(context.Background(), patchTarget(ns, name, wholeAnswer), patch); err != nil {
 					failed.CompareAndSwap(nil, &err)
 					return
 				}
@@ -234,8 +227,22 @@ func patchFor(b *testing.B, ns string, rollouts int, statuses []v1alpha1.Rollout
 // patchStatus sends a JSON patch of a Rollout's status as the controller
 // does: its answer is the Rollout's metadata only.
 func patchStatus(ctx context.Context, ns, name string, patch []byte) error {
-	ro := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	return sendStatusPatch(ctx, patchTarget(ns, name, false), patch)
+}
+
+// patchTarget is the Rollout a status patch goes to, as the object its
+// answer is decoded into: the whole Rollout, or its metadata only.
+func patchTarget(ns, name string, whole bool) client.Object {
+	meta := metav1.ObjectMeta{Namespace: ns, Name: name}
+	if whole {
+		return &v1alpha1.Rollout{ObjectMeta: meta}
+	}
+	ro := &metav1.PartialObjectMetadata{ObjectMeta: meta}
 	ro.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("Rollout"))
+	return ro
+}
+
+func sendStatusPatch(ctx context.Context, ro client.Object, patch []byte) error {
 	return k8s.Status().Patch(ctx, ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(v1alpha1.FieldManager))
 }
 
